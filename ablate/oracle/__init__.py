@@ -1,0 +1,26 @@
+"""The score-machine oracle (``../shared/ELS_SPEC.md``).
+
+>>> oracle = build_oracle(OracleConfig(machine="els", patch_size=7, boundary="zeros"), train_images)
+>>> x0_hat = oracle.denoise(x_t, alpha_bar)   # [B, C, H, W]
+"""
+from __future__ import annotations
+
+import torch
+
+from ablate.oracle.config import BOUNDARIES, MACHINES, OracleConfig, PatchSchedule, cosine_alpha_bar, nearest_odd
+from ablate.oracle.machines import Oracle
+
+__all__ = ["OracleConfig", "PatchSchedule", "Oracle", "build_oracle", "MACHINES", "BOUNDARIES",
+           "cosine_alpha_bar", "nearest_odd"]
+
+
+def build_oracle(config: OracleConfig, train_images: torch.Tensor, labels: torch.Tensor | None = None,
+                 device: str | torch.device | None = None) -> Oracle:
+    """A score machine over ``train_images`` (float ``[N, C, H, W]`` in [-1, 1]).
+
+    ``labels`` (int ``[N]``) enables conditional denoising; ``device`` defaults
+    to the training images' device (pass ``"cuda"`` to use a GPU).
+    """
+    if not isinstance(config, OracleConfig):
+        raise ValueError(f"config must be an OracleConfig, got {type(config).__name__}")
+    return Oracle(config, train_images, labels, device)

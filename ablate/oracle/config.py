@@ -1,0 +1,166 @@
+"""Typed, frozen configuration of a score machine (``../shared/ELS_SPEC.md`` sections 3-5)."""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Sequence
+
+from ablate.config import check_choice, check_float, check_int
+
+Machine = Literal["ideal", "ls", "els", "es"]
+Boundary = Literal["circular", "zeros"]
+MACHINES = ("ideal", "ls", "els", "es")
+BOUNDARIES = ("circular", "zeros")
+
+
+def nearest_odd(value: float) -> int:
+    """The odd integer nearest ``value`` (ties go up), at least 1."""
+    return max(1, 2 * int(math.floor((value - 1.0) / 2.0 + 0.5)) + 1)
+
+
+def cosine_alpha_bar(t: float) -> float:
+    """The paper's cosine schedule, ``alpha_bar(t) = cos(t / 1.008 * pi / 2)^2``."""
+    return math.cos(t / 1.008 * math.pi / 2.0) ** 2
+
+
+@dataclass(frozen=True)
+class PatchSchedule:
+    """Patch size as a function of the noise level.
+
+    kind ``list``: ``ks[i]`` is used at noise level ``alpha_bars[i]`` (lowest
+    noise first); ``alpha_bars`` defaults to the cosine grid of a ``len(ks)``-step
+    sampler, ``t_i = i / T`` for ``i = 1..T``, so a calibrated schedule of one k per
+    step is just ``PatchSchedule.from_list([...])``. A query at another noise
+    level takes the entry nearest in log signal-to-noise ratio.
+
+    kind ``power``: ``k = nearest_odd(k_min + (k_max - k_min) * (1 - alpha_bar) ** shape)``,
+    rising from ``k_min`` at low noise to ``k_max`` at high noise; ``shape`` < 1
+    grows early, > 1 late. Independent of the sampler's schedule.
+    """
+
+    kind: Literal["list", "power"]
+    ks: tuple[int, ...] = ()
+    alpha_bars: tuple[float, ...] = ()
+    k_min: int = 3
+    k_max: int = 15
+    shape: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_choice("schedule kind", self.kind, ("list", "power"))
+        if self.kind == "list":
+            if not self.ks:
+                raise ValueError("a 'list' patch schedule needs at least one k")
+            for k in self.ks:
+                check_int("schedule k", k, low=1, odd=True)
+            if self.alpha_bars and len(self.alpha_bars) != len(self.ks):
+                raise ValueError(f"schedule has {len(self.ks)} ks but {len(self.alpha_bars)} alpha_bars; "
+                                 "they must pair one to one")
+            for ab in self.alpha_bars:
+                check_float("schedule alpha_bar", ab, low=0.0, high=1.0, low_open=True, high_open=True)
+        else:
+            check_int("k_min", self.k_min, low=1, odd=True)
+            check_int("k_max", self.k_max, low=self.k_min, odd=True)
+            check_float("shape", self.shape, low=0.0, low_open=True)
+
+    @classmethod
+    def from_list(cls, ks: Sequence[int], alpha_bars: Sequence[float] | None = None) -> "PatchSchedule":
+        ks = tuple(int(k) for k in ks)
+        if alpha_bars is None:
+            T = len(ks)
+            alpha_bars = [cosine_alpha_bar(i / T) for i in range(1, T + 1)]
+        return cls(kind="list", ks=ks, alpha_bars=tuple(float(a) for a in alpha_bars))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "PatchSchedule":
+        """Read ``{"k": [...], "alpha_bar": [...]}`` (or a bare list of ks) from JSON."""
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise ValueError(f"cannot read patch schedule {str(path)!r}: {err}") from err
+        if isinstance(data, list):
+            return cls.from_list(data)
+        if not isinstance(data, dict) or "k" not in data:
+            raise ValueError(f"{path}: expected a list of ks or an object with key 'k'")
+        return cls.from_list(data["k"], data.get("alpha_bar"))
+
+    def save(self, path: str | Path, steps: int = 20) -> None:
+        grid = self.alpha_bars or tuple(cosine_alpha_bar(i / steps) for i in range(1, steps + 1))
+        Path(path).write_text(json.dumps({"k": [self.k_at(a) for a in grid], "alpha_bar": list(grid)}, indent=1))
+
+    def k_at(self, alpha_bar: float) -> int:
+        if self.kind == "power":
+            return min(self.k_max, nearest_odd(self.k_min + (self.k_max - self.k_min) * (1 - alpha_bar) ** self.shape))
+        logsnr = math.log(alpha_bar / (1 - alpha_bar))
+        i = min(range(len(self.ks)), key=lambda j: abs(math.log(self.alpha_bars[j] / (1 - self.alpha_bars[j])) - logsnr))
+        return self.ks[i]
+
+    def all_ks(self) -> tuple[int, ...]:
+        if self.kind == "list":
+            return tuple(sorted(set(self.ks)))
+        return tuple(range(self.k_min, self.k_max + 1, 2))
+
+
+@dataclass(frozen=True)
+class OracleConfig:
+    """A score machine and its knobs.
+
+    machine: ``ideal`` (IS), ``ls``, ``els`` or ``es``. patch_size: odd k, or a
+    :class:`PatchSchedule` (ignored by ``ideal`` and ``es``, which compare whole
+    images). boundary: ``circular`` or ``zeros`` (``ls`` and ``els``; ``es`` is
+    circular by definition). shift_radius / stride / position_bandwidth: the
+    partial-equivariance knobs of spec section 5 (``els`` only).
+    dtype: ``float32`` or ``float64``. chunk_bytes: the working-set size of one
+    key chunk. cache_bytes: key sets up to this size are extracted, deduplicated
+    and kept between calls; larger ones are streamed from the training images
+    on every call (memory stays bounded by ``chunk_bytes``). prune_tol: keys
+    whose total softmax weight is provably below this are skipped (0 disables).
+    """
+
+    machine: Machine = "els"
+    patch_size: int | PatchSchedule = 5
+    boundary: Boundary = "zeros"
+    shift_radius: int | None = None
+    stride: int = 1
+    position_bandwidth: float | None = None
+    dtype: Literal["float32", "float64"] = "float32"
+    chunk_bytes: int = 64 * 2**20
+    cache_bytes: int = 3 * 2**30
+    prune_tol: float = 1e-6
+
+    def __post_init__(self) -> None:
+        check_choice("machine", self.machine, MACHINES)
+        check_choice("boundary", self.boundary, BOUNDARIES)
+        check_choice("dtype", self.dtype, ("float32", "float64"))
+        if isinstance(self.patch_size, PatchSchedule):
+            pass
+        else:
+            check_int("patch_size", self.patch_size, low=1, odd=True)
+        check_int("stride", self.stride, low=1)
+        if self.shift_radius is not None:
+            check_int("shift_radius", self.shift_radius, low=0)
+        if self.position_bandwidth is not None:
+            check_float("position_bandwidth", self.position_bandwidth, low=0.0, low_open=True)
+        check_int("chunk_bytes", self.chunk_bytes, low=2**16)
+        check_int("cache_bytes", self.cache_bytes, low=0)
+        check_float("prune_tol", self.prune_tol, low=0.0, high=1e-2)
+        if self.has_knobs and self.machine != "els":
+            raise ValueError(f"shift_radius/stride/position_bandwidth apply to machine 'els' only, "
+                             f"got machine={self.machine!r} (LS is ELS with shift_radius=0)")
+
+    @property
+    def has_knobs(self) -> bool:
+        return self.shift_radius is not None or self.stride > 1 or self.position_bandwidth is not None
+
+    def schedule(self) -> PatchSchedule:
+        if isinstance(self.patch_size, PatchSchedule):
+            return self.patch_size
+        return PatchSchedule(kind="power", k_min=self.patch_size, k_max=self.patch_size)
+
+    def max_patch_size(self, height: int, width: int) -> int:
+        """Largest k the machine allows on ``height x width`` images (spec: bad input)."""
+        if self.machine == "els" and self.boundary == "circular":
+            m = min(height, width)
+            return m if m % 2 else m - 1
+        return 2 * min(height, width) - 1

@@ -1,0 +1,235 @@
+"""The score machines of ``../shared/ELS_SPEC.md``: IS, LS, ELS (and its partial-equivariance
+family) and ES, each returning the posterior mean of the clean image ``x0_hat``.
+
+Every machine is a softmax-weighted average of values over keys with logits
+``(a * <query, Q_j> - a^2 * ||Q_j||^2 / 2) / b2 (+ log count_j + position bias)``,
+where ``a = sqrt(alpha_bar)``, ``b2 = 1 - alpha_bar``, computed by streaming
+log-sum-exp over key chunks (:mod:`ablate.oracle.softmax`).
+"""
+from __future__ import annotations
+
+import torch
+
+from ablate.oracle.config import OracleConfig
+from ablate.oracle.keys import KeySet, build_key_set, centre_index, stream_keys
+from ablate.oracle.patches import Group, offset_table, pad, patches_at, shared_key_groups
+from ablate.oracle.prune import pruned_group_softmax
+from ablate.oracle.softmax import StreamingSoftmax
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def _check_finite(name: str, t: torch.Tensor) -> None:
+    if not torch.isfinite(t).all():
+        raise ValueError(f"{name} contains NaN or inf values; all values must be finite")
+
+
+class Oracle:
+    """A training-free denoiser ``x0_hat = D(x_t, alpha_bar)`` over a fixed training set.
+
+    Build it with :func:`ablate.oracle.build_oracle`. ``train_images`` is float
+    ``[N, C, H, W]`` in [-1, 1]; ``train_labels`` int ``[N]`` enables
+    class-conditional denoising.
+    """
+
+    def __init__(self, config: OracleConfig, train_images: torch.Tensor,
+                 train_labels: torch.Tensor | None = None, device: str | torch.device | None = None) -> None:
+        if not isinstance(train_images, torch.Tensor) or train_images.dim() != 4:
+            raise ValueError("train_images must be a float tensor [N, C, H, W]; got "
+                             f"{type(train_images).__name__} of shape {tuple(getattr(train_images, 'shape', ()))}")
+        if len(train_images) == 0:
+            raise ValueError("train_images is empty; the oracle needs at least one training image")
+        _check_finite("train_images", train_images)
+        self.config = config
+        self.device = torch.device(device) if device is not None else train_images.device
+        self.dtype = _DTYPES[config.dtype]
+        self.images = train_images.to(self.device, self.dtype).contiguous()
+        _, self.C, self.H, self.W = self.images.shape
+        if train_labels is not None:
+            train_labels = torch.as_tensor(train_labels).to(self.device).long()
+            if train_labels.shape != (len(train_images),):
+                raise ValueError(f"train_labels must have shape [{len(train_images)}], got {tuple(train_labels.shape)}")
+        self.labels = train_labels
+        kmax = config.max_patch_size(self.H, self.W)
+        if config.machine in ("ls", "els"):
+            for k in config.schedule().all_ks():
+                if k > kmax:
+                    raise ValueError(f"patch size {k} is too large for machine {config.machine!r} with boundary "
+                                     f"{config.boundary!r} on {self.H}x{self.W} images; allowed: odd k <= {kmax}")
+        self._keysets: dict[tuple, KeySet | None] = {}
+        self._groups: dict[int, list[Group]] = {}
+        self._offsets: dict[int, list] = {}
+
+    # ------------------------------------------------------------------ interface
+    def denoise(self, x_t: torch.Tensor, alpha_bar: float | torch.Tensor,
+                labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Posterior mean of the clean image. x_t ``[B, C, H, W]``; alpha_bar a float or ``[B]``
+        in (0, 1); labels ``[B]`` for class-conditional machines. Returns ``[B, C, H, W]``."""
+        x, ab, labels = self._validate(x_t, alpha_bar, labels)
+        out = torch.empty_like(x)
+        ks = torch.tensor([self.config.schedule().k_at(float(a)) for a in ab], device=self.device)
+        lab = labels if labels is not None else torch.full((len(x),), -1, device=self.device)
+        for key in torch.unique(torch.stack([ks, lab]), dim=1).T:
+            k, label = int(key[0]), int(key[1])
+            sel = torch.nonzero((ks == k) & (lab == label)).flatten()
+            images = self.images if label < 0 else self.images[self.labels == label]
+            out[sel] = self._denoise(x[sel], ab[sel], k, images, label)
+        return out.to(x_t.dtype)
+
+    __call__ = denoise
+
+    # ------------------------------------------------------------------ dispatch
+    def _denoise(self, x, ab, k, images, label):
+        machine = self.config.machine
+        a = ab.sqrt().to(self.dtype)  # a and b2 from float64 alpha_bar: b2 keeps its digits near 1
+        b2 = (1.0 - ab).to(self.dtype)
+        if machine == "ideal":
+            return self._ideal(x, a, b2, images)
+        if machine == "es":
+            return self._equivariant(x, a, b2, images)
+        if machine == "ls" or self.config.has_knobs:
+            return self._position_aware(x, a, b2, k, images, local_only=machine == "ls")
+        return self._shared_keys(x, a, b2, k, images, label)
+
+    def _chunk_rows(self, width: int) -> int:
+        return max(1, self.config.chunk_bytes // (width * self.images.element_size()))
+
+    def _ideal(self, x, a, b2, images):
+        """IS: one key per training image, compared and averaged as whole images."""
+        B = len(x)
+        q = x.reshape(B, -1)
+        state = StreamingSoftmax((B,), q.shape[1], self.dtype, self.device)
+        s1, s2 = (a / b2)[:, None], (a * a / (2 * b2))[:, None]
+        for s in range(0, len(images), self._chunk_rows(max(q.shape[1], B))):
+            z = images[s:s + self._chunk_rows(max(q.shape[1], B))].reshape(-1, q.shape[1])
+            state.add(s1 * (q @ z.T) - s2 * (z * z).sum(1), z)
+        return state.result().reshape(x.shape)
+
+    def _equivariant(self, x, a, b2, images):
+        """ES: the IS machine over every circular shift of every training image, via FFT.
+
+        For image z and shift s, <x, roll(z, s)> is the circular cross-correlation
+        of x and z at s, and sum_s w_s roll(z, s) the circular convolution of w and z.
+        """
+        B, C, H, W = x.shape
+        fx = torch.fft.rfft2(x)
+        state_m = torch.full((B,), float("-inf"), dtype=self.dtype, device=self.device)
+        state_l = torch.zeros(B, dtype=self.dtype, device=self.device)
+        acc = torch.zeros(B, C, H, W, dtype=self.dtype, device=self.device)
+        s1, s2 = (a / b2)[:, None, None, None], (a * a / (2 * b2))[:, None, None, None]
+        step = max(1, self.config.chunk_bytes // (B * H * W * 16))
+        for s in range(0, len(images), step):
+            z = images[s:s + step]
+            fz = torch.fft.rfft2(z)
+            corr = torch.fft.irfft2((fx[:, None] * fz[None].conj()).sum(2), s=(H, W))  # [B, n, H, W]
+            logits = s1 * corr - s2 * (z * z).sum((1, 2, 3))[None, :, None, None]
+            m_new = torch.maximum(state_m, logits.amax(dim=(1, 2, 3)))
+            scale = torch.exp(state_m - m_new)
+            w = torch.exp(logits - m_new[:, None, None, None])
+            state_l = state_l * scale + w.sum((1, 2, 3))
+            fw = torch.fft.rfft2(w)  # [B, n, H, W/2+1]
+            conv = torch.fft.irfft2((fw[:, :, None] * fz[None]).sum(1), s=(H, W))  # [B, C, H, W]
+            acc = acc * scale[:, None, None, None] + conv
+            state_m = m_new
+        return acc / state_l[:, None, None, None]
+
+    def _query_patches(self, x, k, boundary):
+        """Every pixel's patch of x: ``[B, H*W, D]``."""
+        return patches_at(pad(x, k // 2, boundary), k, torch.arange(self.H * self.W, device=self.device), self.W)
+
+    def _shared_keys(self, x, a, b2, k, images, label):
+        """ELS without knobs: the pixels of a group share one key set (one GEMM for all seeds)."""
+        B = len(x)
+        boundary = self.config.boundary
+        q_all = self._query_patches(x, k, boundary)
+        out = torch.empty(B, self.H * self.W, self.C, dtype=self.dtype, device=self.device)
+        groups = self._groups.setdefault(k, shared_key_groups(self.H, self.W, k, boundary))
+        for gi, group in enumerate(groups):
+            qpos = group.query_pos.to(self.device)
+            q = q_all[:, qpos].reshape(-1, q_all.shape[-1])  # [B * P, D], batch-major
+            s1 = (a / b2).repeat_interleave(len(qpos))
+            s2 = (a * a / (2 * b2)).repeat_interleave(len(qpos))
+            keyset = self._keyset(k, images, label, gi, group)
+            if keyset is not None and self.config.prune_tol > 0:
+                res = pruned_group_softmax(q, s1, s2, keyset, self.config.prune_tol, self._chunk_rows(len(q) + 1))
+            else:
+                chunks = keyset.chunks(self._chunk_rows(len(q) + 1)) if keyset is not None else stream_keys(
+                    images, k, boundary, group.key_pos.to(self.device), self.W, self._chunk_rows(q.shape[1] + len(q)))
+                state = StreamingSoftmax((len(q),), self.C, self.dtype, self.device)
+                for keys, values, sq, logc in chunks:
+                    state.add(s1[:, None] * (q @ keys.T) - s2[:, None] * sq + logc, values)
+                res = state.result()
+            out[:, qpos] = res.reshape(B, len(qpos), self.C)
+        return out.permute(0, 2, 1).reshape(B, self.C, self.H, self.W)
+
+    def _keyset(self, k, images, label, gi, group) -> KeySet | None:
+        """The cached, deduplicated keys of a group, or None when they exceed ``cache_bytes``."""
+        cache_key = (k, label, gi)
+        if cache_key not in self._keysets:
+            size = len(images) * len(group.key_pos) * self.C * k * k * self.images.element_size()
+            self._keysets[cache_key] = None if size > self.config.cache_bytes else build_key_set(
+                images, k, self.config.boundary, group.key_pos.to(self.device), self.W,
+                self._chunk_rows(self.C * k * k))
+        return self._keysets[cache_key]
+
+    def _position_aware(self, x, a, b2, k, images, local_only):
+        """LS and ELS with knobs: pixel p sees the keys at its own positions p' (one batched GEMM
+        per relative offset p' - p), plus a per-offset logit bias."""
+        cfg = self.config
+        B, HW, D = len(x), self.H * self.W, self.C * k * k
+        table = self._offsets.get((k, local_only))
+        if table is None:
+            table = offset_table(self.H, self.W, k, cfg.boundary, cfg.shift_radius, cfg.stride,
+                                 cfg.position_bandwidth, local_only)
+            table = [(o.query_pos.to(self.device), o.key_pos.to(self.device), o.bias.to(self.device, self.dtype))
+                     for o in table]
+            self._offsets[(k, local_only)] = table
+        q = self._query_patches(x, k, cfg.boundary).transpose(0, 1)  # [HW, B, D]
+        s1, s2 = (a / b2)[None, :, None], (a * a / (2 * b2))[None, :, None]
+        state = StreamingSoftmax((HW, B), self.C, self.dtype, self.device)
+        everywhere = torch.arange(HW, device=self.device)
+        centre = centre_index(self.C, k).to(self.device)
+        step = max(1, cfg.chunk_bytes // (HW * D * self.images.element_size()))
+        for s in range(0, len(images), step):
+            keys = patches_at(pad(images[s:s + step], k // 2, cfg.boundary), k, everywhere, self.W)  # [n, HW, D]
+            keys = keys.transpose(0, 1).contiguous()  # [HW, n, D]
+            sq = (keys * keys).sum(-1)  # [HW, n]
+            values = keys[..., centre]  # [HW, n, C]
+            for qpos, kpos, bias in table:
+                full = len(qpos) == HW
+                qq = q if full else q[qpos]
+                logits = s1 * torch.bmm(qq, keys[kpos].transpose(1, 2)) - s2 * sq[kpos][:, None, :] + bias[:, None, None]
+                state.add(logits, values[kpos], None if full else qpos)
+        return state.result().permute(1, 2, 0).reshape(B, self.C, self.H, self.W)
+
+    # ------------------------------------------------------------------ validation
+    def _validate(self, x_t, alpha_bar, labels):
+        if not isinstance(x_t, torch.Tensor) or x_t.dim() != 4:
+            raise ValueError(f"x_t must be a tensor [B, C, H, W]; got shape {tuple(getattr(x_t, 'shape', ()))}")
+        if tuple(x_t.shape[1:]) != (self.C, self.H, self.W):
+            raise ValueError(f"x_t has per-image shape {tuple(x_t.shape[1:])} but the training images are "
+                             f"{(self.C, self.H, self.W)}; they must match")
+        if len(x_t) == 0:
+            raise ValueError("x_t is an empty batch; pass at least one image")
+        _check_finite("x_t", x_t)
+        ab = torch.as_tensor(alpha_bar, dtype=torch.float64).to(self.device)
+        if ab.dim() == 0:
+            ab = ab.expand(len(x_t))
+        if ab.shape != (len(x_t),):
+            raise ValueError(f"alpha_bar must be a float or a [B] = [{len(x_t)}] tensor, got shape {tuple(ab.shape)}")
+        if not torch.isfinite(ab).all() or (ab <= 0).any() or (ab >= 1).any():
+            raise ValueError(f"alpha_bar must lie in the open interval (0, 1); got {ab.tolist()}")
+        if labels is not None:
+            if self.labels is None:
+                raise ValueError("labels were given to denoise() but the oracle was built without "
+                                 "train_labels; pass labels to build_oracle for conditional use")
+            labels = torch.as_tensor(labels).to(self.device).long()
+            if labels.dim() == 0:
+                labels = labels.expand(len(x_t))
+            if labels.shape != (len(x_t),):
+                raise ValueError(f"labels must have shape [{len(x_t)}], got {tuple(labels.shape)}")
+            known = set(torch.unique(self.labels).tolist())
+            unknown = set(labels.tolist()) - known
+            if unknown:
+                raise ValueError(f"labels {sorted(unknown)} have no training images; allowed: {sorted(known)}")
+        return x_t.to(self.device, self.dtype), ab, labels

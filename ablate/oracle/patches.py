@@ -1,0 +1,128 @@
+"""Patch extraction and the key positions of each machine (spec sections 2, 4, 5).
+
+Shapes: images ``[n, C, H, W]``; a patch is flattened channel-major to
+``D = C * k * k`` numbers; positions are flat pixel indices ``i * W + j``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+def pad(x: torch.Tensor, d: int, boundary: str) -> torch.Tensor:
+    """Pad ``[n, C, H, W]`` by ``d`` on each side with zeros or circularly."""
+    if d == 0:
+        return x
+    if boundary == "circular":
+        return F.pad(x, (d, d, d, d), mode="circular")
+    return F.pad(x, (d, d, d, d), mode="constant", value=0.0)
+
+
+def patches_at(padded: torch.Tensor, k: int, positions: torch.Tensor, width: int) -> torch.Tensor:
+    """Patches ``[n, P, C*k*k]`` centred on flat ``positions`` ``[P]`` of an image of width ``width``.
+
+    ``padded`` is the image padded by ``k // 2`` (see :func:`pad`); the patch
+    centred on pixel ``(i, j)`` starts at ``(i, j)`` of the padded image.
+    """
+    n, C, Hp, Wp = padded.shape
+    padded = padded.contiguous()
+    s0, s1, s2, s3 = padded.stride()
+    view = padded.as_strided((n, Hp - k + 1, Wp - k + 1, C, k, k), (s0, s2, s3, s1, s2, s3))
+    rows, cols = positions // width, positions % width
+    return view[:, rows, cols].reshape(n, len(positions), C * k * k)
+
+
+def boundary_classes(size: int, d: int) -> torch.Tensor:
+    """Row (or column) class of each coordinate, spec section 4: ``i`` if ``i < d``,
+    ``i - size`` if ``i >= size - d``, else the interior class (encoded as ``size``)."""
+    i = torch.arange(size)
+    return torch.where(i < d, i, torch.where(i >= size - d, i - size, torch.full_like(i, size)))
+
+
+@dataclass(frozen=True)
+class Group:
+    """Queries at pixels ``query_pos`` share the key positions ``key_pos`` (flat indices)."""
+
+    query_pos: torch.Tensor
+    key_pos: torch.Tensor
+
+
+def shared_key_groups(height: int, width: int, k: int, boundary: str) -> list[Group]:
+    """Key-position groups of the ELS machine without knobs.
+
+    circular: one group: every pixel sees the patches lying fully inside the
+    training images. zeros: one group per (row class, column class); a pixel
+    sees the zero-padded patches at positions of its own class.
+    """
+    d = k // 2
+    everything = torch.arange(height * width)
+    rows, cols = everything // width, everything % width
+    if boundary == "circular":
+        inside = (rows >= d) & (rows < height - d) & (cols >= d) & (cols < width - d)
+        return [Group(everything, everything[inside])]
+    rc, cc = boundary_classes(height, d)[rows], boundary_classes(width, d)[cols]
+    code = (rc + height) * (3 * width) + (cc + width)
+    groups = []
+    for value in torch.unique(code):
+        pos = everything[code == value]
+        groups.append(Group(pos, pos))
+    return groups
+
+
+@dataclass(frozen=True)
+class Offset:
+    """One relative key position: pixels ``query_pos`` take keys at ``key_pos`` with logit ``bias``."""
+
+    query_pos: torch.Tensor
+    key_pos: torch.Tensor
+    bias: torch.Tensor  # [P], additive logit, e.g. -|p' - p|^2 / (2 sigma^2)
+
+
+def offset_table(height: int, width: int, k: int, boundary: str, shift_radius: int | None,
+                 stride: int, bandwidth: float | None, local_only: bool = False) -> list[Offset]:
+    """Per-pixel key positions of the position-aware machines (LS and ELS with knobs, spec section 5).
+
+    Keys are the (zero- or circularly-) padded training patches at every
+    position ``p'``; pixel ``p`` keeps those with the same boundary class
+    (zeros), ``|p' - p|_inf <= shift_radius``, ``p' = p (mod stride)``, and adds
+    ``-|p' - p|^2 / (2 bandwidth^2)`` to their logits; distances are on the
+    torus for ``circular``. ``local_only`` gives the LS machine (``p' = p``).
+    """
+    d = k // 2
+    everything = torch.arange(height * width)
+    rows, cols = everything // width, everything % width
+    circular = boundary == "circular"
+    if not circular:
+        rclass, cclass = boundary_classes(height, d), boundary_classes(width, d)
+    if local_only:
+        shifts = [(0, 0)]
+    elif circular:
+        shifts = [(di, dj) for di in range(height) for dj in range(width)]
+    else:
+        shifts = [(di, dj) for di in range(-height + 1, height) for dj in range(-width + 1, width)]
+    table = []
+    for di, dj in shifts:
+        r2, c2 = rows + di, cols + dj
+        if circular:
+            r2, c2 = r2 % height, c2 % width
+            dr = torch.minimum((r2 - rows) % height, (rows - r2) % height)
+            dc = torch.minimum((c2 - cols) % width, (cols - c2) % width)
+            ok = torch.ones_like(rows, dtype=torch.bool)
+        else:
+            ok = (r2 >= 0) & (r2 < height) & (c2 >= 0) & (c2 < width)
+            r2, c2 = r2.clamp(0, height - 1), c2.clamp(0, width - 1)
+            ok &= (rclass[r2] == rclass[rows]) & (cclass[c2] == cclass[cols])
+            dr, dc = (r2 - rows).abs(), (c2 - cols).abs()
+        if shift_radius is not None:
+            ok &= torch.maximum(dr, dc) <= shift_radius
+        if stride > 1:
+            ok &= ((r2 - rows) % stride == 0) & ((c2 - cols) % stride == 0)
+        if not ok.any():
+            continue
+        bias = torch.zeros(int(ok.sum()), dtype=torch.float64)
+        if bandwidth is not None:
+            bias = -(dr[ok] ** 2 + dc[ok] ** 2).double() / (2.0 * bandwidth**2)
+        table.append(Offset(everything[ok], (r2 * width + c2)[ok], bias))
+    return table

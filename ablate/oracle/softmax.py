@@ -1,0 +1,43 @@
+"""Streaming (online) softmax-weighted mean over key chunks: never all logits at once.
+
+For each query q the state is the running maximum logit ``m[q]``, the
+normaliser ``l[q] = sum_j exp(logit_qj - m[q])`` and the numerator
+``acc[q] = sum_j exp(logit_qj - m[q]) * value_j``; adding a chunk rescales the
+old state by ``exp(m_old - m_new)``. The result is ``acc / l``.
+"""
+from __future__ import annotations
+
+import torch
+
+
+class StreamingSoftmax:
+    """State for queries laid out as ``shape`` (e.g. ``[Q]`` or ``[HW, B]``), values of ``channels`` numbers."""
+
+    def __init__(self, shape: tuple[int, ...], channels: int, dtype: torch.dtype, device: torch.device) -> None:
+        self.m = torch.full(shape, float("-inf"), dtype=dtype, device=device)
+        self.l = torch.zeros(shape, dtype=dtype, device=device)
+        self.acc = torch.zeros(shape + (channels,), dtype=dtype, device=device)
+
+    def add(self, logits: torch.Tensor, values: torch.Tensor, index: torch.Tensor | None = None) -> None:
+        """Fold in one chunk.
+
+        logits: ``[*q, n]`` for the queries ``index`` of the state (all when None).
+        values: ``[n, C]`` shared by every query, or ``[P, n, C]`` with logits
+        ``[P, B, n]`` (one key set per pixel, batched matmul).
+        """
+        m_old = self.m if index is None else self.m[index]
+        m_new = torch.maximum(m_old, logits.amax(dim=-1))
+        m_new = torch.where(torch.isfinite(m_new), m_new, torch.zeros_like(m_new))
+        scale = torch.exp(m_old - m_new)
+        p = torch.exp(logits - m_new.unsqueeze(-1))
+        l_new = (self.l if index is None else self.l[index]) * scale + p.sum(dim=-1)
+        a_old = self.acc if index is None else self.acc[index]
+        a_new = a_old * scale.unsqueeze(-1) + torch.matmul(p, values)
+        if index is None:
+            self.m, self.l, self.acc = m_new, l_new, a_new
+        else:
+            self.m[index], self.l[index], self.acc[index] = m_new, l_new, a_new
+
+    def result(self) -> torch.Tensor:
+        """The weighted means ``[*shape, C]``."""
+        return self.acc / self.l.unsqueeze(-1)

@@ -1,0 +1,97 @@
+"""A deliberately naive reference for the score machines: enumerate every key of every pixel
+(spec sections 3-5), materialise all logits, softmax, average. Tiny sizes only."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def patch(img: torch.Tensor, i: int, j: int, k: int, boundary: str) -> torch.Tensor:
+    C, H, W = img.shape
+    d = k // 2
+    out = torch.zeros(C, k, k, dtype=img.dtype)
+    for u in range(-d, d + 1):
+        for v in range(-d, d + 1):
+            ii, jj = i + u, j + v
+            if boundary == "circular":
+                out[:, u + d, v + d] = img[:, ii % H, jj % W]
+            elif 0 <= ii < H and 0 <= jj < W:
+                out[:, u + d, v + d] = img[:, ii, jj]
+    return out.flatten()
+
+
+def row_class(i: int, size: int, d: int):
+    if i < d:
+        return i
+    if i >= size - d:
+        return i - size
+    return "interior"
+
+
+def torus(a: int, b: int, size: int) -> int:
+    return min((a - b) % size, (b - a) % size)
+
+
+def key_positions(p, H, W, k, boundary, machine, radius, stride, sigma):
+    """[(p', bias)] of pixel p."""
+    i, j = p
+    d = k // 2
+    if machine == "ls":
+        return [((i, j), 0.0)]
+    knobs = radius is not None or stride > 1 or sigma is not None
+    out = []
+    for i2 in range(H):
+        for j2 in range(W):
+            if boundary == "circular" and not knobs:
+                if not (d <= i2 < H - d and d <= j2 < W - d):
+                    continue
+            if boundary == "zeros":
+                if row_class(i2, H, d) != row_class(i, H, d) or row_class(j2, W, d) != row_class(j, W, d):
+                    continue
+            if boundary == "circular":
+                di, dj = torus(i2, i, H), torus(j2, j, W)
+            else:
+                di, dj = abs(i2 - i), abs(j2 - j)
+            if radius is not None and max(di, dj) > radius:
+                continue
+            if stride > 1 and ((i2 - i) % stride or (j2 - j) % stride):
+                continue
+            bias = 0.0 if sigma is None else -(di * di + dj * dj) / (2 * sigma * sigma)
+            out.append(((i2, j2), bias))
+    return out
+
+
+def softmax_mean(query, keys, values, biases, a, b2):
+    logits = torch.stack([-((query - a * kk) ** 2).sum() / (2 * b2) + bb for kk, bb in zip(keys, biases)])
+    w = torch.softmax(logits, 0)
+    return (w[:, None] * torch.stack(values)).sum(0)
+
+
+def brute_force(x, alpha_bar, train, machine="els", k=3, boundary="zeros", radius=None, stride=1, sigma=None):
+    """x [B, C, H, W]; returns x0_hat [B, C, H, W] in float64."""
+    x, train = x.double(), train.double()
+    a, b2 = math.sqrt(alpha_bar), 1.0 - alpha_bar
+    B, C, H, W = x.shape
+    out = torch.zeros_like(x)
+    for b in range(B):
+        if machine in ("ideal", "es"):
+            keys = []
+            for z in train:
+                shifts = [(0, 0)] if machine == "ideal" else [(s, t) for s in range(H) for t in range(W)]
+                keys += [torch.roll(z, (s, t), (1, 2)) for s, t in shifts]
+            out[b] = softmax_mean(x[b].flatten(), [kk.flatten() for kk in keys], [kk.flatten() for kk in keys],
+                                  [0.0] * len(keys), a, b2).reshape(C, H, W)
+            continue
+        pad_mode = boundary
+        for i in range(H):
+            for j in range(W):
+                q = patch(x[b], i, j, k, pad_mode)
+                keys, values, biases = [], [], []
+                for (i2, j2), bias in key_positions((i, j), H, W, k, boundary, machine, radius, stride, sigma):
+                    for z in train:
+                        keys.append(patch(z, i2, j2, k, pad_mode))
+                        values.append(z[:, i2, j2])
+                        biases.append(bias)
+                out[b, :, i, j] = softmax_mean(q, keys, values, biases, a, b2)
+    return out
