@@ -111,10 +111,10 @@ class OracleConfig:
     images). boundary: ``circular`` or ``zeros`` (``ls`` and ``els``; ``es`` is
     circular by definition). shift_radius / stride / position_bandwidth: the
     partial-equivariance knobs of spec section 5 (``els`` only).
-    dtype: ``float32`` or ``float64``. chunk_bytes: the working-set size of one
-    key chunk. cache_bytes: key sets up to this size are extracted, deduplicated
+    dtype: ``float32`` or ``float64``. chunk_bytes: the size of one tile of logits
+    or keys (a few MB keeps tiles in cache). cache_bytes: key sets up to this size are extracted, deduplicated
     and kept between calls; larger ones are streamed from the training images
-    on every call (memory stays bounded by ``chunk_bytes``). prune_tol: keys
+    on every call (memory stays bounded by ``16 * chunk_bytes``). prune_tol: keys
     whose total softmax weight is provably below this are skipped (0 disables).
     """
 
@@ -125,7 +125,7 @@ class OracleConfig:
     stride: int = 1
     position_bandwidth: float | None = None
     dtype: Literal["float32", "float64"] = "float32"
-    chunk_bytes: int = 64 * 2**20
+    chunk_bytes: int = 4 * 2**20
     cache_bytes: int = 3 * 2**30
     prune_tol: float = 1e-6
 

@@ -1,8 +1,9 @@
 """Key sets of the shared-key ELS path: extracted once, deduplicated, kept; or streamed.
 
-A key chunk is ``(keys [n, D], values [n, C], sq_norms [n], log_counts [n])``:
-training patches, their centre pixels, ``||Q_j||^2`` and ``log`` of how many
-identical patches the row stands for (``+log(count)`` in the logit is exact).
+A key chunk is ``(augmented keys [n, D + 2], values [n, C])``: training
+patches with ``||Q_j||^2`` and ``log`` of how many identical patches the row
+stands for appended (``+log(count)`` in the logit is exact; see
+:func:`augment_keys`), and their centre pixels.
 """
 from __future__ import annotations
 
@@ -13,7 +14,18 @@ import torch
 
 from ablate.oracle.patches import pad, patches_at
 
-KeyChunk = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+KeyChunk = tuple[torch.Tensor, torch.Tensor]
+
+
+def augment_keys(keys: torch.Tensor, sq_norms: torch.Tensor, log_counts: torch.Tensor) -> torch.Tensor:
+    """``[keys, ||k||^2, log count]`` ``[n, D + 2]``: with queries ``[s1 q, -s2, 1]`` one GEMM gives
+    the logits ``s1 <q, k> - s2 ||k||^2 + log count`` (``s1 = a / b2``, ``s2 = a^2 / (2 b2)``)."""
+    return torch.cat([keys, sq_norms[:, None], log_counts[:, None]], dim=1)
+
+
+def augment_queries(q: torch.Tensor, s1: torch.Tensor, s2: torch.Tensor) -> torch.Tensor:
+    """``[s1 q, -s2, 1]`` ``[Q, D + 2]`` for queries ``q`` ``[Q, D]`` and per-query scales ``[Q]``."""
+    return torch.cat([s1[:, None] * q, -s2[:, None], torch.ones_like(s2)[:, None]], dim=1)
 
 
 def centre_index(channels: int, k: int) -> torch.Tensor:
@@ -31,10 +43,12 @@ class KeySet:
     sq_norms: torch.Tensor    # [n]
     log_counts: torch.Tensor  # [n]
 
+    def __post_init__(self) -> None:
+        self.augmented = augment_keys(self.keys, self.sq_norms, self.log_counts)
+
     def chunks(self, rows: int) -> Iterator[KeyChunk]:
         for s in range(0, len(self.keys), rows):
-            e = s + rows
-            yield self.keys[s:e], self.values[s:e], self.sq_norms[s:e], self.log_counts[s:e]
+            yield self.augmented[s:s + rows], self.values[s:s + rows]
 
 
 def extract_keys(images: torch.Tensor, k: int, boundary: str, positions: torch.Tensor,
@@ -74,4 +88,4 @@ def stream_keys(images: torch.Tensor, k: int, boundary: str, positions: torch.Te
     centre = centre_index(C, k)
     for s in range(0, len(images), step):
         keys = extract_keys(images[s:s + step], k, boundary, positions, width)
-        yield keys, keys[:, centre], (keys * keys).sum(1), torch.zeros(len(keys), dtype=keys.dtype)
+        yield augment_keys(keys, (keys * keys).sum(1), torch.zeros(len(keys), dtype=keys.dtype)), keys[:, centre]

@@ -11,12 +11,14 @@ from __future__ import annotations
 import torch
 
 from ablate.oracle.config import OracleConfig
-from ablate.oracle.keys import KeySet, build_key_set, centre_index, stream_keys
+from ablate.oracle.keys import KeySet, augment_queries, build_key_set, centre_index, stream_keys
 from ablate.oracle.patches import Group, offset_table, pad, patches_at, shared_key_groups
-from ablate.oracle.prune import pruned_group_softmax
+from ablate.oracle.prune import dense_softmax, pruned_group_softmax
 from ablate.oracle.softmax import StreamingSoftmax
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
+PRUNE_MIN_KEYS = 16384  # smaller key sets are cheaper to visit densely than to cluster
+PRUNE_MAX_B2 = 0.1  # above this noise level the bounds almost never skip a cluster (measured on MNIST)
 
 
 def _check_finite(name: str, t: torch.Tensor) -> None:
@@ -150,14 +152,16 @@ class Oracle:
             s1 = (a / b2).repeat_interleave(len(qpos))
             s2 = (a * a / (2 * b2)).repeat_interleave(len(qpos))
             keyset = self._keyset(k, images, label, gi, group)
-            if keyset is not None and self.config.prune_tol > 0:
-                res = pruned_group_softmax(q, s1, s2, keyset, self.config.prune_tol, self._chunk_rows(len(q) + 1))
+            tile = self._chunk_rows(1)  # logits per tile
+            if (keyset is not None and self.config.prune_tol > 0 and len(keyset.keys) >= PRUNE_MIN_KEYS
+                    and float(b2.max()) <= PRUNE_MAX_B2):
+                res = pruned_group_softmax(q, s1, s2, keyset, self.config.prune_tol, tile)
             else:
-                chunks = keyset.chunks(self._chunk_rows(len(q) + 1)) if keyset is not None else stream_keys(
-                    images, k, boundary, group.key_pos.to(self.device), self.W, self._chunk_rows(q.shape[1] + len(q)))
+                rows = max(1, tile // min(len(q), 1024))
+                chunks = keyset.chunks(rows) if keyset is not None else stream_keys(
+                    images, k, boundary, group.key_pos.to(self.device), self.W, rows)
                 state = StreamingSoftmax((len(q),), self.C, self.dtype, self.device)
-                for keys, values, sq, logc in chunks:
-                    state.add(s1[:, None] * (q @ keys.T) - s2[:, None] * sq + logc, values)
+                dense_softmax(state, augment_queries(q, s1, s2), chunks, tile)
                 res = state.result()
             out[:, qpos] = res.reshape(B, len(qpos), self.C)
         return out.permute(0, 2, 1).reshape(B, self.C, self.H, self.W)
@@ -189,7 +193,7 @@ class Oracle:
         state = StreamingSoftmax((HW, B), self.C, self.dtype, self.device)
         everywhere = torch.arange(HW, device=self.device)
         centre = centre_index(self.C, k).to(self.device)
-        step = max(1, cfg.chunk_bytes // (HW * D * self.images.element_size()))
+        step = max(1, 16 * cfg.chunk_bytes // (HW * D * self.images.element_size()))
         for s in range(0, len(images), step):
             keys = patches_at(pad(images[s:s + step], k // 2, cfg.boundary), k, everywhere, self.W)  # [n, HW, D]
             keys = keys.transpose(0, 1).contiguous()  # [HW, n, D]

@@ -17,10 +17,11 @@ from dataclasses import dataclass
 
 import torch
 
-from ablate.oracle.keys import KeySet
+from ablate.oracle.keys import KeySet, augment_keys, augment_queries
 from ablate.oracle.softmax import StreamingSoftmax
 
 DENSE_FRACTION = 0.5  # visit everything densely when bounds keep more than this share of pairs
+QUERY_TILE = 256
 
 
 @dataclass
@@ -48,7 +49,7 @@ def _nearest(points: torch.Tensor, centres: torch.Tensor, rows: int = 65536) -> 
     return torch.cat([(cn - 2 * points[s:s + rows] @ centres.T).argmin(1) for s in range(0, len(points), rows)])
 
 
-def cluster_keys(keyset: KeySet, size: int = 1024) -> Clusters:
+def cluster_keys(keyset: KeySet, size: int = 128) -> Clusters:
     """Sort ``keyset`` in place by k-means cluster (about ``size`` keys each) and return the clusters."""
     n = len(keyset.keys)
     m = max(1, min(4096, n // size))
@@ -58,6 +59,7 @@ def cluster_keys(keyset: KeySet, size: int = 1024) -> Clusters:
     order = torch.argsort(assign, stable=True)
     for name in ("keys", "values", "sq_norms", "log_counts"):
         setattr(keyset, name, getattr(keyset, name)[order].contiguous())
+    keyset.augmented = augment_keys(keyset.keys, keyset.sq_norms, keyset.log_counts)
     assign = assign[order]
     counts = torch.bincount(assign, minlength=m)
     ends = torch.cumsum(counts, 0).tolist()
@@ -88,15 +90,34 @@ def pruned_group_softmax(q: torch.Tensor, s1: torch.Tensor, s2: torch.Tensor, ke
     upper = cl.log_mass - near * near * inv2b2[:, None]          # >= log of the cluster's total mass
     lower = (-(far * far) * inv2b2[:, None]).amax(1, keepdim=True)  # <= log of the partition function
     visit = upper >= lower - math.log(len(cl.bounds) / tol)
-    state = StreamingSoftmax((len(q),), keyset.values.shape[1], q.dtype, q.device)
+    qa = augment_queries(q, s1, s2)
+    C = keyset.values.shape[1]
     if visit.float().mean() > DENSE_FRACTION:
-        for keys, values, sq, logc in keyset.chunks(chunk_rows):
-            state.add(s1[:, None] * (q @ keys.T) - s2[:, None] * sq + logc, values)
+        state = StreamingSoftmax((len(q),), C, q.dtype, q.device)
+        dense_softmax(state, qa, keyset.chunks(max(1, chunk_rows // min(len(q), 1024))), chunk_rows)
         return state.result()
-    for m in torch.nonzero(visit.any(0)).flatten().tolist():
-        idx = torch.nonzero(visit[:, m]).flatten()
-        s, e = cl.bounds[m]
-        keys, values = keyset.keys[s:e], keyset.values[s:e]
-        logits = s1[idx, None] * (q[idx] @ keys.T) - s2[idx, None] * keyset.sq_norms[s:e] + keyset.log_counts[s:e]
-        state.add(logits, values, idx)
-    return state.result()
+    # Tiles of similar queries (sorted by nearest cluster) share most of the clusters they must visit.
+    order = torch.argsort(dc.argmin(1))
+    sizes = torch.tensor([e - s for s, e in cl.bounds], device=q.device)
+    cluster_of_key = torch.repeat_interleave(torch.arange(len(sizes), device=q.device), sizes)
+    out = torch.empty(len(q), C, dtype=q.dtype, device=q.device)
+    for s in range(0, len(q), QUERY_TILE):
+        tile = order[s:s + QUERY_TILE]
+        chosen = visit[tile].any(0)[cluster_of_key]
+        keys, values = keyset.augmented[chosen], keyset.values[chosen]
+        state = StreamingSoftmax((len(tile),), C, q.dtype, q.device)
+        dense_softmax(state, qa[tile], ((keys[r:r + chunk_rows // len(tile)], values[r:r + chunk_rows // len(tile)])
+                                        for r in range(0, len(keys), max(1, chunk_rows // len(tile)))), chunk_rows)
+        out[tile] = state.result()
+    return out
+
+
+def dense_softmax(state: StreamingSoftmax, qa: torch.Tensor, chunks, tile_elems: int) -> None:
+    """Fold every key chunk into ``state`` for augmented queries ``qa [Q, D + 2]``, in tiles of about
+    ``tile_elems`` logits so that each tile stays in cache."""
+    for keys, values in chunks:
+        rows = max(1, tile_elems // max(len(keys), 1))
+        for s in range(0, len(qa), rows):
+            sl = slice(s, s + rows)
+            idx = None if rows >= len(qa) else torch.arange(s, min(s + rows, len(qa)), device=qa.device)
+            state.add(qa[sl] @ keys.T, values, idx)

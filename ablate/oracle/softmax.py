@@ -21,7 +21,8 @@ class StreamingSoftmax:
     def add(self, logits: torch.Tensor, values: torch.Tensor, index: torch.Tensor | None = None) -> None:
         """Fold in one chunk.
 
-        logits: ``[*q, n]`` for the queries ``index`` of the state (all when None).
+        logits: ``[*q, n]`` for the queries ``index`` of the state (all when None);
+        overwritten (the exponentials are computed in place to save memory passes).
         values: ``[n, C]`` shared by every query, or ``[P, n, C]`` with logits
         ``[P, B, n]`` (one key set per pixel, batched matmul).
         """
@@ -29,7 +30,7 @@ class StreamingSoftmax:
         m_new = torch.maximum(m_old, logits.amax(dim=-1))
         m_new = torch.where(torch.isfinite(m_new), m_new, torch.zeros_like(m_new))
         scale = torch.exp(m_old - m_new)
-        p = torch.exp(logits - m_new.unsqueeze(-1))
+        p = logits.sub_(m_new.unsqueeze(-1)).exp_()  # in place: the chunk's logits are consumed
         l_new = (self.l if index is None else self.l[index]) * scale + p.sum(dim=-1)
         a_old = self.acc if index is None else self.acc[index]
         a_new = a_old * scale.unsqueeze(-1) + torch.matmul(p, values)

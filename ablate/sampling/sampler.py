@@ -1,0 +1,112 @@
+"""Samplers: deterministic DDIM and stochastic DDPM, from explicit seeds.
+
+The sampler never owns a model: it calls ``denoiser.denoise(x, alpha_bar, labels)``
+(any object with that method: the oracle, a trained backbone) and applies a
+pure step function, so the oracle and a network can replay the same noise.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Protocol, Sequence
+
+import torch
+
+from ablate.sampling.schedules import get_schedule, time_grid
+
+SAMPLERS = ("ddim", "ddpm")
+
+
+class Denoiser(Protocol):
+    """Noisy image + noise level -> estimate of the clean image.
+
+    x_t ``[B, C, H, W]``; alpha_bar ``[B]`` in (0, 1); labels ``[B]`` or None.
+    Returns x0_hat ``[B, C, H, W]``.
+    """
+
+    def denoise(self, x_t: torch.Tensor, alpha_bar: torch.Tensor,
+                labels: torch.Tensor | None = None) -> torch.Tensor: ...
+
+
+def eps_from_x0(x_t: torch.Tensor, x0_hat: torch.Tensor, alpha_bar: torch.Tensor) -> torch.Tensor:
+    """``eps_hat = (x_t - sqrt(ab) x0_hat) / sqrt(1 - ab)`` (spec section 1); alpha_bar broadcast per image."""
+    ab = alpha_bar.to(x_t.dtype).view(-1, 1, 1, 1)
+    return (x_t - ab.sqrt() * x0_hat) / (1 - ab).sqrt()
+
+
+def ddim_step(x_t: torch.Tensor, x0_hat: torch.Tensor, alpha_bar: torch.Tensor,
+              alpha_bar_prev: torch.Tensor) -> torch.Tensor:
+    """Deterministic DDIM (spec section 6): ``sqrt(ab_prev) x0_hat + sqrt(1 - ab_prev) eps_hat``."""
+    eps = eps_from_x0(x_t, x0_hat, alpha_bar)
+    abp = alpha_bar_prev.to(x_t.dtype).view(-1, 1, 1, 1)
+    return abp.sqrt() * x0_hat + (1 - abp).sqrt() * eps
+
+
+def ddpm_step(x_t: torch.Tensor, x0_hat: torch.Tensor, alpha_bar: torch.Tensor, alpha_bar_prev: torch.Tensor,
+              noise: torch.Tensor) -> torch.Tensor:
+    """Ancestral DDPM: a draw from ``q(x_prev | x_t, x0 = x0_hat)``, the Gaussian posterior with
+    mean ``(sqrt(ab_prev) beta x0 + sqrt(alpha) (1 - ab_prev) x_t) / (1 - ab)`` and variance
+    ``(1 - ab_prev) beta / (1 - ab)``, where ``alpha = ab / ab_prev`` and ``beta = 1 - alpha``."""
+    ab = alpha_bar.to(x_t.dtype).view(-1, 1, 1, 1)
+    abp = alpha_bar_prev.to(x_t.dtype).view(-1, 1, 1, 1)
+    alpha = ab / abp
+    beta = 1 - alpha
+    mean = (abp.sqrt() * beta * x0_hat + alpha.sqrt() * (1 - abp) * x_t) / (1 - ab)
+    var = (1 - abp) * beta / (1 - ab)
+    return mean + var.sqrt() * noise
+
+
+def seed_noise(seeds: Sequence[int], shape: tuple[int, int, int], steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per seed: ``x_T ~ N(0, I)`` ``[B, C, H, W]`` and the DDPM step noise ``[T, B, C, H, W]``,
+    all drawn from ``torch.Generator().manual_seed(seed)`` on the CPU in float64, so any
+    device and dtype replays the same numbers."""
+    xs, zs = [], []
+    for seed in seeds:
+        g = torch.Generator().manual_seed(int(seed))
+        xs.append(torch.randn(shape, generator=g, dtype=torch.float64))
+        zs.append(torch.randn((steps,) + tuple(shape), generator=g, dtype=torch.float64))
+    return torch.stack(xs), torch.stack(zs, dim=1)
+
+
+@dataclass(frozen=True)
+class SampleResult:
+    """samples ``[B, C, H, W]``; x0_hats ``[T, B, C, H, W]`` (denoiser outputs, first step first) and
+    xs ``[T + 1, B, C, H, W]`` (states, x_T first) when the trajectory was kept; alpha_bars ``[T]``."""
+
+    samples: torch.Tensor
+    alpha_bars: torch.Tensor
+    x0_hats: torch.Tensor | None = None
+    xs: torch.Tensor | None = None
+
+
+def sample(denoiser: Denoiser, seeds: Sequence[int], shape: tuple[int, int, int], steps: int = 20,
+           sampler: Literal["ddim", "ddpm"] = "ddim", schedule: str = "cosine",
+           labels: torch.Tensor | None = None, keep_trajectory: bool = False,
+           dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
+           progress: bool = False) -> SampleResult:
+    """Run the reverse process from ``x_T`` of each seed on the grid ``t_i = i / T``."""
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
+    if len(seeds) == 0:
+        raise ValueError("seeds is empty; pass at least one seed")
+    alpha_bar_fn = get_schedule(schedule)
+    ab = alpha_bar_fn(time_grid(steps))  # [T + 1], ab[0] at t = 1, ab[T] = alpha_bar(0)
+    x_T, noise = seed_noise(seeds, shape, steps)
+    x = x_T.to(device, dtype)
+    B = len(seeds)
+    x0s, xs = [], [x]
+    loop = range(steps)
+    if progress:
+        from tqdm.auto import tqdm
+        loop = tqdm(loop, desc=f"{sampler} sampling", unit="step", leave=False)
+    for i in loop:
+        a_t, a_prev = ab[i].expand(B), ab[i + 1].expand(B)
+        x0_hat = denoiser.denoise(x, a_t.to(device), labels).to(dtype)
+        if sampler == "ddim":
+            x = ddim_step(x, x0_hat, a_t.to(device), a_prev.to(device))
+        else:
+            x = ddpm_step(x, x0_hat, a_t.to(device), a_prev.to(device), noise[i].to(device, dtype))
+        if keep_trajectory:
+            x0s.append(x0_hat)
+            xs.append(x)
+    return SampleResult(x, ab[:-1].clone(), torch.stack(x0s) if keep_trajectory else None,
+                        torch.stack(xs) if keep_trajectory else None)

@@ -1,0 +1,193 @@
+"""The oracle against a brute-force reference and against answers known from the theory."""
+import json
+
+import pytest
+import torch
+
+from ablate.oracle import OracleConfig, PatchSchedule, build_oracle
+from ablate.oracle.baseline import straightforward_els
+from brute_force import brute_force
+
+KNOBS = [dict(), dict(shift_radius=1), dict(stride=2), dict(position_bandwidth=1.5),
+         dict(shift_radius=2, stride=2, position_bandwidth=0.7)]
+
+
+def oracle(train, labels=None, **kw):
+    kw.setdefault("dtype", "float64")
+    return build_oracle(OracleConfig(**kw), train, labels)
+
+
+@pytest.mark.parametrize("boundary", ["zeros", "circular"])
+@pytest.mark.parametrize("k", [1, 3, 5])
+@pytest.mark.parametrize("knobs", KNOBS, ids=lambda d: ",".join(f"{a}={b}" for a, b in d.items()) or "plain")
+def test_els_matches_brute_force(tiny_train, boundary, k, knobs):
+    train, _ = tiny_train
+    x = torch.randn(2, 2, 6, 5, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    for ab in (0.3, 0.97):
+        ref = brute_force(x, ab, train, "els", k, boundary, knobs.get("shift_radius"), knobs.get("stride", 1),
+                          knobs.get("position_bandwidth"))
+        got = oracle(train, machine="els", patch_size=k, boundary=boundary, **knobs).denoise(x, ab)
+        assert torch.allclose(got, ref, atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("case", [dict(machine="ideal"), dict(machine="es"), dict(machine="ls", k=3),
+                                  dict(machine="ls", k=5, boundary="circular"), dict(machine="ls", k=9)])
+def test_other_machines_match_brute_force(tiny_train, case):
+    train, _ = tiny_train
+    x = torch.randn(2, 2, 6, 5, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    boundary, k = case.get("boundary", "zeros"), case.get("k", 3)
+    ref = brute_force(x, 0.6, train, case["machine"], k, boundary)
+    got = oracle(train, machine=case["machine"], patch_size=k, boundary=boundary).denoise(x, 0.6)
+    assert torch.allclose(got, ref, atol=1e-10, rtol=0)
+
+
+def test_streamed_keys_equal_cached_keys(tiny_train):
+    train, _ = tiny_train
+    x = torch.randn(3, 2, 6, 5, dtype=torch.float64)
+    cached = oracle(train, patch_size=3, boundary="zeros").denoise(x, 0.5)
+    streamed = oracle(train, patch_size=3, boundary="zeros", cache_bytes=0, chunk_bytes=2**16).denoise(x, 0.5)
+    assert torch.allclose(cached, streamed, atol=1e-12)
+
+
+@pytest.fixture(scope="module")
+def mnist14():
+    from ablate.data import load_dataset
+    return load_dataset("mnist5k", n=300, image_size=14)
+
+
+@pytest.mark.parametrize("boundary", ["zeros", "circular"])
+def test_dedup_and_pruning_stay_within_1e4_of_straightforward(mnist14, boundary):
+    """Merged duplicates (+log count) and skipped clusters keep float32 results within 1e-4."""
+    x0 = mnist14.heldout[:4]
+    g = torch.Generator().manual_seed(3)
+    for ab, k in ((0.995, 3), (0.6, 5), (0.1, 9)):
+        x_t = ab ** 0.5 * x0 + (1 - ab) ** 0.5 * torch.randn(x0.shape, generator=g)
+        ref = straightforward_els(x_t, ab, mnist14.train, k, boundary)
+        fast = build_oracle(OracleConfig(patch_size=k, boundary=boundary), mnist14.train).denoise(x_t, ab)
+        assert (fast - ref).abs().max() < 1e-4
+
+
+def test_pruning_is_exercised_and_exact(mnist14, monkeypatch):
+    """At low noise the bounds skip clusters; the answer equals the unpruned one."""
+    from ablate.oracle import machines, prune
+    monkeypatch.setattr(machines, "PRUNE_MIN_KEYS", 0)
+    x_t = 0.999 ** 0.5 * mnist14.heldout[:4] + 0.001 ** 0.5 * torch.randn(4, 1, 14, 14)
+    o = build_oracle(OracleConfig(patch_size=3, boundary="circular"), mnist14.train)
+    calls = []
+    original = prune.dense_softmax
+    monkeypatch.setattr(prune, "dense_softmax",
+                        lambda state, qa, *a: (calls.append(len(qa)), original(state, qa, *a))[1])
+    pruned = o.denoise(x_t, 0.999)
+    monkeypatch.undo()
+    assert calls and max(calls) <= prune.QUERY_TILE  # the tiled (pruned) path ran, not the dense one
+    dense = build_oracle(OracleConfig(patch_size=3, boundary="circular", prune_tol=0), mnist14.train).denoise(x_t, 0.999)
+    assert (pruned - dense).abs().max() < 1e-4
+
+
+# ---------------------------------------------------------------- known answers from the theory
+def test_tiny_noise_returns_training_image(tiny_train):
+    train, _ = tiny_train
+    ab = 1 - 1e-6
+    x_t = ab ** 0.5 * train[1:2] + (1 - ab) ** 0.5 * torch.randn(1, 2, 6, 5)
+    for machine, k in (("ideal", 1), ("ls", 3), ("els", 3)):
+        out = oracle(train, machine=machine, patch_size=k).denoise(x_t.double(), ab)
+        assert torch.allclose(out, train[1:2].double(), atol=1e-6), machine
+
+
+def test_circular_els_is_shift_equivariant(tiny_train):
+    train, _ = tiny_train
+    o = oracle(train, patch_size=3, boundary="circular")
+    x = torch.randn(2, 2, 6, 5, dtype=torch.float64)
+    shifted = o.denoise(torch.roll(x, (2, 1), (2, 3)), 0.4)
+    assert torch.allclose(shifted, torch.roll(o.denoise(x, 0.4), (2, 1), (2, 3)), atol=1e-12)
+
+
+def test_zero_boundary_knob_limits(tiny_train):
+    train, _ = tiny_train
+    x = torch.randn(2, 2, 6, 5, dtype=torch.float64)
+    els = oracle(train, patch_size=3).denoise(x, 0.5)
+    ls = oracle(train, machine="ls", patch_size=3).denoise(x, 0.5)
+    assert torch.allclose(oracle(train, patch_size=3, shift_radius=0).denoise(x, 0.5), ls, atol=1e-12)
+    assert torch.allclose(oracle(train, patch_size=3, shift_radius=6).denoise(x, 0.5), els, atol=1e-12)
+    assert torch.allclose(oracle(train, patch_size=3, stride=1).denoise(x, 0.5), els, atol=1e-12)
+    assert torch.allclose(oracle(train, patch_size=3, position_bandwidth=1e6).denoise(x, 0.5), els, atol=1e-9)
+    assert torch.allclose(oracle(train, patch_size=3, position_bandwidth=1e-3).denoise(x, 0.5), ls, atol=1e-9)
+    assert not torch.allclose(els, ls, atol=1e-3)  # the limits are different machines
+
+
+def test_ls_with_whole_image_patches_is_ideal():
+    train = torch.rand(4, 1, 5, 5, dtype=torch.float64) * 2 - 1
+    x = torch.randn(2, 1, 5, 5, dtype=torch.float64)
+    ls = oracle(train, machine="ls", patch_size=9).denoise(x, 0.3)
+    assert torch.allclose(ls, oracle(train, machine="ideal").denoise(x, 0.3), atol=1e-10)
+
+
+def test_es_returns_nearest_circular_shift():
+    z = torch.rand(1, 1, 5, 6, dtype=torch.float64) * 2 - 1
+    ab = 1 - 1e-5
+    target = torch.roll(z, (3, 2), (2, 3))
+    x_t = ab ** 0.5 * target + (1 - ab) ** 0.5 * 0.1 * torch.randn_like(target)
+    assert torch.allclose(oracle(z, machine="es").denoise(x_t, ab), target, atol=1e-6)
+
+
+def test_conditional_restricts_to_class(tiny_train):
+    train, labels = tiny_train
+    o = oracle(train, labels, machine="ideal")
+    x = torch.zeros(2, 2, 6, 5, dtype=torch.float64)
+    out = o.denoise(x, 0.5, labels=torch.tensor([1, 0]))
+    assert torch.allclose(out[0], train[1].double())  # class 1 has a single image
+    only0 = oracle(train[labels == 0], machine="ideal").denoise(x[1:], 0.5)
+    assert torch.allclose(out[1:], only0)
+
+
+def test_patch_schedule_picks_k_per_noise_level(tiny_train, tmp_path):
+    train, _ = tiny_train
+    sched = PatchSchedule.from_list([1, 3, 3, 5])
+    path = tmp_path / "schedule.json"
+    sched.save(path, steps=4)
+    loaded = PatchSchedule.load(path)
+    assert [loaded.k_at(a) for a in sched.alpha_bars] == [1, 3, 3, 5]
+    assert json.loads(path.read_text())["k"] == [1, 3, 3, 5]
+    x = torch.randn(2, 2, 6, 5, dtype=torch.float64)
+    ab = torch.tensor([sched.alpha_bars[0], sched.alpha_bars[3]], dtype=torch.float64)
+    out = oracle(train, patch_size=loaded).denoise(x, ab)
+    assert torch.allclose(out[0], oracle(train, patch_size=1).denoise(x[:1], ab[0])[0], atol=1e-12)
+    assert torch.allclose(out[1], oracle(train, patch_size=5).denoise(x[1:], ab[1])[0], atol=1e-12)
+    power = PatchSchedule("power", k_min=3, k_max=15, shape=1.0)
+    assert power.k_at(0.999) == 3 and power.k_at(1e-4) == 15
+
+
+# ---------------------------------------------------------------- bad input
+@pytest.mark.parametrize("kw, message", [
+    (dict(patch_size=4), "odd"), (dict(patch_size=0), "too small"), (dict(machine="gls"), "machine"),
+    (dict(boundary="reflect"), "boundary"), (dict(stride=0), "stride"), (dict(shift_radius=-1), "shift_radius"),
+    (dict(position_bandwidth=0.0), "position_bandwidth"), (dict(machine="ls", shift_radius=1), "'els' only"),
+])
+def test_invalid_config_is_a_clear_error(kw, message):
+    with pytest.raises(ValueError, match=message):
+        OracleConfig(**kw)
+
+
+def test_invalid_inputs_are_clear_errors(tiny_train):
+    train, labels = tiny_train
+    with pytest.raises(ValueError, match="allowed: odd k <= 5"):
+        build_oracle(OracleConfig(patch_size=7, boundary="circular"), train)
+    with pytest.raises(ValueError, match="allowed: odd k <= 9"):
+        build_oracle(OracleConfig(machine="ls", patch_size=11), train)
+    with pytest.raises(ValueError, match="empty"):
+        build_oracle(OracleConfig(), train[:0])
+    o = build_oracle(OracleConfig(patch_size=3), train)
+    x = torch.randn(1, 2, 6, 5)
+    for ab in (0.0, 1.0, 1.5, float("nan")):
+        with pytest.raises(ValueError, match=r"\(0, 1\)"):
+            o.denoise(x, ab)
+    with pytest.raises(ValueError, match="must match"):
+        o.denoise(torch.randn(1, 1, 6, 5), 0.5)
+    with pytest.raises(ValueError, match="NaN"):
+        o.denoise(x.clone().fill_(float("nan")), 0.5)
+    with pytest.raises(ValueError, match="train_labels"):
+        o.denoise(x, 0.5, labels=torch.tensor([0]))
+    with pytest.raises(ValueError, match="no training images"):
+        build_oracle(OracleConfig(patch_size=3), train, labels).denoise(x, 0.5, labels=torch.tensor([7]))
+    with pytest.raises(ValueError, match="NaN"):
+        build_oracle(OracleConfig(), torch.full((1, 1, 4, 4), float("nan")))
