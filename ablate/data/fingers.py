@@ -9,9 +9,9 @@ locally.
 
 Geometry (in units of the image size S): palm radius 0.15 S, finger
 half-width 0.04 S, finger reach 0.30..0.42 S from the palm centre, adjacent
-fingers at least 40 degrees apart. The finger counter cuts a disc of 1.5 palm
+fingers at least 40 degrees apart. The finger counter cuts a disc of 1.7 palm
 radii around the palm centre; outside it adjacent fingers never touch after
-thresholding, for any S >= 26 (checked on thousands of hands in the tests).
+thresholding, for any S >= 28 (checked on thousands of hands in the tests).
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ PALM = 0.15
 HALF_WIDTH = 0.04
 REACH = (0.30, 0.42)
 MIN_GAP_DEG = 40.0
-CUT = 1.5  # counter's cut radius, in palm radii
+CUT = 1.7  # counter's cut radius, in palm radii
 
 
 def _capsule_distance(px, py, x0, y0, x1, y1):
@@ -58,8 +58,8 @@ def make_fingers(n: int, size: int = 28, fingers: int = 5, seed: int = 0) -> tor
     """``n`` hands with exactly ``fingers`` fingers: float32 ``[n, 1, size, size]`` in [-1, 1]."""
     if n < 0:
         raise ValueError(f"n={n} must be >= 0")
-    if size < 26:
-        raise ValueError(f"size={size} is too small to draw separable fingers; allowed: >= 26")
+    if size < 28:
+        raise ValueError(f"size={size} is too small to draw separable fingers; allowed: >= 28")
     if not 1 <= fingers <= 7:
         raise ValueError(f"fingers={fingers} is not allowed; choose 1..7 (more do not fit at 40 degree spacing)")
     rng = np.random.default_rng(seed)
