@@ -1,0 +1,121 @@
+"""Oracle speed and exactness against the straightforward streaming formulation, in one run.
+
+Prints, for each boundary and patch size, the median seconds of one denoising
+step (batch of seeds) for the oracle and for the baseline
+(:func:`ablate.oracle.baseline.straightforward_els`: one seed at a time, one
+GEMM per key chunk, then exp and weighted sum), their ratio and the max abs
+deviation; then a full DDIM sample with a rising patch-size schedule, timed
+and compared the same way; then (``--rss``) the peak RSS of one k=27 step in a
+fresh process.
+
+    python benchmarks/oracle.py                    # N = 5000, 28x28 (the issue's setting; long)
+    python benchmarks/oracle.py --n 500 --reps 3   # a quick look
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+from ablate.data import load_dataset
+from ablate.oracle import OracleConfig, PatchSchedule, build_oracle
+from ablate.oracle.baseline import straightforward_els
+from ablate.sampling import sample
+from ablate.sampling.schedules import cosine
+
+SCHEDULE = PatchSchedule("power", k_min=3, k_max=15, shape=1.0)
+
+
+def noise_for(k: int) -> float:
+    """The noise level at which the rising schedule uses k (the median of its grid points)."""
+    grid = cosine(torch.arange(20, 0, -1, dtype=torch.float64) / 20).tolist()
+    hits = [a for a in grid if SCHEDULE.k_at(a) == k] or [min(grid, key=lambda a: abs(SCHEDULE.k_at(a) - k))]
+    return statistics.median(hits)
+
+
+class Baseline:
+    """The straightforward formulation behind the denoiser interface, following the same schedule."""
+
+    def __init__(self, train, boundary):
+        self.train, self.boundary = train, boundary
+
+    def denoise(self, x_t, alpha_bar, labels=None):
+        ab = float(alpha_bar[0])
+        return straightforward_els(x_t, ab, self.train, SCHEDULE.k_at(ab), self.boundary)
+
+
+def timed(fn, reps):
+    times, out = [], None
+    for _ in range(reps):
+        start = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--n", type=int, default=5000)
+    p.add_argument("--image-size", type=int, default=28)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--ks", default="3,5,7,11,15")
+    p.add_argument("--boundaries", default="zeros,circular")
+    p.add_argument("--reps", type=int, default=3, help="repetitions of each oracle step (median)")
+    p.add_argument("--baseline-reps", type=int, default=1)
+    p.add_argument("--skip-steps", action="store_true")
+    p.add_argument("--skip-sample", action="store_true")
+    p.add_argument("--rss", action="store_true", help="also measure peak RSS of a k=27 step (fresh process)")
+    p.add_argument("--rss-child", action="store_true", help=argparse.SUPPRESS)
+    a = p.parse_args()
+    data = load_dataset("mnist5k", n=a.n, image_size=a.image_size if a.image_size != 28 else None)
+    train = data.train
+    x0 = data.heldout[: a.batch]
+    g = torch.Generator().manual_seed(0)
+    if a.rss_child:
+        import resource
+        o = build_oracle(OracleConfig(patch_size=27, boundary="zeros"), train)
+        o.denoise(0.5 ** 0.5 * x0 + 0.5 ** 0.5 * torch.randn(x0.shape, generator=g), 0.5)
+        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        return
+    print(f"mnist5k N={len(train)} {a.image_size}x{a.image_size}, batch {a.batch}, torch threads "
+          f"{torch.get_num_threads()}", flush=True)
+    if not a.skip_steps:
+        print(f"{'boundary':9} {'k':>3} {'alpha_bar':>9} {'oracle s':>9} {'first s':>8} {'baseline s':>10} "
+              f"{'ratio':>6} {'max|dev|':>9}", flush=True)
+        for boundary in a.boundaries.split(","):
+            for k in map(int, a.ks.split(",")):
+                ab = noise_for(k)
+                x_t = ab ** 0.5 * x0 + (1 - ab) ** 0.5 * torch.randn(x0.shape, generator=g)
+                oracle = build_oracle(OracleConfig(patch_size=k, boundary=boundary), train)
+                first, _ = timed(lambda: oracle.denoise(x_t, ab), 1)  # includes key extraction/dedup/clustering
+                t_or, out = timed(lambda: oracle.denoise(x_t, ab), a.reps)
+                t_bl, ref = timed(lambda: straightforward_els(x_t, ab, train, k, boundary), a.baseline_reps)
+                print(f"{boundary:9} {k:3d} {ab:9.4f} {t_or:9.2f} {first:8.2f} {t_bl:10.2f} {t_bl / t_or:6.1f} "
+                      f"{(out - ref).abs().max().item():9.1e}", flush=True)
+    if not a.skip_sample:
+        seeds = list(range(a.batch))
+        shape = tuple(train.shape[1:])
+        for boundary in a.boundaries.split(","):
+            oracle = build_oracle(OracleConfig(patch_size=SCHEDULE, boundary=boundary), train)
+            t_or, fast = timed(lambda: sample(oracle, seeds, shape, steps=20).samples, 1)
+            t_bl, ref = timed(lambda: sample(Baseline(train, boundary), seeds, shape, steps=20).samples, 1)
+            print(f"20-step DDIM, {len(seeds)} seeds, k 3->15, {boundary}: oracle {t_or:.1f} s (cold, incl. key "
+                  f"preparation), baseline {t_bl:.1f} s, ratio {t_bl / t_or:.1f}x, max|dev| "
+                  f"{(fast - ref).abs().max().item():.1e}", flush=True)
+    if a.rss:
+        out = subprocess.run([sys.executable, __file__, "--rss-child", "--n", str(a.n), "--batch", str(a.batch),
+                              "--image-size", str(a.image_size)], capture_output=True, text=True, check=True)
+        base = subprocess.run([sys.executable, "-c", "import resource, torch, ablate.oracle, ablate.data;"
+                               "from ablate.data import load_dataset; load_dataset('mnist5k');"
+                               "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"],
+                              capture_output=True, text=True, check=True)
+        print(f"peak RSS, k=27 zeros step, N={a.n}: {float(out.stdout):.0f} MB "
+              f"(interpreter + torch + data alone: {float(base.stdout):.0f} MB)", flush=True)
+
+
+if __name__ == "__main__":
+    main()
