@@ -21,7 +21,7 @@ import time
 
 import torch
 
-from ablate.data import load_dataset
+from ablate.data import DataConfig, load_dataset
 from ablate.oracle import OracleConfig, PatchSchedule, build_oracle
 from ablate.oracle.baseline import straightforward_els
 from ablate.sampling import sample
@@ -71,9 +71,11 @@ def main() -> None:
     p.add_argument("--rss", action="store_true", help="also measure peak RSS of a k=27 step (fresh process)")
     p.add_argument("--rss-child", action="store_true", help=argparse.SUPPRESS)
     a = p.parse_args()
-    data = load_dataset("mnist5k", n=a.n, image_size=a.image_size if a.image_size != 28 else None)
-    train = data.train
-    x0 = data.heldout[: a.batch]
+    full = DataConfig(name="mnist5k", image_size=a.image_size if a.image_size != 28 else None, heldout_fraction=0.0)
+    everything = load_dataset(full).train  # all 5,000 digits, class-balanced subsets below that
+    train = everything if a.n >= len(everything) else load_dataset(
+        DataConfig(name="mnist5k", n=a.n, image_size=full.image_size)).train
+    x0 = everything[-a.batch:].transpose(2, 3)  # transposed digits: realistic strokes, never a training image
     g = torch.Generator().manual_seed(0)
     if a.rss_child:
         import resource
@@ -110,7 +112,7 @@ def main() -> None:
         out = subprocess.run([sys.executable, __file__, "--rss-child", "--n", str(a.n), "--batch", str(a.batch),
                               "--image-size", str(a.image_size)], capture_output=True, text=True, check=True)
         base = subprocess.run([sys.executable, "-c", "import resource, torch, ablate.oracle, ablate.data;"
-                               "from ablate.data import load_dataset; load_dataset('mnist5k');"
+                               "from ablate.data import DataConfig, load_dataset; load_dataset('mnist5k');"
                                "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"],
                               capture_output=True, text=True, check=True)
         print(f"peak RSS, k=27 zeros step, N={a.n}: {float(out.stdout):.0f} MB "

@@ -145,7 +145,9 @@ class Oracle:
         boundary = self.config.boundary
         q_all = self._query_patches(x, k, boundary)
         out = torch.empty(B, self.H * self.W, self.C, dtype=self.dtype, device=self.device)
-        groups = self._groups.setdefault(k, shared_key_groups(self.H, self.W, k, boundary))
+        if k not in self._groups:
+            self._groups[k] = shared_key_groups(self.H, self.W, k, boundary)
+        groups = self._groups[k]
         for gi, group in enumerate(groups):
             qpos = group.query_pos.to(self.device)
             q = q_all[:, qpos].reshape(-1, q_all.shape[-1])  # [B * P, D], batch-major
