@@ -102,8 +102,9 @@ class Oracle:
         q = x.reshape(B, -1)
         state = StreamingSoftmax((B,), q.shape[1], self.dtype, self.device)
         s1, s2 = (a / b2)[:, None], (a * a / (2 * b2))[:, None]
-        for s in range(0, len(images), self._chunk_rows(max(q.shape[1], B))):
-            z = images[s:s + self._chunk_rows(max(q.shape[1], B))].reshape(-1, q.shape[1])
+        rows = self._chunk_rows(max(q.shape[1], B))
+        for s in range(0, len(images), rows):
+            z = images[s:s + rows].reshape(-1, q.shape[1])
             state.add(s1 * (q @ z.T) - s2 * (z * z).sum(1), z)
         return state.result().reshape(x.shape)
 

@@ -78,9 +78,8 @@ def pruned_group_softmax(q: torch.Tensor, s1: torch.Tensor, s2: torch.Tensor, ke
     if not hasattr(keyset, "clusters"):
         keyset.clusters = cluster_keys(keyset)  # type: ignore[attr-defined]
     cl: Clusters = keyset.clusters  # type: ignore[attr-defined]
-    a = 2 * s2 / s1  # a = (a^2 / 2b2) / (a / b2) * 2
-    inv2b2 = s1 / a  # 1 / b2 ... times 1/2 below
-    inv2b2 = inv2b2 / 2
+    a = 2 * s2 / s1       # sqrt(alpha_bar), recovered from the two scales
+    inv2b2 = s1 / (2 * a)  # 1 / (2 b2)
     qn = (q * q).sum(1)
     # ||q - a c||^2 for every (query, cluster)
     dc2 = (qn[:, None] - 2 * a[:, None] * (q @ cl.centres.T) + (a * a)[:, None] * (cl.centres ** 2).sum(1)).clamp_min(0)
