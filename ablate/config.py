@@ -58,3 +58,68 @@ def from_dict(cls: type[T], values: Mapping[str, Any]) -> T:
 def to_dict(config: Any) -> dict[str, Any]:
     """A plain, YAML/JSON-serialisable dict of a (nested) config dataclass."""
     return dataclasses.asdict(config)
+
+
+def build_config(cls: type[T], values: Mapping[str, Any] | None, where: str = "") -> T:
+    """Build a (nested) frozen config dataclass from plain data (YAML/JSON), recursively.
+
+    Fields whose type is itself a config dataclass take a mapping; lists become
+    tuples where the field is a tuple. An unknown key is an error that names the
+    nearest valid one, with its dotted path (e.g. ``model.widht``).
+    """
+    import typing
+
+    values = dict(values or {})
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        path = f"{where}{key}"
+        if key not in fields:
+            near = difflib.get_close_matches(str(key), sorted(fields), n=1)
+            hint = f"; did you mean {where + near[0]!r}?" if near else ""
+            raise ValueError(f"unknown config key {path!r}{hint} Valid keys here: {', '.join(sorted(fields))}")
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            if not isinstance(value, Mapping):
+                raise ValueError(f"config key {path!r} takes a mapping of {hint.__name__} fields, got {value!r}")
+            value = build_config(hint, value, f"{path}.")
+        elif isinstance(value, list) and "tuple" in str(hint):
+            value = tuple(value)
+        elif isinstance(value, str) and "float" in str(hint):
+            value = _yaml_float(value)
+        kwargs[key] = value
+    return cls(**kwargs)  # type: ignore[call-arg]
+
+
+def apply_overrides(values: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Apply ``key.sub=value`` overrides (values parsed as YAML: ``3``, ``1e-3``, ``[3, 5]``,
+    ``null``) to a nested plain dict, returning a new dict."""
+    import copy
+
+    import yaml
+
+    out = copy.deepcopy(dict(values))
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} must look like key=value (e.g. model.depth=8)")
+        key, raw = item.split("=", 1)
+        if not key:
+            raise ValueError(f"override {item!r} has an empty key")
+        node = out
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"override {item!r}: {part!r} is not a section")
+        value = yaml.safe_load(raw)
+        node[parts[-1]] = _yaml_float(value) if isinstance(value, str) else value
+    return out
+
+
+def _yaml_float(text: str) -> Any:
+    """YAML 1.1 reads ``1e-3`` (no dot) as a string; take it as the number it means."""
+    try:
+        return float(text)
+    except ValueError:
+        return text

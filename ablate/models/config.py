@@ -1,0 +1,79 @@
+"""Typed, frozen configuration of a diffusion backbone."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from ablate.config import check_choice, check_int
+
+BACKBONES = ("resnet", "unet", "unet_attn")
+PADDINGS = ("zeros", "circular")
+NORMS = ("none", "group")
+
+
+@dataclass(frozen=True)
+class BackboneConfig:
+    """A noise-predicting backbone.
+
+    name: ``resnet`` (the paper's minimal ResNet: up-projection conv, ``depth``
+    residual 3x3 conv layers with the noise-level (and class) embedding added
+    before each, down-projection conv), ``unet`` (``depth`` = D max-pool /
+    transposed-conv stages with skip connections) or ``unet_attn`` (the same
+    UNet with self-attention at every resolution below the input's).
+    width: channels of the ResNet, or of the UNet's first stage.
+    stage_widths: the UNet's channels per stage, ``D + 1`` numbers (default
+    ``width * 2**level``). padding: ``zeros`` or ``circular``, used by every
+    conv. norm: ``none`` (the paper's default: keeps every layer local) or
+    ``group`` (GroupNorm with ``groups`` groups; note that its statistics are
+    global, so it weakens locality). emb_dim: size of the noise-level
+    embedding. heads: attention heads (``unet_attn``).
+    """
+
+    name: Literal["resnet", "unet", "unet_attn"] = "resnet"
+    depth: int = 6
+    width: int = 32
+    stage_widths: tuple[int, ...] = ()
+    padding: Literal["zeros", "circular"] = "zeros"
+    norm: Literal["none", "group"] = "none"
+    groups: int = 8
+    emb_dim: int = 128
+    heads: int = 4
+
+    def __post_init__(self) -> None:
+        check_choice("backbone", self.name, BACKBONES)
+        check_choice("padding", self.padding, PADDINGS)
+        check_choice("norm", self.norm, NORMS)
+        check_int("depth", self.depth, low=1 if self.name != "resnet" else 0, high=64)
+        check_int("width", self.width, low=1)
+        check_int("groups", self.groups, low=1)
+        check_int("emb_dim", self.emb_dim, low=2)
+        check_int("heads", self.heads, low=1)
+        if self.name != "resnet" and self.stage_widths and len(self.stage_widths) != self.depth + 1:
+            raise ValueError(f"stage_widths has {len(self.stage_widths)} entries but a UNet of depth "
+                             f"{self.depth} has {self.depth + 1} stages; give {self.depth + 1} widths or none")
+        for w in self.widths:
+            check_int("stage width", w, low=1)
+            if self.norm == "group" and w % self.groups:
+                raise ValueError(f"width {w} is not divisible by groups={self.groups}; GroupNorm needs "
+                                 f"every width to be a multiple of the group count")
+            if self.name == "unet_attn" and w % self.heads:
+                raise ValueError(f"width {w} is not divisible by heads={self.heads}; attention needs "
+                                 f"every width to be a multiple of the head count")
+
+    @property
+    def widths(self) -> tuple[int, ...]:
+        """Channels per stage: one entry for the ResNet, ``D + 1`` for the UNets."""
+        if self.name == "resnet":
+            return (self.width,)
+        return self.stage_widths or tuple(self.width * 2**level for level in range(self.depth + 1))
+
+    @property
+    def stride(self) -> int:
+        """Equivariance stride: shifts by multiples of it commute with the network (``2**D`` for a UNet)."""
+        return 1 if self.name == "resnet" else 2**self.depth
+
+    def check_image_size(self, height: int, width: int) -> None:
+        """A UNet needs both sides divisible by ``2**D`` (so that every pooling stage is exact)."""
+        if height % self.stride or width % self.stride:
+            raise ValueError(f"{self.name} with depth {self.depth} needs image sides divisible by "
+                             f"2**{self.depth} = {self.stride}; got {height}x{width}")

@@ -1,0 +1,78 @@
+"""Reading training checkpoints safely (``weights_only=True``) with errors that say what is wrong."""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ablate.config import build_config
+from ablate.models import BackboneConfig, NetworkDenoiser, build_backbone
+from ablate.training.config import TrainConfig
+from ablate.training.module import CHECKPOINT_FORMAT
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """A backbone rebuilt from a checkpoint (EMA weights when the run kept them), with its run's config.
+    ``image_shape`` is ``(C, H, W)``; ``num_classes`` is None for unconditional models."""
+
+    config: TrainConfig
+    backbone: nn.Module
+    image_shape: tuple[int, int, int]
+    num_classes: int | None
+    step: int
+    path: Path
+
+    def denoiser(self, clip: bool = True) -> NetworkDenoiser:
+        return NetworkDenoiser(self.backbone, clip=clip)
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The raw checkpoint dict, refusing anything that is not a readable ablate training checkpoint."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"checkpoint {str(path)!r} does not exist (or is not a file)")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for truncated / foreign / pickled-object files
+        raise ValueError(f"cannot read checkpoint {str(path)!r}: the file is corrupt, truncated or not a "
+                         f"PyTorch checkpoint ({type(err).__name__}: {str(err).splitlines()[0][:200]})") from err
+    if not isinstance(ckpt, dict) or "ablate" not in ckpt or "state_dict" not in ckpt:
+        raise ValueError(f"{path} is a PyTorch file but not an ablate training checkpoint "
+                         "(no 'ablate' section); train one with train.py")
+    if ckpt["ablate"].get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} has checkpoint format {ckpt['ablate'].get('format')!r}; this version reads "
+                         f"format {CHECKPOINT_FORMAT}")
+    return ckpt
+
+
+def config_of(ckpt: dict[str, Any]) -> TrainConfig:
+    return build_config(TrainConfig, ckpt["ablate"]["config"])
+
+
+def model_differences(a: BackboneConfig, b: BackboneConfig) -> list[str]:
+    return [f"{f.name}: {getattr(a, f.name)!r} vs {getattr(b, f.name)!r}" for f in fields(BackboneConfig)
+            if getattr(a, f.name) != getattr(b, f.name)]
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", ema: bool = True) -> TrainedModel:
+    """Rebuild the trained backbone from the checkpoint alone (its own config and shapes)."""
+    ckpt = read_checkpoint(path)
+    config = config_of(ckpt)
+    meta = ckpt["ablate"]["meta"]
+    backbone = build_backbone(config.model, meta["image_shape"][0], meta["num_classes"])
+    state = ckpt["state_dict"]
+    prefix = "ema.module." if ema and any(k.startswith("ema.module.") for k in state) else "backbone."
+    weights = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    try:
+        backbone.load_state_dict(weights, strict=True)
+    except RuntimeError as err:
+        raise ValueError(f"checkpoint {str(path)!r} does not fit the architecture its config describes "
+                         f"({config.model.name}, depth {config.model.depth}, widths {config.model.widths}): "
+                         f"{str(err).splitlines()[0][:300]}") from err
+    backbone.to(device).eval()
+    return TrainedModel(config, backbone, tuple(meta["image_shape"]), meta["num_classes"],
+                        int(ckpt.get("global_step", 0)), Path(path))

@@ -1,0 +1,122 @@
+"""The LightningModule: eps-prediction MSE over continuous time, AdamW, EMA of weights.
+
+It is *handed* its backbone (``ablate.models``); the loss follows the forward
+process of ``../shared/ELS_SPEC.md`` section 1: ``t ~ U(t_min, 1)``,
+``x_t = sqrt(ab(t)) x_0 + sqrt(1 - ab(t)) eps``, loss ``||eps_hat - eps||^2``.
+All training noise comes from the module's own generator, saved in every
+checkpoint, so a resumed run draws the numbers the uninterrupted run would.
+"""
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from ablate.models import NetworkDenoiser
+from ablate.sampling import get_schedule
+from ablate.training.config import TrainConfig
+
+CHECKPOINT_FORMAT = 1
+
+
+class DiffusionModule(pl.LightningModule):
+    """Trains ``backbone`` (``eps_hat = backbone(x_t, alpha_bar, labels)``) as a denoiser.
+
+    ``meta`` is plain data saved in every checkpoint beside the weights
+    (channels, image shape, number of classes), so the checkpoint alone rebuilds
+    the network (:func:`ablate.training.load_checkpoint`).
+    """
+
+    def __init__(self, backbone: nn.Module, config: TrainConfig, meta: dict[str, Any]) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.config = config
+        self.meta = meta
+        decay = config.optim.ema_decay
+        self.ema = AveragedModel(backbone, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True) \
+            if decay is not None else None
+        self.alpha_bar = get_schedule(config.noise_schedule)
+        self._generator: torch.Generator | None = None
+        self._pending_generator_state: torch.Tensor | None = None
+        self.recent_losses: deque[float] = deque(maxlen=100)
+        self.wandb_id: str | None = None
+
+    # ------------------------------------------------------------------ sampling
+    def denoiser(self) -> NetworkDenoiser:
+        """The network to sample from: the EMA weights when EMA is on."""
+        return NetworkDenoiser(self.ema.module if self.ema is not None else self.backbone)
+
+    # ------------------------------------------------------------------ noise
+    def generator(self) -> torch.Generator:
+        if self._generator is None or self._generator.device != self.device:
+            self._generator = torch.Generator(device=self.device).manual_seed(self.config.seed)
+            if self._pending_generator_state is not None:
+                self._generator.set_state(self._pending_generator_state)
+                self._pending_generator_state = None
+        return self._generator
+
+    def diffusion_loss(self, x0: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        B = len(x0)
+        cfg = self.config
+        t = cfg.t_min + (1 - cfg.t_min) * torch.rand(B, generator=generator, device=self.device, dtype=torch.float64)
+        ab = self.alpha_bar(t)
+        eps = torch.randn(x0.shape, generator=generator, device=self.device, dtype=x0.dtype)
+        abx = ab.to(x0.dtype).view(-1, 1, 1, 1)
+        x_t = abx.sqrt() * x0 + (1 - abx).sqrt() * eps
+        if cfg.conditional:
+            drop = torch.rand(B, generator=generator, device=self.device) < cfg.label_dropout
+            labels = torch.where(drop, torch.full_like(labels, -1), labels)
+        else:
+            labels = None
+        return nn.functional.mse_loss(self.backbone(x_t, ab.to(x0.dtype), labels), eps)
+
+    # ------------------------------------------------------------------ Lightning hooks
+    def training_step(self, batch, batch_idx):
+        x0, labels = batch
+        loss = self.diffusion_loss(x0, labels, self.generator())
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"training loss became {loss.item()} at step {self.global_step}; "
+                                     f"lower optim.lr (now {self.config.optim.lr}) or set optim.grad_clip")
+        self.recent_losses.append(loss.item())
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False)
+        return loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        if self.ema is not None:
+            self.ema.update_parameters(self.backbone)
+
+    def validation_step(self, batch, batch_idx):
+        x0, labels = batch
+        g = torch.Generator(device=self.device).manual_seed(10_000 + batch_idx)  # same noise every validation
+        self.log("val/loss", self.diffusion_loss(x0, labels, g), prog_bar=True, on_epoch=True, batch_size=len(x0))
+
+    def configure_optimizers(self):
+        o = self.config.optim
+        opt = torch.optim.AdamW(self.backbone.parameters(), lr=o.lr, betas=(o.beta1, o.beta2),
+                                weight_decay=o.weight_decay)
+        total, warm, cosine = self.config.max_steps, o.warmup_steps, o.lr_schedule == "cosine"
+
+        def factor(step: int) -> float:
+            if step < warm:
+                return (step + 1) / warm
+            if not cosine:
+                return 1.0
+            progress = min(1.0, (step - warm) / max(1, total - warm))
+            return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress))
+
+        return {"optimizer": opt,
+                "lr_scheduler": {"scheduler": torch.optim.lr_scheduler.LambdaLR(opt, factor), "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["ablate"] = {"format": CHECKPOINT_FORMAT, "config": self.config.to_dict(), "meta": dict(self.meta),
+                                "generator": self.generator().get_state(), "wandb_id": self.wandb_id}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._pending_generator_state = checkpoint["ablate"]["generator"]
+        self._generator = None
+        self.wandb_id = checkpoint["ablate"].get("wandb_id")

@@ -1,0 +1,131 @@
+"""Training with Lightning on tiny real data: the loss falls, resuming is exact, W&B records the run,
+and bad input is refused clearly."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from ablate.data import load_dataset
+from ablate.sampling import sample
+from ablate.training import load_checkpoint, load_config, read_checkpoint, run
+from ablate.training.module import DiffusionModule
+
+TINY = ["data.name=digits", "data.n=40", "model.depth=2", "model.width=16", "batch_size=8",
+        "epoch_images=32", "sample_seeds=4", "sample_steps=4", "progress=false", "wandb.mode=disabled"]
+
+
+def tiny(tmp_path, *overrides, name="run"):
+    return load_config(None, TINY + [f"out={tmp_path}", f"name={name}", *overrides])
+
+
+def fixed_loss(checkpoint):
+    """Diffusion loss of the raw (non-EMA) weights on 64 held-out digits with fixed noise."""
+    model = load_checkpoint(checkpoint, ema=False)
+    module = DiffusionModule(model.backbone, model.config, {})
+    x0 = load_dataset(model.config.data).heldout[:64]
+    with torch.no_grad():
+        return module.diffusion_loss(x0, torch.full((64,), -1), torch.Generator().manual_seed(0)).item()
+
+
+def test_loss_decreases_on_a_fixed_tiny_set(tmp_path):
+    start = run(tiny(tmp_path, "max_steps=1", "optim.warmup_steps=0", name="start"))
+    trained = run(tiny(tmp_path, "max_steps=60", "optim.warmup_steps=0", name="trained"))
+    before, after = fixed_loss(start.checkpoint), fixed_loss(trained.checkpoint)
+    assert after < 0.6 * before, (before, after)
+    assert trained.steps == 60 and trained.samples.is_file()
+    assert (trained.run_dir / "config.yaml").is_file() and (trained.run_dir / "metrics.csv").is_file()
+
+
+def test_resume_continues_exactly(tmp_path):
+    """4 steps + resume to 8 gives the same raw and EMA weights as 8 uninterrupted steps (CPU)."""
+    common = ["optim.lr_schedule=constant", "optim.warmup_steps=3", "checkpoint_every=1", "val_every=1"]
+    whole = run(tiny(tmp_path, "max_steps=8", *common, name="whole"))
+    half = run(tiny(tmp_path, "max_steps=4", *common, name="half"))
+    epoch_end = half.run_dir / "checkpoints" / "last.ckpt"
+    assert read_checkpoint(epoch_end)["global_step"] == 4
+    resumed = run(tiny(tmp_path, "max_steps=8", *common, name="half"), resume=epoch_end)
+    assert resumed.steps == 8 and resumed.run_dir == half.run_dir
+    a, b = read_checkpoint(whole.checkpoint)["state_dict"], read_checkpoint(resumed.checkpoint)["state_dict"]
+    assert a.keys() == b.keys() and any(k.startswith("ema.module.") for k in a)
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_conditional_run_samples_each_class(tmp_path):
+    result = run(tiny(tmp_path, "max_steps=3", "conditional=true", name="cond"))
+    model = load_checkpoint(result.checkpoint)
+    assert model.num_classes == 10 and model.image_shape == (1, 8, 8)
+    out = sample(model.denoiser(), [0, 1], model.image_shape, steps=3, labels=torch.tensor([3, 4])).samples
+    assert out.shape == (2, 1, 8, 8) and out.abs().max() <= 1
+
+
+def test_wandb_offline_run_holds_the_logged_keys(tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    result = run(tiny(tmp_path, "max_steps=8", "wandb.mode=auto", "val_every=1", "sample_every=1", name="wb"))
+    runs = list((result.run_dir / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and result.wandb_dir == runs[0]
+    wandb_cli = Path(sys.executable).parent / "wandb"
+    out = subprocess.run([str(wandb_cli), "leet", "inspect", "--json", str(runs[0])], capture_output=True,
+                         text=True, check=True, timeout=120).stdout
+    records = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    keys = set().union(*(r["history"]["item"].keys() for r in records if r["type"] == "history"))
+    assert {"train/loss", "val/loss", "lr-AdamW", "samples.filenames"} <= keys
+    config = next(r for r in records if r["type"] == "run")["run"]["config"]["update"]
+    assert config["model"]["depth"] == 2 and config["data"]["name"] == "digits"
+
+
+def test_unknown_config_key_names_the_nearest(tmp_path):
+    with pytest.raises(ValueError, match="unknown config key 'model.widht'; did you mean 'model.width'"):
+        tiny(tmp_path, "model.widht=8")
+    with pytest.raises(ValueError, match="backbone='vit' is not allowed"):
+        tiny(tmp_path, "model.name=vit")
+    with pytest.raises(ValueError, match="dataset name='imagenet' is not allowed"):
+        tiny(tmp_path, "data.name=imagenet")
+
+
+def test_unet_on_an_indivisible_image_size_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="divisible by 2\\*\\*2 = 4; got 14x14"):
+        run(tiny(tmp_path, "data.name=mnist5k", "data.n=20", "data.image_size=14", "model.name=unet",
+                 "model.depth=2", "max_steps=1"))
+
+
+def test_corrupt_and_foreign_checkpoints_are_clear_errors(tmp_path):
+    good = run(tiny(tmp_path, "max_steps=2", name="good")).checkpoint
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes(good.read_bytes()[:2000])
+    garbage = tmp_path / "garbage.ckpt"
+    garbage.write_bytes(b"not a checkpoint at all")
+    for path in (truncated, garbage):
+        with pytest.raises(ValueError, match="corrupt, truncated or not a PyTorch checkpoint"):
+            load_checkpoint(path)
+    plain = tmp_path / "plain.ckpt"
+    torch.save({"weights": torch.zeros(3)}, plain)
+    with pytest.raises(ValueError, match="not an ablate training checkpoint"):
+        load_checkpoint(plain)
+    with pytest.raises(ValueError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.ckpt")
+    with pytest.raises(ValueError, match="another architecture; differing model settings.*width: 16 vs 24"):
+        run(tiny(tmp_path, "max_steps=4", "model.width=24", name="good"), resume=good)
+
+
+def test_mismatched_weights_are_named(tmp_path):
+    good = run(tiny(tmp_path, "max_steps=2", name="w")).checkpoint
+    ckpt = torch.load(good, weights_only=True)
+    ckpt["ablate"]["config"]["model"]["depth"] = 3  # the config now describes another network
+    edited = tmp_path / "edited.ckpt"
+    torch.save(ckpt, edited)
+    with pytest.raises(ValueError, match="does not fit the architecture its config describes"):
+        load_checkpoint(edited)
+
+
+def test_every_preset_file_is_a_valid_config():
+    presets = sorted(Path(__file__).parent.parent.glob("configs/*.yaml"))
+    assert presets, "configs/ holds the GPU presets"
+    for path in presets:
+        cfg = load_config(path)
+        assert cfg.max_steps >= 1, path

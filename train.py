@@ -1,0 +1,39 @@
+"""Train a diffusion backbone.
+
+    python train.py                                   # the quick CPU preset (mnist5k, 14x14, ResNet)
+    python train.py configs/mnist_unet_gpu.yaml       # a preset file
+    python train.py model.name=unet model.depth=2 optim.lr=1e-3 max_steps=2000   # key=value overrides
+    python train.py --resume runs/train/NAME/checkpoints/last.ckpt max_steps=16000
+
+The last line printed is the final checkpoint's path, so that
+``python evaluate.py "$(python train.py | tail -n 1)"`` chains.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ablate.training import load_config, run
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p.add_argument("items", nargs="*", metavar="CONFIG.yaml | key=value",
+                   help="an optional YAML config first, then overrides")
+    p.add_argument("--resume", metavar="CHECKPOINT", help="continue the run of this checkpoint")
+    a = p.parse_args(argv)
+    path = a.items[0] if a.items and "=" not in a.items[0] else None
+    overrides = a.items[1:] if path else a.items
+    try:
+        result = run(load_config(path, overrides), resume=a.resume)
+    except ValueError as err:
+        sys.exit(f"train.py: {err}")
+    print(f"trained {result.steps} steps in {result.seconds:.0f} s ({result.images_per_second:.0f} images/s), "
+          f"final loss {result.final_loss:.4f}, receptive field {result.receptive_field}, stride {result.stride}")
+    print(f"samples: {result.samples}")
+    print(result.checkpoint)
+
+
+if __name__ == "__main__":
+    main()
