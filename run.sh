@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The two commands of the README:
-#   ./run.sh          create .venv on first use, then run the main job on the embedded default data
+#   ./run.sh          create .venv on first use, then run the main job on the embedded default data:
+#                     train the quick CPU preset (train.py), then evaluate it against the oracle (evaluate.py)
 #   ./run.sh test     create .venv on first use, then run the test suite (what CI runs)
-# Extra arguments go to the job (see `./run.sh main --help`) or to pytest (e.g. `./run.sh test -m slow`).
+# Extra arguments go to train.py (key=value overrides) or to pytest (e.g. `./run.sh test -m slow`);
+# `./run.sh preview` draws the oracle machines side by side without any training.
 set -euo pipefail
 cd "$(dirname "$0")"
 PY="${PYTHON:-python3}"
@@ -18,7 +20,10 @@ fi
 job="${1:-main}"
 [ $# -gt 0 ] && shift
 case "$job" in
-  main) exec .venv/bin/python -m ablate.preview "$@" ;;
+  main)
+    ckpt="$(.venv/bin/python train.py "$@" | tee /dev/stderr | tail -n 1)"
+    exec .venv/bin/python evaluate.py "$ckpt" ;;
+  preview) exec .venv/bin/python -m ablate.preview "$@" ;;
   test) exec .venv/bin/python -m pytest "$@" ;;
-  *) echo "usage: ./run.sh [main|test] [args...]" >&2; exit 2 ;;
+  *) echo "usage: ./run.sh [main|test|preview] [args...]" >&2; exit 2 ;;
 esac

@@ -5,6 +5,8 @@ import netrc
 import os
 from pathlib import Path
 
+MODES = ("auto", "offline", "online", "disabled")
+
 
 def has_api_key() -> bool:
     """True when W&B could log online: ``WANDB_API_KEY`` is set or ``wandb login`` wrote a netrc entry."""

@@ -8,9 +8,12 @@ log-sum-exp over key chunks (:mod:`ablate.oracle.softmax`).
 """
 from __future__ import annotations
 
+import copy
+import dataclasses
+
 import torch
 
-from ablate.oracle.config import OracleConfig
+from ablate.oracle.config import OracleConfig, PatchSchedule
 from ablate.oracle.keys import KeySet, augment_queries, build_key_set, centre_index, stream_keys
 from ablate.oracle.patches import Group, offset_table, pad, patches_at, shared_key_groups
 from ablate.oracle.prune import dense_softmax, pruned_group_softmax
@@ -52,15 +55,27 @@ class Oracle:
             if train_labels.shape != (len(train_images),):
                 raise ValueError(f"train_labels must have shape [{len(train_images)}], got {tuple(train_labels.shape)}")
         self.labels = train_labels
+        self._check_patch_sizes(config)
+        self._keysets: dict[tuple, KeySet | None] = {}
+        self._groups: dict[int, list[Group]] = {}
+        self._offsets: dict[int, list] = {}
+
+    def _check_patch_sizes(self, config: OracleConfig) -> None:
         kmax = config.max_patch_size(self.H, self.W)
         if config.machine in ("ls", "els"):
             for k in config.schedule().all_ks():
                 if k > kmax:
                     raise ValueError(f"patch size {k} is too large for machine {config.machine!r} with boundary "
                                      f"{config.boundary!r} on {self.H}x{self.W} images; allowed: odd k <= {kmax}")
-        self._keysets: dict[tuple, KeySet | None] = {}
-        self._groups: dict[int, list[Group]] = {}
-        self._offsets: dict[int, list] = {}
+
+    def with_patch_size(self, patch_size: int | PatchSchedule) -> "Oracle":
+        """The same machine with another patch size or schedule, sharing this one's training images and
+        caches (extracted, deduplicated keys; pixel groups), so trying many k costs the extraction once."""
+        config = dataclasses.replace(self.config, patch_size=patch_size)
+        self._check_patch_sizes(config)
+        other = copy.copy(self)  # shallow: the cache dicts are shared
+        other.config = config
+        return other
 
     # ------------------------------------------------------------------ interface
     def denoise(self, x_t: torch.Tensor, alpha_bar: float | torch.Tensor,

@@ -103,7 +103,8 @@ def run(config: TrainConfig, resume: str | Path | None = None) -> TrainResult:
                          config.sample_every, config.noise_schedule, num_classes)
     checkpoints = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="step{step:07d}",
                                   auto_insert_metric_name=False, every_n_epochs=config.checkpoint_every,
-                                  save_top_k=-1, save_last=True, save_on_train_epoch_end=True)
+                                  save_top_k=config.keep_checkpoints, monitor="step", mode="max",
+                                  save_last=True, save_on_train_epoch_end=True)
     callbacks = [checkpoints, samples, LearningRateMonitor(logging_interval="step")]
     if config.progress:
         callbacks.append(TQDMProgressBar(refresh_rate=20))

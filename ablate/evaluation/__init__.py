@@ -1,0 +1,12 @@
+"""Evaluation: how well does the oracle predict what a trained network generates?
+
+>>> from ablate.evaluation import EvalConfig, evaluate_checkpoint
+>>> result = evaluate_checkpoint("runs/train/NAME/checkpoints/final.ckpt", EvalConfig(seeds=32))
+>>> result.summary["els"]["median_r2"], result.summary["ideal"]["median_r2"]
+"""
+from ablate.evaluation.agreement import SamplerAgreement, median_ci, run_agreement
+from ablate.evaluation.calibrate import Calibration, calibrate
+from ablate.evaluation.run import EvalConfig, EvalResult, Subject, evaluate, evaluate_checkpoint
+
+__all__ = ["EvalConfig", "EvalResult", "Subject", "evaluate", "evaluate_checkpoint", "Calibration", "calibrate",
+           "run_agreement", "SamplerAgreement", "median_ci"]

@@ -1,0 +1,82 @@
+"""Agreement between a network and score machines run through the same sampler from the same seeds.
+
+For each sampler, the network and every machine draw the same seeds (DDPM
+replays the same per-step noise); per seed the final images are compared
+(:func:`ablate.metrics.pairwise_agreement`), and medians get bootstrap 95%
+intervals. Per step, each machine also denoises the *network's* state, so the
+agreement of the denoiser outputs shows which noise levels the theory gets right.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+from scipy.stats import bootstrap
+
+from ablate.metrics import ELSAgreement, pairwise_agreement
+from ablate.sampling import Denoiser, SampleResult, sample
+
+
+def median_ci(values: torch.Tensor, seed: int = 0) -> tuple[float, float]:
+    """Bootstrap 95% interval of the median (percentile method; a point when all values are equal)."""
+    v = values.double().numpy()
+    if len(v) < 2 or np.ptp(v) == 0:
+        return float(np.median(v)), float(np.median(v))
+    res = bootstrap((v,), np.median, confidence_level=0.95, n_resamples=2000, method="percentile",
+                    random_state=np.random.default_rng(seed))
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+@dataclass(frozen=True)
+class SamplerAgreement:
+    """One sampler's outcome. samples: name -> ``[M, C, H, W]`` (``"network"`` included);
+    per_seed: machine -> {"r", "r2", "R2"} -> ``[M]``; per_step: machine -> median r2 of the
+    denoiser outputs on the network's trajectory ``[T]``; alpha_bars ``[T]``."""
+
+    sampler: str
+    samples: dict[str, torch.Tensor]
+    per_seed: dict[str, dict[str, torch.Tensor]]
+    per_step: dict[str, list[float]]
+    alpha_bars: list[float]
+
+    def summary(self, baseline: str | None = "ideal") -> dict[str, dict]:
+        out: dict[str, dict] = {}
+        for name, stats in self.per_seed.items():
+            metric = ELSAgreement()
+            metric.update(self.samples[name], self.samples["network"])
+            entry = {key: float(v) for key, v in metric.compute().items()}
+            for key in ("r2", "R2"):
+                low, high = median_ci(stats[key])
+                entry[f"median_{key}_ci95"] = [low, high]
+            entry["per_seed"] = {key: v.tolist() for key, v in stats.items()}
+            entry["per_step_median_r2"] = self.per_step[name]
+            if baseline in self.per_seed and name != baseline:
+                entry[f"fraction_beating_{baseline}"] = float(
+                    (stats["r2"] > self.per_seed[baseline]["r2"]).double().mean())
+            out[name] = entry
+        return out
+
+
+def run_agreement(network: Denoiser, machines: Mapping[str, Denoiser], seeds: Sequence[int],
+                  shape: tuple[int, int, int], sampler: str = "ddim", steps: int = 20,
+                  noise_schedule: str = "cosine", labels: torch.Tensor | None = None,
+                  per_step: bool = True, progress: bool = False) -> SamplerAgreement:
+    """Sample the network and every machine from ``seeds``; compare pair by pair and step by step."""
+    kw = dict(steps=steps, sampler=sampler, schedule=noise_schedule, labels=labels)
+    net: SampleResult = sample(network, seeds, shape, keep_trajectory=per_step, progress=progress, **kw)
+    samples = {"network": net.samples}
+    per_seed, steps_r2 = {}, {}
+    for name, machine in machines.items():
+        if progress:
+            print(f"  {sampler}: sampling {name} ({len(seeds)} seeds)", flush=True)
+        samples[name] = sample(machine, seeds, shape, progress=progress, **kw).samples
+        per_seed[name] = pairwise_agreement(samples[name], net.samples)
+        steps_r2[name] = []
+        if per_step:
+            for i in range(steps):
+                x, ab = net.xs[i], float(net.alpha_bars[i])
+                r2 = pairwise_agreement(machine.denoise(x, ab, labels), net.x0_hats[i])["r2"]
+                steps_r2[name].append(float(r2.median()))
+    return SamplerAgreement(sampler, samples, per_seed, steps_r2, [float(a) for a in net.alpha_bars])

@@ -1,0 +1,75 @@
+"""Pictures of an evaluation: samples side by side, the per-seed scatter, per-step agreement and the
+calibrated patch size against the noise level (matplotlib, headless)."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import torch
+
+from ablate.viz import save_grid
+
+
+def _pyplot():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def comparison_grid(samples: Mapping[str, torch.Tensor], path: Path, machine: str = "els",
+                    baseline: str = "ideal", columns: int = 16, title: str | None = None) -> Path:
+    """Per seed (columns): the network's sample, the machine's, the baseline's, and |network - machine|
+    (rescaled to [-1, 1] for display: black = equal, white = differ by 2)."""
+    net = samples["network"][:columns]
+    rows, titles = [net], ["network"]
+    for name in (machine, baseline):
+        if name in samples:
+            rows.append(samples[name][:columns])
+            titles.append(name.upper() if name != "ideal" else "IS")
+    if machine in samples:
+        rows.append((samples[machine][:columns] - net).abs() - 1)
+        titles.append(f"|net - {machine.upper()}|")
+    return save_grid(rows, titles, path, title=title)
+
+
+def r2_scatter(x: torch.Tensor, y: torch.Tensor, path: Path, xlabel: str = "IS r²", ylabel: str = "ELS r²",
+               title: str | None = None) -> Path:
+    """One point per seed, with the diagonal: points above it are seeds the machine predicts better."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(4.2, 4.2))
+    ax.plot([0, 1], [0, 1], color="grey", lw=1, ls="--")
+    ax.scatter(x.numpy(), y.numpy(), s=18, alpha=0.8)
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel=xlabel, ylabel=ylabel)
+    ax.set_title(title or f"per seed: median {ylabel} {y.median():.2f}, {xlabel} {x.median():.2f}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def per_step_plot(alpha_bars: Sequence[float], per_step: Mapping[str, Sequence[float]],
+                  calibrated_k: Mapping[str, Sequence[int]], path: Path, title: str | None = None) -> Path:
+    """Left: median r² of each machine's denoiser output against the network's, on the network's own
+    trajectory, by noise level. Right: the calibrated k of each calibrated machine by noise level."""
+    plt = _pyplot()
+    logsnr = [math.log(a / (1 - a)) for a in alpha_bars]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6))
+    for name, values in per_step.items():
+        if values:
+            left.plot(logsnr, values, marker="o", ms=3, label=name.upper() if name != "ideal" else "IS")
+    left.set(xlabel="log SNR (noise falls to the right)", ylabel="median r² of x0_hat", ylim=(0, 1.02))
+    left.legend(fontsize=8)
+    left.set_title("denoiser agreement per step", fontsize=9)
+    for name, ks in calibrated_k.items():
+        right.step(logsnr, ks, where="mid", marker="o", ms=3, label=name.upper())
+    right.set(xlabel="log SNR (noise falls to the right)", ylabel="calibrated patch size k")
+    right.legend(fontsize=8)
+    right.set_title("calibrated locality scale", fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

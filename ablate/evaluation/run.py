@@ -1,0 +1,230 @@
+"""``evaluate(...)``: how well does the oracle predict what a network generates? (``evaluate.py``)
+
+1. Calibrate each patch machine (ELS, LS) to the network: one k per sampler
+   step (:mod:`ablate.evaluation.calibrate`), saved as JSON beside the checkpoint.
+2. Draw M fixed seeds through DDIM (and DDPM with replayed noise) with the
+   network and each machine (calibrated ELS and LS; IS as the memorisation
+   baseline) and compare per seed (:mod:`ablate.evaluation.agreement`).
+3. Write ``agreement.json``, a comparison grid, the per-seed scatter and the
+   per-step plot, and log them to W&B.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from ablate import tracking
+from ablate.config import check_choice, check_int, to_dict
+from ablate.evaluation.agreement import SamplerAgreement, run_agreement
+from ablate.evaluation.calibrate import Calibration, calibrate
+from ablate.evaluation.plots import comparison_grid, per_step_plot, r2_scatter
+from ablate.oracle import MACHINES, OracleConfig, build_oracle
+from ablate.sampling import SAMPLERS, Denoiser
+
+CALIBRATED = ("els", "ls")  # machines with a patch size to calibrate; "ideal" and "es" compare whole images
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """machines: which to compare (``els`` and ``ls`` are calibrated; ``ideal`` is the IS baseline).
+    boundary: ``auto`` follows the network's padding. seeds: M agreement seeds, ``seed_offset ..
+    seed_offset + M - 1``; calibration uses ``calibration_seeds`` others. k_max: largest candidate k
+    (default: the receptive field, or the image size for a global network). recalibrate: ignore a
+    saved calibration beside the checkpoint."""
+
+    machines: tuple[str, ...] = ("els", "ls", "ideal")
+    boundary: Literal["auto", "zeros", "circular"] = "auto"
+    seeds: int = 32
+    seed_offset: int = 1000
+    calibration_seeds: int = 8
+    k_max: int | None = None
+    steps: int = 20
+    samplers: tuple[str, ...] = ("ddim", "ddpm")
+    per_step: bool = True
+    recalibrate: bool = False
+    wandb_mode: str = "auto"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.machines:
+            raise ValueError("machines is empty; choose some of " + ", ".join(MACHINES))
+        for m in self.machines:
+            check_choice("machine", m, MACHINES)
+        check_choice("boundary", self.boundary, ("auto", "zeros", "circular"))
+        check_int("seeds", self.seeds, low=2)
+        check_int("seed_offset", self.seed_offset, low=0)
+        check_int("calibration_seeds", self.calibration_seeds, low=1)
+        check_int("steps", self.steps, low=1)
+        if self.k_max is not None:
+            check_int("k_max", self.k_max, low=3, odd=True)
+        if not self.samplers or self.samplers[0] != "ddim":
+            raise ValueError(f"samplers must start with 'ddim' (the headline figures); got {self.samplers}")
+        for s in self.samplers:
+            check_choice("sampler", s, SAMPLERS)
+        check_choice("wandb_mode", self.wandb_mode, tracking.MODES)
+
+
+@dataclass(frozen=True)
+class Subject:
+    """What is evaluated: any denoiser, the training set it learned, and how it was built."""
+
+    network: Denoiser
+    train_images: torch.Tensor  # [N, C, H, W] in [-1, 1]
+    padding: str = "zeros"
+    receptive_field: int | None = None
+    noise_schedule: str = "cosine"
+    train_labels: torch.Tensor | None = None
+    num_classes: int | None = None
+    name: str = "network"
+    description: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    summary: dict[str, Any]
+    path: Path
+
+
+def candidates(config: EvalConfig, subject: Subject, machine: str, boundary: str) -> list[int]:
+    _, _, H, W = subject.train_images.shape
+    allowed = OracleConfig(machine=machine, boundary=boundary).max_patch_size(H, W)
+    top = config.k_max or subject.receptive_field or max(H, W)
+    return list(range(3, min(top, allowed) + 1, 2)) or [min(3, allowed)]
+
+
+def evaluate(subject: Subject, config: EvalConfig, out_dir: str | Path, calibration_dir: str | Path | None = None,
+             calibration_stem: str | None = None) -> EvalResult:
+    """Calibrate, sample, compare; write ``agreement.json`` and the pictures into ``out_dir``. Calibrations
+    are saved as ``<calibration_dir>/<stem>.calibration-<machine>-<boundary>-<T>steps.json`` and reused
+    when their seeds and candidates match (unless ``config.recalibrate``)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cal_dir = Path(calibration_dir) if calibration_dir is not None else out
+    train = subject.train_images
+    shape = tuple(train.shape[1:])
+    boundary = subject.padding if config.boundary == "auto" else config.boundary
+    seeds = list(range(config.seed_offset, config.seed_offset + config.seeds))
+    cal_seeds = list(range(config.seed_offset - config.calibration_seeds, config.seed_offset))
+    labels = cal_labels = None
+    if subject.num_classes:
+        labels = torch.tensor(seeds) % subject.num_classes
+        cal_labels = torch.tensor(cal_seeds) % subject.num_classes
+    say = print if config.progress else (lambda *a, **k: None)
+    timings: dict[str, float] = {}
+
+    machines: dict[str, Denoiser] = {}
+    calibrations: dict[str, Calibration] = {}
+    for name in config.machines:
+        base = build_oracle(OracleConfig(machine=name, boundary=boundary, patch_size=3), train, subject.train_labels)
+        if name not in CALIBRATED:
+            machines[name] = base
+            continue
+        path = cal_dir / f"{calibration_stem or subject.name}.calibration-{name}-{boundary}-{config.steps}steps.json"
+        start = time.perf_counter()
+        ks = candidates(config, subject, name, boundary)
+        cal = Calibration.load(path, steps=config.steps) if path.exists() and not config.recalibrate else None
+        if cal is not None and (list(cal.candidates) != ks or list(cal.seeds) != cal_seeds):
+            cal = None  # made with other settings
+        if cal is not None:
+            say(f"calibration of {name}: reusing {path}", flush=True)
+        else:
+            say(f"calibrating {name} ({boundary}) over k = {ks} on {len(cal_seeds)} seeds ...", flush=True)
+            cal = calibrate(subject.network, base, ks, cal_seeds, shape, config.steps, subject.noise_schedule,
+                            cal_labels, progress=config.progress)
+            cal.save(path)
+        timings[f"calibrate_{name}"] = time.perf_counter() - start
+        calibrations[name] = cal
+        machines[name] = base.with_patch_size(cal.schedule())
+        say(f"  k per step (high noise first): {list(cal.ks)}", flush=True)
+
+    results: dict[str, SamplerAgreement] = {}
+    for sampler in config.samplers:
+        start = time.perf_counter()
+        say(f"{sampler}: network and {', '.join(machines)} on {len(seeds)} seeds ...", flush=True)
+        results[sampler] = run_agreement(subject.network, machines, seeds, shape, sampler, config.steps,
+                                         subject.noise_schedule, labels, config.per_step, config.progress)
+        timings[f"sample_{sampler}"] = time.perf_counter() - start
+
+    summary = write_outputs(subject, config, out, results, calibrations, seeds, cal_seeds, boundary, timings)
+    path = out / "agreement.json"
+    path.write_text(json.dumps(summary, indent=1))
+    log_to_wandb(subject, config, out, summary)
+    return EvalResult(summary, path)
+
+
+def write_outputs(subject: Subject, config: EvalConfig, out: Path, results: dict[str, SamplerAgreement],
+                  calibrations: dict[str, Calibration], seeds: list[int], cal_seeds: list[int], boundary: str,
+                  timings: dict[str, float]) -> dict[str, Any]:
+    ddim = results["ddim"]
+    headline = ddim.summary()
+    machine = "els" if "els" in headline else next(iter(headline))
+    figures = {"grid": str(comparison_grid(ddim.samples, out / "samples_ddim.png", machine,
+                                           title=f"{subject.name}: same seeds, 20-step DDIM"))}
+    if "ideal" in headline and machine != "ideal":
+        figures["scatter"] = str(r2_scatter(ddim.per_seed["ideal"]["r2"], ddim.per_seed[machine]["r2"],
+                                            out / "scatter_r2.png", ylabel=f"{machine.upper()} r²"))
+    figures["per_step"] = str(per_step_plot(ddim.alpha_bars, ddim.per_step, {n: c.ks for n, c in calibrations.items()},
+                                            out / "per_step.png", title=subject.name))
+    summary: dict[str, Any] = {
+        "network": {"name": subject.name, "padding": subject.padding, "receptive_field": subject.receptive_field,
+                    **subject.description},
+        "config": to_dict(config), "boundary": boundary, "seeds": seeds, "calibration_seeds": cal_seeds,
+        "r2": "squared Pearson correlation of the mean-centred flattened images (the paper's figure); "
+              "R2: coefficient of determination with the network as reference",
+        "calibration": {n: {"k": list(c.ks), "alpha_bar": list(c.alpha_bars), "candidates": list(c.candidates)}
+                        for n, c in calibrations.items()},
+        **headline,
+        "samplers": {s: r.summary() for s, r in results.items() if s != "ddim"},
+        "figures": figures, "seconds": timings,
+    }
+    for sampler, r in results.items():
+        if sampler != "ddim":
+            figures[f"grid_{sampler}"] = str(comparison_grid(r.samples, out / f"samples_{sampler}.png", machine,
+                                                             title=f"{subject.name}: same seeds and noise, {sampler}"))
+    return summary
+
+
+def log_to_wandb(subject: Subject, config: EvalConfig, out: Path, summary: dict[str, Any]) -> None:
+    mode = tracking.resolve_mode(config.wandb_mode)
+    if mode == "disabled":
+        return
+    import wandb
+
+    try:
+        run = wandb.init(project="ablate", group=subject.name, job_type="evaluate", name=f"eval-{subject.name}",
+                         dir=str(out), mode=mode, config={"eval": to_dict(config), "network": summary["network"]})
+        scalars = {f"{m}/{k}": v for m in MACHINES if m in summary for k, v in summary[m].items()
+                   if isinstance(v, float)}
+        images = {f"figures/{k}": wandb.Image(v) for k, v in summary["figures"].items()}
+        run.log({**scalars, **images})
+        run.summary.update(scalars)
+    finally:
+        tracking.finish()
+
+
+def evaluate_checkpoint(checkpoint: str | Path, config: EvalConfig | None = None,
+                        out_dir: str | Path | None = None) -> EvalResult:
+    """Evaluate a training checkpoint (EMA weights) against the oracle over its own training set.
+    Outputs go to ``<run>/evaluation/`` unless ``out_dir`` says otherwise; calibrations beside the checkpoint."""
+    from ablate.data import load_dataset
+    from ablate.models import describe
+    from ablate.training import load_checkpoint
+
+    config = config or EvalConfig()
+    model = load_checkpoint(checkpoint)
+    tc = model.config
+    data = load_dataset(tc.data)
+    run_dir = Path(checkpoint).resolve().parent.parent
+    subject = Subject(
+        network=model.denoiser(), train_images=data.train, padding=tc.model.padding,
+        receptive_field=describe(tc.model).receptive_field, noise_schedule=tc.noise_schedule,
+        train_labels=data.train_labels if model.num_classes else None, num_classes=model.num_classes,
+        name=run_dir.name, description={"checkpoint": str(checkpoint), "step": model.step,
+                                        "model": to_dict(tc.model), "data": to_dict(tc.data)})
+    return evaluate(subject, config, out_dir or run_dir / "evaluation", calibration_dir=Path(checkpoint).parent,
+                    calibration_stem=Path(checkpoint).stem)

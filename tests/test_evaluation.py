@@ -1,0 +1,109 @@
+"""Evaluation: known answers (a network that *is* a machine), reproducible seeds, clear errors."""
+import json
+import math
+
+import pytest
+import torch
+
+from ablate.data import load_dataset
+from ablate.evaluation import Calibration, EvalConfig, Subject, evaluate, evaluate_checkpoint
+from ablate.metrics import ELSAgreement, pairwise_agreement
+from ablate.oracle import OracleConfig, build_oracle
+from ablate.training import load_config, run
+
+FAST = dict(seeds=4, calibration_seeds=3, steps=6, samplers=("ddim",), wandb_mode="disabled", progress=False)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits", n=30)  # 8x8, 30 training images
+
+
+def test_network_that_is_the_els_machine_agrees_perfectly_and_calibrates_back(digits, tmp_path):
+    network = build_oracle(OracleConfig(machine="els", patch_size=5, boundary="zeros"), digits.train)
+    result = evaluate(Subject(network, digits.train), EvalConfig(machines=("els", "ideal"), **FAST), tmp_path)
+    s = result.summary
+    assert s["calibration"]["els"]["k"] == [5] * 6
+    assert s["calibration"]["els"]["candidates"] == [3, 5, 7]
+    assert s["els"]["median_r2"] == pytest.approx(1.0, abs=1e-9)
+    assert s["els"]["median_R2"] == pytest.approx(1.0, abs=1e-9)
+    assert s["ideal"]["median_r2"] < 0.99  # IS is another machine
+    assert s["els"]["fraction_beating_ideal"] == 1.0
+    assert all(v == pytest.approx(1.0, abs=1e-6) for v in s["els"]["per_step_median_r2"])
+    assert json.loads(result.path.read_text())["els"]["median_r2"] == s["els"]["median_r2"]
+    for picture in s["figures"].values():
+        assert picture.endswith(".png") and (tmp_path / picture.split("/")[-1]).is_file()
+
+
+def test_network_that_is_the_ideal_machine_has_ideal_agreement_one(digits, tmp_path):
+    network = build_oracle(OracleConfig(machine="ideal"), digits.train)
+    s = evaluate(Subject(network, digits.train), EvalConfig(machines=("ideal",), **FAST), tmp_path).summary
+    assert s["ideal"]["median_r2"] == pytest.approx(1.0, abs=1e-9)
+
+
+def test_seeds_are_fixed_and_results_reproducible(digits, tmp_path):
+    network = build_oracle(OracleConfig(machine="ls", patch_size=3), digits.train)
+    config = EvalConfig(machines=("els",), **FAST)
+    a = evaluate(Subject(network, digits.train), config, tmp_path / "a").summary
+    b = evaluate(Subject(network, digits.train), config, tmp_path / "b").summary
+    assert a["seeds"] == [1000, 1001, 1002, 1003] and a["calibration_seeds"] == [997, 998, 999]
+    assert a["els"]["per_seed"] == b["els"]["per_seed"]
+
+
+def test_agreement_statistics_have_known_values():
+    target = torch.randn(3, 1, 4, 4, dtype=torch.float64)
+    same = pairwise_agreement(target, target)
+    ones = torch.ones(3, dtype=torch.float64)
+    assert torch.allclose(same["r2"], ones) and torch.allclose(same["R2"], ones)
+    scaled = pairwise_agreement(2 * target + 1, target)  # perfectly correlated, but off in scale and offset
+    assert torch.allclose(scaled["r"], ones) and (scaled["R2"] < 0.5).all()
+    flipped = pairwise_agreement(-target, target)
+    assert torch.allclose(flipped["r"], -ones)
+    metric = ELSAgreement()
+    metric.update(target, target)
+    metric.update(-target, target)
+    assert metric.compute()["mean_r"] == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ValueError, match="same shape"):
+        metric.update(target[:2], target)
+    with pytest.raises(ValueError, match="finite"):
+        metric.update(target * math.nan, target)
+    with pytest.raises(ValueError, match="no samples"):
+        ELSAgreement().compute()
+
+
+def test_a_saved_calibration_of_the_wrong_length_is_a_clear_error(digits, tmp_path):
+    network = build_oracle(OracleConfig(machine="els", patch_size=3), digits.train)
+    evaluate(Subject(network, digits.train, name="net"), EvalConfig(machines=("els",), **FAST), tmp_path)
+    saved = tmp_path / "net.calibration-els-zeros-6steps.json"
+    assert Calibration.load(saved, steps=6).ks == (3,) * 6
+    with pytest.raises(ValueError, match="holds 6 steps but the sampler runs 20"):
+        Calibration.load(saved, steps=20)
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"k": [3, 5], "alpha_bar": [0.5]}')
+    with pytest.raises(ValueError, match="cannot read calibration"):
+        Calibration.load(broken)
+
+
+def test_evaluate_checkpoint_end_to_end_and_cli(tmp_path, capsys):
+    import evaluate as cli
+
+    trained = run(load_config(None, ["data.name=digits", "data.n=40", "model.depth=1", "model.width=8",
+                                     "batch_size=8", "epoch_images=32", "max_steps=20", "sample_seeds=2",
+                                     "sample_steps=2", "progress=false", "wandb.mode=disabled",
+                                     f"out={tmp_path}", "name=tiny"]))
+    cli.main([str(trained.checkpoint), "--seeds", "3", "--calibration-seeds", "2", "--steps", "4",
+              "--samplers", "ddim,ddpm", "--wandb", "disabled", "--quiet"])
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    summary = json.loads(open(last).read())
+    assert last.endswith("tiny/evaluation/agreement.json")
+    for machine in ("els", "ls", "ideal"):
+        assert 0.0 <= summary[machine]["median_r2"] <= 1.0
+    assert set(summary["samplers"]["ddpm"]) == {"els", "ls", "ideal"}
+    assert summary["network"]["receptive_field"] == 7 and summary["calibration"]["els"]["candidates"] == [3, 5, 7]
+    assert (trained.checkpoint.parent / "final.calibration-els-zeros-4steps.json").is_file()
+    with pytest.raises(ValueError, match="corrupt"):
+        bad = tmp_path / "bad.ckpt"
+        bad.write_bytes(b"\x00" * 100)
+        evaluate_checkpoint(bad)
+    with pytest.raises(SystemExit, match="machine='xyz' is not allowed"):
+        cli.main([str(trained.checkpoint), "--machines", "els,xyz"])
