@@ -1,5 +1,16 @@
 """Metrics over sets of generated images, as torchmetrics ``Metric``s (usable in training, evaluation
-and sweeps alike)."""
-from ablate.metrics.agreement import ELSAgreement, pairwise_agreement
+and sweeps alike), and the suite that builds them all for a dataset.
 
-__all__ = ["ELSAgreement", "pairwise_agreement"]
+>>> suite = build_suite(DataConfig(name="mnist5k", n=200, image_size=14))   # trains/caches the classifier
+>>> suite.score(samples)   # coherence, accuracy, artefact_rate, fid, fidelity, novelty, memorisation_rate
+"""
+from ablate.metrics.agreement import ELSAgreement, pairwise_agreement
+from ablate.metrics.artefacts import ArtefactRate, FingerDetector, StrokeDetector, detector_for, map_iou
+from ablate.metrics.classifier import DigitCNN, ReferenceClassifier, get_classifier, train_classifier
+from ablate.metrics.coherence import Coherence, classifier_fid
+from ablate.metrics.realism import Fidelity, Novelty, nearest, nearest_distance
+from ablate.metrics.suite import MetricSuite, build_suite
+
+__all__ = ["ELSAgreement", "pairwise_agreement", "Coherence", "classifier_fid", "ArtefactRate", "FingerDetector",
+           "StrokeDetector", "detector_for", "map_iou", "Fidelity", "Novelty", "nearest", "nearest_distance", "DigitCNN",
+           "ReferenceClassifier", "get_classifier", "train_classifier", "MetricSuite", "build_suite"]

@@ -1,0 +1,131 @@
+"""Artefacts: samples that break the dataset's global rule, and *where* they break it.
+
+Each dataset declares its detector (``detector_for``):
+
+- ``fingers``: the finger count differs from F (``ablate.data.count_fingers``);
+  the map marks the extra fingers (the smallest ones beyond F).
+- ``mnist5k`` / ``digits``: the classifier's confidence is below a threshold,
+  or the binarised stroke (ink > -0.5) falls into more than one sizeable
+  8-connected piece; the map marks every piece but the largest (stray strokes).
+"""
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+import torch
+from scipy import ndimage
+from torchmetrics import Metric
+
+from ablate.data import finger_components
+from ablate.metrics.classifier import ReferenceClassifier
+
+INK = -0.5  # binarisation threshold for strokes (no real 14x14 mnist5k digit splits at it)
+
+
+class Detector(Protocol):
+    def flags(self, samples: torch.Tensor) -> torch.Tensor:
+        """bool ``[B]``: which samples break the rule."""
+
+    def maps(self, samples: torch.Tensor) -> torch.Tensor:
+        """bool ``[B, H, W]``: the pixels of the offending parts."""
+
+
+def _check(samples: torch.Tensor) -> None:
+    if samples.dim() != 4 or samples.shape[1] != 1:
+        raise ValueError(f"artefact detectors take grey images [B, 1, H, W]; got shape {tuple(samples.shape)}")
+    if not torch.isfinite(samples).all():
+        raise ValueError("samples contain NaN or inf values; all values must be finite")
+
+
+class FingerDetector:
+    """A hand must have exactly ``fingers`` fingers."""
+
+    def __init__(self, fingers: int = 5) -> None:
+        self.fingers = fingers
+
+    def flags(self, samples: torch.Tensor) -> torch.Tensor:
+        _check(samples)
+        return torch.tensor([finger_components(s)[1] != self.fingers for s in samples], dtype=torch.bool)
+
+    def maps(self, samples: torch.Tensor) -> torch.Tensor:
+        _check(samples)
+        out = np.zeros((len(samples),) + tuple(samples.shape[-2:]), dtype=bool)
+        for i, s in enumerate(samples):
+            labels, count = finger_components(s)
+            if count > self.fingers:
+                sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+                extra = np.argsort(sizes, kind="stable")[: count - self.fingers] + 1
+                out[i] = np.isin(labels, extra)
+        return torch.from_numpy(out)
+
+
+class StrokeDetector:
+    """A digit is one confident, connected stroke."""
+
+    def __init__(self, classifier: ReferenceClassifier, confidence: float = 0.5, min_pixels: int | None = None) -> None:
+        self.classifier, self.confidence, self.min_pixels = classifier, confidence, min_pixels
+
+    def _pieces(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        labels, count = ndimage.label(image > INK, structure=np.ones((3, 3)))
+        sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+        min_pixels = self.min_pixels or max(3, image.size // 200)
+        return labels, np.flatnonzero(sizes >= min_pixels) + 1  # labels of the sizeable pieces
+
+    def flags(self, samples: torch.Tensor) -> torch.Tensor:
+        _check(samples)
+        unsure = self.classifier.probabilities(samples).max(1).values < self.confidence
+        broken = torch.tensor([len(self._pieces(s[0].numpy())[1]) > 1 for s in samples.cpu()], dtype=torch.bool)
+        return unsure.cpu() | broken
+
+    def maps(self, samples: torch.Tensor) -> torch.Tensor:
+        _check(samples)
+        out = np.zeros((len(samples),) + tuple(samples.shape[-2:]), dtype=bool)
+        for i, s in enumerate(samples.cpu()):
+            labels, pieces = self._pieces(s[0].numpy())
+            if len(pieces) > 1:
+                sizes = np.bincount(labels.ravel())[pieces]
+                out[i] = np.isin(labels, np.delete(pieces, sizes.argmax())) | (
+                    (labels > 0) & ~np.isin(labels, pieces))  # stray specks too
+        return torch.from_numpy(out)
+
+
+def detector_for(dataset: str, classifier: ReferenceClassifier | None = None, fingers: int = 5) -> Detector:
+    if dataset == "fingers":
+        return FingerDetector(fingers)
+    if dataset in ("mnist5k", "digits", "idx"):
+        if classifier is None:
+            raise ValueError(f"the {dataset!r} artefact detector needs the reference classifier")
+        return StrokeDetector(classifier)
+    raise ValueError(f"no artefact detector is declared for dataset {dataset!r}; "
+                     "declared: fingers, mnist5k, digits, idx")
+
+
+class ArtefactRate(Metric):
+    """``update(samples)``; ``compute()`` -> ``artefact_rate``: the fraction of samples the detector flags."""
+
+    is_differentiable = False
+    higher_is_better = False
+    full_state_update = False
+
+    def __init__(self, detector: Detector, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.detector = detector
+        self.add_state("flagged", default=torch.tensor(0), dist_reduce_fx="sum")
+        self.add_state("count", default=torch.tensor(0), dist_reduce_fx="sum")
+
+    def update(self, samples: torch.Tensor) -> None:
+        self.flagged += self.detector.flags(samples.detach().cpu()).sum().to(self.flagged.device)
+        self.count += len(samples)
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        if self.count == 0:
+            raise ValueError("ArtefactRate has no samples; call update() with a non-empty batch before compute()")
+        return {"artefact_rate": self.flagged.double() / self.count}
+
+
+def map_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Intersection over union of paired artefact maps ``[B, H, W]`` (1 where both are empty)."""
+    inter = (a & b).flatten(1).sum(1).double()
+    union = (a | b).flatten(1).sum(1).double()
+    return torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union))

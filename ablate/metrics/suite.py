@@ -1,0 +1,71 @@
+"""Every metric of a dataset, built once, scoring a set of samples in one call (sweeps and studies)."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ablate.data import DataConfig, ImageDataset, load_dataset
+from ablate.metrics.artefacts import ArtefactRate, detector_for
+from ablate.metrics.classifier import DEFAULT_CACHE, ReferenceClassifier, get_classifier
+from ablate.metrics.coherence import Coherence, classifier_fid
+from ablate.metrics.realism import Fidelity, Novelty
+
+
+@dataclass
+class MetricSuite:
+    """Coherence, artefact rate, classifier FID, fidelity and novelty for one dataset. The classifier
+    (and so coherence, FID and the digit detector) is absent for unlabelled datasets such as ``fingers``."""
+
+    data: ImageDataset
+    classifier: ReferenceClassifier | None
+    fidelity_reference: torch.Tensor
+    fingers: int = 5
+
+    @property
+    def detector(self):
+        return detector_for(self.data.name, self.classifier, self.fingers)
+
+    def score(self, samples: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, float]:
+        """All figures for ``samples [B, C, H, W]`` in [-1, 1] (``labels``: requested classes, if any)."""
+        if len(samples) == 0:
+            raise ValueError("cannot score an empty batch of samples")
+        samples = samples.detach().cpu().float()
+        out: dict[str, float] = {}
+        seconds: dict[str, float] = {}
+        for name, metric, args in self._metrics(samples, labels):
+            start = time.perf_counter()
+            metric.update(*args)
+            out.update({k: float(v) for k, v in metric.compute().items()})
+            seconds[name] = time.perf_counter() - start
+        if self.classifier is not None:
+            start = time.perf_counter()
+            fid = classifier_fid(self.classifier)
+            fid.update(self.data.heldout, real=True)
+            fid.update(samples, real=False)
+            out["fid"] = float(fid.compute())
+            seconds["fid"] = time.perf_counter() - start
+        self.last_seconds = seconds
+        return out
+
+    def _metrics(self, samples, labels):
+        if self.classifier is not None:
+            yield "coherence", Coherence(self.classifier), (samples, labels)
+        yield "artefact_rate", ArtefactRate(self.detector), (samples,)
+        yield "fidelity", Fidelity(self.data.train, self.fidelity_reference,
+                                   patch_size=min(5, min(samples.shape[-2:]))), (samples,)
+        yield "novelty", Novelty(self.data.train), (samples,)
+
+
+def build_suite(data: DataConfig | ImageDataset, config: DataConfig | None = None,
+                cache_dir: str | Path = DEFAULT_CACHE, progress: bool = False) -> MetricSuite:
+    """The metric suite of a dataset. ``data``: a config (loaded here) or an already loaded dataset with
+    its ``config``. Labelled datasets get the (cached) reference classifier."""
+    if isinstance(data, DataConfig):
+        config, data = data, load_dataset(data)
+    if config is None:
+        raise ValueError("pass the DataConfig of a loaded dataset (the classifier is cached per config)")
+    classifier = get_classifier(config, cache_dir, progress) if data.train_labels is not None else None
+    return MetricSuite(data, classifier, data.heldout, fingers=config.fingers)
