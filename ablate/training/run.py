@@ -129,7 +129,7 @@ def run(config: TrainConfig, resume: str | Path | None = None) -> TrainResult:
                         weights_only=True)
         seconds = time.perf_counter() - start
         final = run_dir / "checkpoints" / "final.ckpt"
-        trainer.save_checkpoint(final)
+        trainer.save_checkpoint(final, weights_only=False)  # full: optimiser and loops too, so it resumes
         grid = samples.draw(trainer, module, "final")
         val = trainer.callback_metrics.get("val/loss")
         steps = trainer.global_step
