@@ -53,9 +53,11 @@ def default_name(config: TrainConfig) -> str:
     return f"{m.name}-d{m.depth}-w{m.width}-{m.padding}-{datetime.now():%Y%m%d-%H%M%S}"
 
 
-def run(config: TrainConfig, resume: str | Path | None = None) -> TrainResult:
+def run(config: TrainConfig, resume: str | Path | None = None,
+        callbacks: list[pl.Callback] | None = None) -> TrainResult:
     """Train ``config`` (or continue the run of checkpoint ``resume``: same optimiser state, step,
-    data order and noise) and return where everything went."""
+    data order and noise) and return where everything went. ``callbacks`` are added to the trainer's
+    own (e.g. a sweep's pruning callback)."""
     if not isinstance(config, TrainConfig):
         raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
     run_dir = Path(config.out) / (config.name or default_name(config))
@@ -105,7 +107,7 @@ def run(config: TrainConfig, resume: str | Path | None = None) -> TrainResult:
                                   auto_insert_metric_name=False, every_n_epochs=config.checkpoint_every,
                                   save_top_k=config.keep_checkpoints, monitor="step", mode="max",
                                   save_last=True, save_on_train_epoch_end=True)
-    callbacks = [checkpoints, samples, LearningRateMonitor(logging_interval="step")]
+    callbacks = [checkpoints, samples, LearningRateMonitor(logging_interval="step"), *(callbacks or [])]
     if config.progress:
         callbacks.append(TQDMProgressBar(refresh_rate=20))
     trainer = pl.Trainer(

@@ -1,0 +1,62 @@
+"""``python -m ablate.sweep``: run, resume and inspect sweeps defined in ``sweeps/*.yaml``.
+
+    python -m ablate.sweep run sweeps/oracle_patch_schedule.yaml              # SQLite under runs/sweeps/
+    python -m ablate.sweep run sweeps/X.yaml --workers 2 --trials 40
+    python -m ablate.sweep run sweeps/X.yaml --storage postgresql://postgres@127.0.0.1/ablate
+    python -m ablate.sweep resume sweeps/X.yaml          # finish the queued and interrupted trials
+    python -m ablate.sweep status sweeps/X.yaml
+    python -m ablate.sweep report sweeps/X.yaml          # static HTML: Pareto front, knobs, sample grids
+    python -m ablate.sweep dashboard sweeps/X.yaml       # optuna-dashboard on http://127.0.0.1:8080
+    python -m ablate.sweep worker sweeps/X.yaml --storage URL   # one more worker, on any machine
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ablate.sweep.definition import load_definition
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m ablate.sweep", description=__doc__.splitlines()[0],
+                                epilog=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("command", choices=["run", "resume", "status", "report", "dashboard", "worker"])
+    p.add_argument("definition", help="sweeps/<name>.yaml")
+    p.add_argument("--storage", help="database URL (default: sqlite:///runs/sweeps/<name>.db)")
+    p.add_argument("--workers", type=int, default=1, help="local worker processes (run, resume)")
+    p.add_argument("--trials", type=int, help="completed trials wanted (default: the definition's)")
+    p.add_argument("--heartbeat", type=int, default=10, help="seconds between worker heartbeats")
+    p.add_argument("--out", help="report: the HTML file (default: runs/sweeps/<name>/report.html)")
+    p.add_argument("--port", type=int, default=8080, help="dashboard port on 127.0.0.1")
+    a = p.parse_args(argv)
+    try:
+        definition = load_definition(a.definition)
+        from ablate.sweep import study as studies
+
+        url = a.storage or studies.default_storage(definition)
+        if a.command in ("run", "resume"):
+            if a.workers < 1:
+                raise ValueError(f"--workers={a.workers} must be >= 1")
+            studies.run_sweep(definition, url, a.workers, a.trials, a.heartbeat)
+        elif a.command == "worker":
+            studies.work(definition, url, a.heartbeat)
+        elif a.command == "status":
+            import optuna
+            study = optuna.load_study(study_name=definition.name, storage=studies.open_storage(url, a.heartbeat))
+            print(f"{definition.name} ({url}): " + ", ".join(f"{v} {k}" for k, v in studies.counts(study).items() if v))
+            for t in studies.pareto(study):
+                print(f"  pareto trial {t.number}: " + ", ".join(f"{n}={v:.4g}" for n, v in
+                                                                 zip(definition.objectives, t.values)) + f"  {t.params}")
+        elif a.command == "report":
+            from ablate.sweep.report import write_report
+            print(write_report(definition, url, a.out))
+        else:
+            from optuna_dashboard import run_server
+            print(f"optuna-dashboard on http://127.0.0.1:{a.port} (Ctrl-C stops it)", flush=True)
+            run_server(studies.open_storage(url, a.heartbeat), host="127.0.0.1", port=a.port)
+    except (ValueError, KeyError) as err:
+        sys.exit(f"ablate.sweep: {err}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,199 @@
+"""A sweep is data: ``sweeps/<name>.yaml`` says what is searched, what is scored and how.
+
+    name: oracle_patch_schedule
+    kind: oracle                      # oracle (no training) | train (train, then evaluate)
+    data: {name: mnist5k, n: 200, image_size: 14}
+    fixed: {machine: els, boundary: zeros}          # settings every trial shares
+    space:                                          # what the sampler searches
+      k_min: {int: [1, 7], step: 2}
+      k_max: {int: [5, 15], step: 2}
+      shape: {float: [0.3, 3.0], log: true}
+      boundary: {choice: [zeros, circular]}
+    objectives: {coherence: maximize, artefact_rate: minimize, novelty: maximize}
+    sampler: {name: nsga2, seed: 0}                 # tpe | nsga2 | random | grid
+    trials: 24
+    seeds: 16                                       # fixed seeds every trial samples
+    steps: 20
+
+Every problem (an unknown key, an empty range, an unknown objective or knob)
+is found by :func:`load_definition` before any trial runs, and named.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from ablate.config import build_config
+from ablate.data import DataConfig
+
+KINDS = ("oracle", "train")
+SAMPLERS = ("tpe", "nsga2", "random", "grid")
+DIRECTIONS = ("maximize", "minimize")
+# what a trial reports (ablate.metrics.MetricSuite.score, plus the training trial's agreement)
+OBJECTIVES = {
+    "oracle": ("coherence", "accuracy", "artefact_rate", "fid", "fidelity", "novelty", "memorisation_rate"),
+    "train": ("coherence", "accuracy", "artefact_rate", "fid", "fidelity", "novelty", "memorisation_rate",
+              "els_r2", "is_r2", "ls_r2", "val_loss", "train_seconds"),
+}
+# the knobs a trial understands (fixed or searched)
+KNOBS = {
+    "oracle": ("machine", "boundary", "k", "k_min", "k_max", "shape", "stride", "shift_radius",
+               "position_bandwidth", "conditional"),
+    "train": ("name", "depth", "width", "padding", "norm", "lr", "max_steps", "batch_size", "ema_decay",
+              "noise_schedule", "conditional", "attention"),
+}
+TOP_KEYS = ("name", "kind", "description", "data", "fixed", "space", "objectives", "sampler", "trials", "seeds",
+            "steps", "prune")
+
+
+@dataclass(frozen=True)
+class Param:
+    """One searched knob: ``int`` / ``float`` ranges (``log``, ``step``) or a ``choice`` list."""
+
+    name: str
+    kind: str
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: tuple = ()
+
+    def suggest(self, trial) -> Any:
+        if self.kind == "choice":
+            return trial.suggest_categorical(self.name, list(self.choices))
+        if self.kind == "int":
+            return trial.suggest_int(self.name, int(self.low), int(self.high), step=int(self.step or 1), log=self.log)
+        return trial.suggest_float(self.name, self.low, self.high, log=self.log, step=self.step)
+
+    def grid(self) -> list:
+        if self.kind == "choice":
+            return list(self.choices)
+        if self.kind == "int":
+            return list(range(int(self.low), int(self.high) + 1, int(self.step or 1)))
+        raise ValueError(f"the grid sampler needs int or choice knobs; {self.name!r} is a float range")
+
+
+@dataclass(frozen=True)
+class SweepDefinition:
+    name: str
+    kind: str
+    data: DataConfig
+    fixed: dict[str, Any]
+    space: tuple[Param, ...]
+    objectives: dict[str, str]
+    sampler: str = "tpe"
+    sampler_seed: int | None = 0
+    trials: int = 20
+    seeds: int = 16
+    steps: int = 20
+    prune: bool = False
+    description: str = ""
+    path: Path | None = field(default=None, compare=False)
+
+    @property
+    def directions(self) -> list[str]:
+        return list(self.objectives.values())
+
+
+def _near(word: str, allowed) -> str:
+    near = difflib.get_close_matches(str(word), list(allowed), n=1)
+    return f" (did you mean {near[0]!r}?)" if near else ""
+
+
+def _param(name: str, spec: Any, where: str) -> Param:
+    if not isinstance(spec, Mapping):
+        raise ValueError(f"{where}: space.{name} must be a mapping like {{int: [1, 7]}}, "
+                         f"{{float: [0.1, 3], log: true}} or {{choice: [a, b]}}; got {spec!r}")
+    kinds = [k for k in ("int", "float", "choice") if k in spec]
+    extra = set(spec) - {"int", "float", "choice", "log", "step"}
+    if len(kinds) != 1 or extra:
+        raise ValueError(f"{where}: space.{name} must have exactly one of int/float/choice (plus log, step); "
+                         f"got keys {sorted(spec)}")
+    kind = kinds[0]
+    if kind == "choice":
+        choices = spec["choice"]
+        if not isinstance(choices, list) or not choices:
+            raise ValueError(f"{where}: space.{name}.choice is empty; list at least one value")
+        return Param(name, "choice", choices=tuple(choices))
+    bounds = spec[kind]
+    if not (isinstance(bounds, list) and len(bounds) == 2 and all(isinstance(b, (int, float)) for b in bounds)):
+        raise ValueError(f"{where}: space.{name}.{kind} must be [low, high]; got {bounds!r}")
+    low, high = bounds
+    if low >= high:
+        raise ValueError(f"{where}: space.{name} has an empty range [{low}, {high}]; low must be below high")
+    log = bool(spec.get("log", False))
+    if log and low <= 0:
+        raise ValueError(f"{where}: space.{name} is log-scaled, so its range must be positive; got [{low}, {high}]")
+    return Param(name, kind, float(low) if kind == "float" else int(low), float(high) if kind == "float" else int(high),
+                 log, spec.get("step"))
+
+
+def parse_definition(raw: Mapping[str, Any], where: str = "sweep") -> SweepDefinition:
+    """Validate plain data and build the definition; every error names the key and what is allowed."""
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"{where}: a sweep definition must be a mapping of keys")
+    for key in raw:
+        if key not in TOP_KEYS:
+            raise ValueError(f"{where}: unknown key {key!r}{_near(key, TOP_KEYS)}; allowed: {', '.join(TOP_KEYS)}")
+    for key in ("name", "kind", "objectives", "trials"):
+        if key not in raw:
+            raise ValueError(f"{where}: missing required key {key!r}")
+    kind = raw["kind"]
+    if kind not in KINDS:
+        raise ValueError(f"{where}: kind={kind!r} is not allowed; choose one of {', '.join(KINDS)}")
+    knobs = KNOBS[kind]
+    fixed = dict(raw.get("fixed") or {})
+    space = tuple(_param(n, s, where) for n, s in (raw.get("space") or {}).items())
+    for name in list(fixed) + [p.name for p in space]:
+        if name not in knobs:
+            raise ValueError(f"{where}: unknown {kind} knob {name!r}{_near(name, knobs)}; allowed: {', '.join(knobs)}")
+    both = set(fixed) & {p.name for p in space}
+    if both:
+        raise ValueError(f"{where}: {sorted(both)} are both fixed and searched; keep each in one place")
+    objectives = raw["objectives"]
+    if not isinstance(objectives, Mapping) or not objectives:
+        raise ValueError(f"{where}: objectives must map at least one metric to maximize/minimize")
+    for name, direction in objectives.items():
+        if name not in OBJECTIVES[kind]:
+            raise ValueError(f"{where}: unknown objective {name!r}{_near(name, OBJECTIVES[kind])}; "
+                             f"a {kind} trial reports: {', '.join(OBJECTIVES[kind])}")
+        if direction not in DIRECTIONS:
+            raise ValueError(f"{where}: objective {name!r} has direction {direction!r}; choose maximize or minimize")
+    sampler = dict(raw.get("sampler") or {"name": "tpe"})
+    if sampler.get("name") not in SAMPLERS:
+        raise ValueError(f"{where}: sampler {sampler.get('name')!r} is not allowed; choose one of {', '.join(SAMPLERS)}")
+    if set(sampler) - {"name", "seed"}:
+        raise ValueError(f"{where}: sampler takes name and seed only; got {sorted(sampler)}")
+    trials = raw["trials"]
+    if not isinstance(trials, int) or trials < 1:
+        raise ValueError(f"{where}: trials must be a positive integer; got {trials!r}")
+    prune = bool(raw.get("prune", False))
+    if prune and (kind != "train" or len(objectives) != 1):
+        raise ValueError(f"{where}: prune needs a train sweep with exactly one objective (Optuna cannot prune "
+                         f"multi-objective studies); got kind={kind!r} with {len(objectives)} objectives")
+    if sampler["name"] == "grid":
+        for p in space:
+            p.grid()  # raises for float ranges
+    data = build_config(DataConfig, raw.get("data") or {}, "data.")
+    definition = SweepDefinition(
+        name=str(raw["name"]), kind=kind, data=data, fixed=fixed, space=space, objectives=dict(objectives),
+        sampler=sampler["name"], sampler_seed=sampler.get("seed", 0), trials=trials,
+        seeds=int(raw.get("seeds", 16)), steps=int(raw.get("steps", 20)), prune=prune,
+        description=str(raw.get("description", "")))
+    if definition.seeds < 1 or definition.steps < 1:
+        raise ValueError(f"{where}: seeds and steps must be >= 1")
+    return definition
+
+
+def load_definition(path: str | Path) -> SweepDefinition:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise ValueError(f"cannot read sweep definition {str(path)!r}: {err}") from err
+    d = parse_definition(raw, where=str(path))
+    return SweepDefinition(**{**d.__dict__, "path": path})

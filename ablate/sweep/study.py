@@ -1,0 +1,227 @@
+"""Studies, storage, workers and tracking: one module owns them.
+
+* Storage: SQLite under ``runs/sweeps/`` by default; any SQLAlchemy URL
+  (``postgresql://user@host/db``) for several workers on several machines.
+  Heartbeats (``heartbeat_interval``) mark a killed worker's trial stale; the
+  ``RetryHeartbeatStaleTrialCallback`` puts a copy of it back in the queue.
+* Exact counts: the study is created once, and the requested trials are
+  enqueued as WAITING trials up front; workers only claim waiting trials
+  (Optuna's claim is atomic in the database), so ``N`` requested trials give
+  exactly ``N`` completed ones however many workers run, die or restart.
+  Re-running tops the queue up to ``N``; it never duplicates the study.
+* Tracking: every trial is a W&B run (offline unless a key is configured) in a
+  group named after the study, closed in a ``finally`` whatever happens.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+import time
+import traceback
+import warnings
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
+from optuna.trial import TrialState
+
+from ablate import tracking
+from ablate.sweep.definition import SweepDefinition
+from ablate.sweep.trials import TRIALS, TrialContext
+
+RUNS = Path("runs/sweeps")
+DONE = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def out_dir(definition: SweepDefinition) -> Path:
+    return RUNS / definition.name
+
+
+def default_storage(definition: SweepDefinition) -> str:
+    return f"sqlite:///{(RUNS / f'{definition.name}.db').as_posix()}"
+
+
+def open_storage(url: str, heartbeat: int = 10, retries: int = 3) -> RDBStorage:
+    if url.startswith("sqlite:///"):
+        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats: stable in use
+    try:
+        return RDBStorage(url, heartbeat_interval=heartbeat, grace_period=3 * heartbeat,
+                          heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=retries))
+    except Exception as err:  # SQLAlchemy raises many kinds for a bad URL or an unreachable server
+        raise ValueError(f"cannot open study storage {url!r}: {type(err).__name__}: {str(err).splitlines()[0]}") from err
+
+
+def make_sampler(definition: SweepDefinition) -> optuna.samplers.BaseSampler:
+    seed = definition.sampler_seed
+    if definition.sampler == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed)
+    if definition.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if definition.sampler == "grid":
+        return optuna.samplers.GridSampler({p.name: p.grid() for p in definition.space}, seed=seed)
+    return optuna.samplers.TPESampler(seed=seed, multivariate=True)
+
+
+def create_study(definition: SweepDefinition, storage: RDBStorage, trials: int | None = None) -> optuna.Study:
+    """Create (or load) the study and enqueue trials until ``trials`` are done, queued or running."""
+    study = optuna.create_study(study_name=definition.name, storage=storage, directions=definition.directions,
+                                sampler=make_sampler(definition), load_if_exists=True,
+                                pruner=optuna.pruners.MedianPruner(n_warmup_steps=1) if definition.prune else None)
+    names = list(definition.objectives)
+    existing = study.user_attrs.get("objectives")
+    if existing is not None and existing != names:
+        raise ValueError(f"study {definition.name!r} in this storage optimises {existing}, but the definition "
+                         f"says {names}; use another storage or name")
+    study.set_user_attr("objectives", names)
+    study.set_user_attr("kind", definition.kind)
+    wanted = trials or definition.trials
+    live = [t for t in study.get_trials(deepcopy=False)
+            if t.state in DONE or t.state in (TrialState.WAITING, TrialState.RUNNING)]
+    missing = max(0, wanted - len(live))
+    if definition.sampler == "grid":  # the grid sampler takes enqueued trials only with every knob set
+        seen = {tuple(sorted(t.params.items())) for t in live}
+        names = [p.name for p in definition.space]
+        points = [dict(zip(names, values)) for values in itertools.product(*(p.grid() for p in definition.space))]
+        for point in [p for p in points if tuple(sorted(p.items())) not in seen][:missing]:
+            study.enqueue_trial(point, skip_if_exists=False)
+    else:
+        for _ in range(missing):
+            study.enqueue_trial({}, skip_if_exists=False)
+    return study
+
+
+def knobs_of(definition: SweepDefinition, trial: optuna.Trial) -> dict[str, Any]:
+    return {**definition.fixed, **{p.name: p.suggest(trial) for p in definition.space}}
+
+
+def objective_fn(definition: SweepDefinition, ctx: TrialContext):
+    def objective(trial: optuna.Trial):
+        import wandb
+
+        knobs = knobs_of(definition, trial)
+        tag = f"trial{trial.number:04d}"
+        trial.set_user_attr("worker", f"{os.uname().nodename}:{os.getpid()}")
+        mode = tracking.resolve_mode("auto")
+        run = None
+        failed = True
+        try:
+            if mode != "disabled":
+                wdir = out_dir(definition) / "wandb_dirs"
+                wdir.mkdir(parents=True, exist_ok=True)
+                run = wandb.init(project="ablate", group=definition.name, name=f"{definition.name}-{tag}",
+                                 job_type=f"{definition.kind}-trial", dir=str(wdir), mode=mode,
+                                 config={**knobs, "trial": trial.number, "study": definition.name},
+                                 reinit="finish_previous", settings=wandb.Settings(silent=True))
+            result = TRIALS[definition.kind](ctx, knobs, tag, trial)
+            values = [float(result[name]) for name in definition.objectives]
+            for key, value in result.items():
+                if isinstance(value, (int, float, str)) or value is None:
+                    trial.set_user_attr(key, value)
+            if run is not None:
+                run.log({**{k: v for k, v in result.items() if isinstance(v, float)},
+                         "samples": wandb.Image(result["grid"])})
+                run.summary.update({name: v for name, v in zip(definition.objectives, values)})
+            failed = False
+            return values
+        except optuna.TrialPruned:
+            failed = False
+            raise
+        except Exception as err:
+            trial.set_user_attr("error", f"{type(err).__name__}: {err}")
+            trial.set_user_attr("traceback", traceback.format_exc()[-4000:])
+            raise
+        finally:
+            if run is not None:
+                run.finish(exit_code=1 if failed else 0)
+    return objective
+
+
+def counts(study: optuna.Study) -> dict[str, int]:
+    out = {s.name.lower(): 0 for s in TrialState}
+    for t in study.get_trials(deepcopy=False):
+        out[t.state.name.lower()] += 1
+    return out
+
+
+def work(definition: SweepDefinition, url: str, heartbeat: int = 10, poll: float = 1.0) -> None:
+    """One worker: claim waiting trials until none is waiting and none is running elsewhere.
+    A trial whose worker died goes stale after ``3 * heartbeat`` s and comes back as a waiting copy."""
+    storage = open_storage(url, heartbeat)
+    study = optuna.load_study(study_name=definition.name, storage=storage, sampler=make_sampler(definition))
+    ctx = TrialContext.build(definition, out_dir(definition))
+    objective = objective_fn(definition, ctx)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    while True:
+        fail_stale_trials(study)
+        c = counts(study)
+        if c["waiting"]:
+            study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=True)
+        elif c["running"]:
+            time.sleep(poll)  # another worker is busy, or died and its trial will go stale
+        else:
+            return
+
+
+def worker_command(definition: SweepDefinition, url: str, heartbeat: int) -> list[str]:
+    return [sys.executable, "-m", "ablate.sweep", "worker", str(definition.path), "--storage", url,
+            "--heartbeat", str(heartbeat)]
+
+
+def run_sweep(definition: SweepDefinition, storage: str | None = None, workers: int = 1, trials: int | None = None,
+              heartbeat: int = 10, progress: bool = True) -> optuna.Study:
+    """Create the study once, then run ``workers`` local worker processes (or work in this process)."""
+    url = storage or default_storage(definition)
+    store = open_storage(url, heartbeat)
+    study = create_study(definition, store, trials)
+    say = print if progress else (lambda *a, **k: None)
+    c = counts(study)
+    say(f"study {definition.name!r} in {url}: {c['complete']} complete, {c['waiting']} queued, "
+        f"{c['running']} running, {c['fail']} failed", flush=True)
+    start = time.perf_counter()
+    if workers <= 1:
+        work(definition, url, heartbeat)
+    else:
+        if definition.path is None:
+            raise ValueError("several workers need a definition file (load it with load_definition)")
+        from ablate.metrics import build_suite
+        build_suite(definition.data)  # train and cache the classifier once, not in every worker at once
+        procs = [subprocess.Popen(worker_command(definition, url, heartbeat)) for _ in range(workers)]
+        for p in procs:
+            p.wait()
+    c = counts(study)
+    say(f"done in {time.perf_counter() - start:.0f} s: {c['complete']} complete, {c['pruned']} pruned, "
+        f"{c['fail']} failed", flush=True)
+    log_summary(definition, study)
+    return study
+
+
+def pareto(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    return study.best_trials if len(study.directions) > 1 else ([study.best_trial] if counts(study)["complete"] else [])
+
+
+def log_summary(definition: SweepDefinition, study: optuna.Study) -> None:
+    """The Pareto front as a W&B table in a summary run of the study's group."""
+    mode = tracking.resolve_mode("auto")
+    front = pareto(study)
+    if mode == "disabled" or not front:
+        return
+    import wandb
+
+    wdir = out_dir(definition) / "wandb_dirs"
+    wdir.mkdir(parents=True, exist_ok=True)
+    run = wandb.init(project="ablate", group=definition.name, name=f"{definition.name}-summary",
+                     job_type="sweep-summary", dir=str(wdir), mode=mode, reinit="finish_previous",
+                     settings=wandb.Settings(silent=True))
+    try:
+        cols = ["trial", *definition.objectives, *sorted(front[0].params)]
+        table = wandb.Table(columns=cols)
+        for t in front:
+            table.add_data(t.number, *t.values, *[t.params[k] for k in sorted(front[0].params)])
+        run.log({"pareto_front": table})
+        run.summary.update({"complete": counts(study)["complete"], "pareto_size": len(front)})
+    finally:
+        run.finish()

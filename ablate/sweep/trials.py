@@ -1,0 +1,116 @@
+"""What one trial does: turn knobs into a denoiser, draw the fixed seeds, score the samples.
+
+``oracle`` trials build a score machine (no training): the cheap design-before-
+training exploration. ``train`` trials train a backbone at the sweep's budget
+(reporting validation loss to Optuna so hopeless trials can be pruned), then
+score its samples and measure its agreement with the calibrated oracle.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ablate.data import ImageDataset, load_dataset
+from ablate.metrics import MetricSuite, build_suite
+from ablate.oracle import OracleConfig, PatchSchedule, build_oracle
+from ablate.sampling import sample
+from ablate.sweep.definition import SweepDefinition
+from ablate.viz import save_grid
+
+
+@dataclass
+class TrialContext:
+    """Per-process state shared by the trials of a sweep: the data and the metric suite (built once)."""
+
+    definition: SweepDefinition
+    out_dir: Path
+    data: ImageDataset
+    suite: MetricSuite
+
+    @classmethod
+    def build(cls, definition: SweepDefinition, out_dir: Path) -> "TrialContext":
+        data = load_dataset(definition.data)
+        return cls(definition, out_dir, data, build_suite(data, definition.data))
+
+    def seeds_and_labels(self, conditional: bool) -> tuple[list[int], torch.Tensor | None]:
+        seeds = list(range(self.definition.seeds))
+        if conditional and self.data.num_classes is None:
+            raise ValueError(f"conditional=True needs labels; dataset {self.data.name!r} has none")
+        return seeds, (torch.tensor(seeds) % self.data.num_classes if conditional else None)
+
+
+def oracle_config(knobs: dict[str, Any]) -> OracleConfig:
+    """Knobs -> OracleConfig: a fixed ``k`` or the power schedule ``k_min .. k_max`` with ``shape``."""
+    if "k" in knobs:
+        patch: int | PatchSchedule = int(knobs["k"])
+    else:
+        k_min = int(knobs.get("k_min", 3))
+        k_max = max(int(knobs.get("k_max", 11)), k_min)  # an inverted range means a constant k_min
+        patch = PatchSchedule("power", k_min=k_min, k_max=k_max, shape=float(knobs.get("shape", 1.0)))
+    knob = {name: knobs[name] for name in ("shift_radius", "position_bandwidth") if knobs.get(name) is not None}
+    if int(knobs.get("stride", 1)) > 1:
+        knob["stride"] = int(knobs["stride"])
+    return OracleConfig(machine=knobs.get("machine", "els"), boundary=knobs.get("boundary", "zeros"),
+                        patch_size=patch, **knob)
+
+
+def run_oracle_trial(ctx: TrialContext, knobs: dict[str, Any], tag: str, trial=None) -> dict[str, Any]:
+    """Sample the fixed seeds from the oracle the knobs describe and score them."""
+    conditional = bool(knobs.get("conditional", False))
+    seeds, labels = ctx.seeds_and_labels(conditional)
+    start = time.perf_counter()
+    oracle = build_oracle(oracle_config(knobs), ctx.data.train, ctx.data.train_labels if conditional else None)
+    samples = sample(oracle, seeds, ctx.data.shape, steps=ctx.definition.steps, labels=labels).samples
+    scores = ctx.suite.score(samples, labels)
+    grid = save_grid([samples[i:i + 8] for i in range(0, len(samples), 8)], [f"seeds {i}-" for i in range(0, len(samples), 8)],
+                     ctx.out_dir / "grids" / f"{tag}.png", title=f"{tag}: {knobs}")
+    return {**scores, "seconds": time.perf_counter() - start, "grid": str(grid)}
+
+
+def run_train_trial(ctx: TrialContext, knobs: dict[str, Any], tag: str, trial=None) -> dict[str, Any]:
+    """Train the backbone the knobs describe, then score its samples and its agreement with the oracle.
+    With ``trial`` (an Optuna trial of a pruned sweep), validation loss is reported after each validation
+    by optuna-integration's Lightning pruning callback, which stops hopeless trials."""
+    from ablate.evaluation import EvalConfig, evaluate_checkpoint
+    from ablate.models import BackboneConfig
+    from ablate.training import TrainConfig, WandbConfig, run
+
+    d = TrainConfig()
+    model = dict(name=knobs.get("name", "resnet"), depth=int(knobs.get("depth", d.model.depth)),
+                 width=int(knobs.get("width", d.model.width)), padding=knobs.get("padding", "zeros"),
+                 norm=knobs.get("norm", "none"))
+    if knobs.get("attention") and model["name"] == "unet":
+        model["name"] = "unet_attn"
+    conditional = bool(knobs.get("conditional", False))
+    config = dataclasses.replace(
+        d, data=ctx.definition.data, model=BackboneConfig(**model), conditional=conditional,
+        optim=dataclasses.replace(d.optim, lr=float(knobs.get("lr", d.optim.lr)),
+                                  ema_decay=knobs.get("ema_decay", d.optim.ema_decay)),
+        max_steps=int(knobs.get("max_steps", d.max_steps)), batch_size=int(knobs.get("batch_size", d.batch_size)),
+        noise_schedule=knobs.get("noise_schedule", d.noise_schedule), out=str(ctx.out_dir / "runs"), name=tag,
+        progress=False, wandb=WandbConfig(mode="disabled"), sample_every=10**6)
+    callbacks = []
+    if trial is not None and ctx.definition.prune:
+        from optuna_integration import PyTorchLightningPruningCallback
+        callbacks.append(PyTorchLightningPruningCallback(trial, monitor="val/loss"))
+    result = run(config, callbacks=callbacks)
+    from ablate.training import load_checkpoint
+    model_ = load_checkpoint(result.checkpoint)
+    seeds, labels = ctx.seeds_and_labels(conditional)
+    samples = sample(model_.denoiser(), seeds, ctx.data.shape, steps=ctx.definition.steps, labels=labels,
+                     schedule=config.noise_schedule).samples
+    scores = ctx.suite.score(samples, labels)
+    agreement = evaluate_checkpoint(result.checkpoint, EvalConfig(seeds=max(2, ctx.definition.seeds),
+                                                                  samplers=("ddim",), per_step=False,
+                                                                  wandb_mode="disabled", progress=False)).summary
+    return {**scores, "els_r2": agreement["els"]["median_r2"], "ls_r2": agreement["ls"]["median_r2"],
+            "is_r2": agreement["ideal"]["median_r2"], "val_loss": result.val_loss, "train_seconds": result.seconds,
+            "seconds": result.seconds, "grid": agreement["figures"]["grid"], "checkpoint": str(result.checkpoint)}
+
+
+TRIALS = {"oracle": run_oracle_trial, "train": run_train_trial}

@@ -1,0 +1,206 @@
+"""Sweeps: definitions validated before any trial, exact trial counts, resume without duplicates, failed
+trials that do not stall, PostgreSQL workers that survive SIGKILL, and a report a browser renders."""
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from ablate.sweep import load_definition, parse_definition
+from ablate.sweep.study import counts, open_storage, run_sweep
+
+ROOT = Path(__file__).parent.parent
+TINY = dict(name="tiny", kind="oracle", data={"name": "digits", "n": 40}, fixed={"machine": "els"},
+            space={"k_min": {"int": [1, 3], "step": 2}, "k_max": {"int": [3, 7], "step": 2},
+                   "boundary": {"choice": ["zeros", "circular"]}},
+            objectives={"coherence": "maximize", "artefact_rate": "minimize"},
+            sampler={"name": "random", "seed": 0}, trials=4, seeds=4, steps=4)
+
+
+def write(tmp_path, **changes):
+    raw = {**TINY, **changes}
+    path = tmp_path / f"{raw['name']}.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return load_definition(path)
+
+
+@pytest.fixture
+def in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    return tmp_path
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(trails=3), "unknown key 'trails' \\(did you mean 'trials'\\?\\)"),
+    (dict(space={"k_min": {"int": [5, 3]}}), "empty range \\[5, 3\\]"),
+    (dict(space={"k_max": {"choice": []}}), "choice is empty"),
+    (dict(objectives={"coherance": "maximize"}), "unknown objective 'coherance' \\(did you mean 'coherence'\\?\\)"),
+    (dict(objectives={"coherence": "up"}), "choose maximize or minimize"),
+    (dict(fixed={"patch": 3}), "unknown oracle knob 'patch'"),
+    (dict(space={"shape": {"float": [0.0, 2.0], "log": True}}), "log-scaled, so its range must be positive"),
+    (dict(prune=True), "prune needs a train sweep with exactly one objective"),
+    (dict(sampler={"name": "grid"}, space={"shape": {"float": [0.5, 2.0]}}), "grid sampler needs int or choice"),
+    (dict(kind="cluster"), "kind='cluster' is not allowed"),
+    (dict(fixed={"machine": "els", "k_min": 3}), "both fixed and searched"),
+])
+def test_bad_definitions_name_the_problem(change, message):
+    with pytest.raises(ValueError, match=message):
+        parse_definition({**TINY, **change})
+
+
+def test_shipped_sweeps_are_valid():
+    names = {p.stem for p in (ROOT / "sweeps").glob("*.yaml")}
+    assert {"oracle_patch_schedule", "oracle_equivariance", "train_resnet_depth"} <= names
+    for path in (ROOT / "sweeps").glob("*.yaml"):
+        d = load_definition(path)
+        assert d.name == path.stem and d.trials >= 1
+
+
+def test_sweep_runs_resumes_without_duplicates_and_tracks_every_trial(in_tmp):
+    import wandb
+
+    d = write(in_tmp)
+    study = run_sweep(d, progress=False)
+    assert counts(study)["complete"] == 4 and len(study.get_trials()) == 4
+    assert wandb.run is None  # every W&B run was finished
+    runs = list((in_tmp / "runs/sweeps/tiny/wandb_dirs/wandb").glob("offline-run-*"))
+    assert len(runs) == 5  # one per trial and the summary
+    again = run_sweep(d, progress=False)  # the same study, nothing new to do
+    assert len(again.get_trials()) == 4
+    more = run_sweep(d, trials=6, progress=False)
+    assert counts(more)["complete"] == 6 and len(more.get_trials()) == 6
+    t = more.trials[0]
+    assert {"coherence", "artefact_rate", "novelty", "grid"} <= set(t.user_attrs)
+    assert 0 <= t.values[0] <= 1 and Path(t.user_attrs["grid"]).is_file()
+
+
+def test_failed_trials_are_recorded_and_do_not_stall(in_tmp):
+    import wandb
+
+    d = write(in_tmp, fixed={"stride": 2}, space={"machine": {"choice": ["els", "ls"]}},
+              sampler={"name": "grid", "seed": 0}, trials=2)
+    study = run_sweep(d, progress=False)
+    c = counts(study)
+    assert c["complete"] == 1 and c["fail"] == 1 and c["waiting"] == c["running"] == 0
+    failed = next(t for t in study.trials if t.state == TrialState.FAIL)
+    assert failed.params["machine"] == "ls" and "apply to machine 'els' only" in failed.user_attrs["error"]
+    assert wandb.run is None
+
+
+def _postgres_url():
+    import psycopg
+    try:
+        conn = psycopg.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres", connect_timeout=3,
+                               autocommit=True)
+    except psycopg.OperationalError as err:
+        pytest.skip(f"no PostgreSQL server answers on 127.0.0.1:5432 ({str(err).splitlines()[0]})")
+    name = f"ablate_test_{os.getpid()}_{int(time.time())}"
+    conn.execute(f"CREATE DATABASE {name}")
+    return conn, name
+
+
+def test_postgres_workers_survive_a_sigkill(in_tmp):
+    """Two workers on a throw-away PostgreSQL database; one is killed mid-trial; the study still ends
+    with exactly the requested completed trials (the killed one is retried), none duplicated."""
+    conn, db = _postgres_url()
+    url = f"postgresql://postgres@127.0.0.1:5432/{db}"
+    try:
+        d = write(in_tmp, name="pg", trials=6, seeds=16, steps=12)
+        from ablate.metrics import build_suite
+        from ablate.sweep.study import create_study
+        build_suite(d.data)  # cache the classifier before the workers start
+        create_study(d, open_storage(url, heartbeat=1), d.trials)
+        cmd = [sys.executable, "-m", "ablate.sweep", "worker", str(d.path), "--storage", url, "--heartbeat", "1"]
+        workers = [subprocess.Popen(cmd, cwd=in_tmp) for _ in range(2)]
+        study = optuna.load_study(study_name="pg", storage=open_storage(url, heartbeat=1))
+        victim, deadline = None, time.time() + 120
+        while victim is None and time.time() < deadline:
+            for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                pid = int(t.user_attrs.get("worker", ":0").split(":")[1])
+                if pid in {w.pid for w in workers}:
+                    victim = next(w for w in workers if w.pid == pid)
+                    killed_trial = t.number
+                    break
+            time.sleep(0.02)
+        assert victim is not None, "no worker was ever seen running a trial"
+        os.kill(victim.pid, signal.SIGKILL)
+        survivor = next(w for w in workers if w is not victim)
+        assert survivor.wait(timeout=180) == 0
+        trials = study.get_trials(deepcopy=False)
+        complete = [t for t in trials if t.state == TrialState.COMPLETE]
+        assert len(complete) == 6
+        killed = next(t for t in trials if t.number == killed_trial)
+        assert killed.state == TrialState.FAIL  # marked stale by the heartbeat ...
+        retried = [t for t in complete if t.system_attrs.get("failed_trial") == killed_trial]
+        assert len(retried) == 1 and retried[0].params == killed.params  # ... and run again exactly once
+        assert len({t.number for t in complete}) == 6
+    finally:
+        for w in locals().get("workers", []):
+            if w.poll() is None:
+                w.kill()
+        conn.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+        conn.close()
+
+
+def test_report_renders_in_a_browser(in_tmp):
+    from ablate.sweep.report import write_report
+    d = write(in_tmp)
+    run_sweep(d, progress=False)
+    report = write_report(d, f"sqlite:///{in_tmp}/runs/sweeps/tiny.db").resolve()
+    page = report.read_text()
+    assert page.count("<tr class='trial complete'>") == 4 and "data:image/png;base64," in page
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={in_tmp}/chrome"]
+    dom = subprocess.run([chromium, *flags, "--dump-dom", report.as_uri()], capture_output=True, text=True,
+                         timeout=120).stdout
+    assert "Sweep tiny" in dom and dom.count("trial complete") == 4 and "4 complete" in dom
+    shot = in_tmp / "report.png"
+    subprocess.run([chromium, *flags, f"--screenshot={shot}", "--window-size=1300,1800", report.as_uri()],
+                   capture_output=True, timeout=120)
+    assert shot.is_file() and shot.stat().st_size > 10_000
+
+
+def test_dashboard_serves_the_study(in_tmp):
+    import json
+    import socket
+    import urllib.request
+
+    d = write(in_tmp)
+    run_sweep(d, progress=False)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "ablate.sweep", "dashboard", str(d.path), "--port", str(port)],
+                              cwd=in_tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline, studies = time.time() + 60, None
+        while studies is None and time.time() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2) as r:
+                    studies = json.loads(r.read())
+            except OSError:
+                time.sleep(0.3)
+        assert studies is not None, "the dashboard never answered"
+        assert "tiny" in json.dumps(studies), studies
+        chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+        if chromium is None:
+            pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+        dom = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                              "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                              f"--user-data-dir={in_tmp}/chrome", "--virtual-time-budget=15000", "--dump-dom",
+                              f"http://127.0.0.1:{port}/dashboard/"], capture_output=True, text=True, timeout=120).stdout
+        assert "tiny" in dom
+    finally:
+        server.kill()
+        server.wait()
