@@ -11,22 +11,15 @@ the ratio and how much the figure moves.
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
 import torch
+from timing import timed  # benchmarks/timing.py (the script's folder is on sys.path)
 
 from ablate.data import DataConfig
 from ablate.metrics import ArtefactRate, Coherence, Fidelity, Novelty, build_suite, classifier_fid
 
 
-def timed(fn, reps: int) -> tuple[float, object]:
-    times, out = [], None
-    for _ in range(reps):
-        start = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), out
 
 
 def main() -> None:

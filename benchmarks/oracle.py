@@ -17,9 +17,9 @@ import argparse
 import statistics
 import subprocess
 import sys
-import time
 
 import torch
+from timing import timed  # benchmarks/timing.py (the script's folder is on sys.path)
 
 from ablate.data import DataConfig, load_dataset
 from ablate.oracle import OracleConfig, PatchSchedule, build_oracle
@@ -48,13 +48,6 @@ class Baseline:
         return straightforward_els(x_t, ab, self.train, SCHEDULE.k_at(ab), self.boundary)
 
 
-def timed(fn, reps):
-    times, out = [], None
-    for _ in range(reps):
-        start = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), out
 
 
 def main() -> None:

@@ -67,7 +67,8 @@ def run_oracle_trial(ctx: TrialContext, knobs: dict[str, Any], tag: str, trial=N
     oracle = build_oracle(oracle_config(knobs), ctx.data.train, ctx.data.train_labels if conditional else None)
     samples = sample(oracle, seeds, ctx.data.shape, steps=ctx.definition.steps, labels=labels).samples
     scores = ctx.suite.score(samples, labels)
-    grid = save_grid([samples[i:i + 8] for i in range(0, len(samples), 8)], [f"seeds {i}-" for i in range(0, len(samples), 8)],
+    rows = [samples[i:i + 8] for i in range(0, len(samples), 8)]
+    grid = save_grid(rows, [f"seeds {i}-{i + len(r) - 1}" for i, r in zip(range(0, len(samples), 8), rows)],
                      ctx.out_dir / "grids" / f"{tag}.png", title=f"{tag}: {knobs}")
     return {**scores, "seconds": time.perf_counter() - start, "grid": str(grid)}
 
@@ -78,7 +79,7 @@ def run_train_trial(ctx: TrialContext, knobs: dict[str, Any], tag: str, trial=No
     by optuna-integration's Lightning pruning callback, which stops hopeless trials."""
     from ablate.evaluation import EvalConfig, evaluate_checkpoint
     from ablate.models import BackboneConfig
-    from ablate.training import TrainConfig, WandbConfig, run
+    from ablate.training import TrainConfig, WandbConfig, load_checkpoint, run
 
     d = TrainConfig()
     model = dict(name=knobs.get("name", "resnet"), depth=int(knobs.get("depth", d.model.depth)),
@@ -99,10 +100,9 @@ def run_train_trial(ctx: TrialContext, knobs: dict[str, Any], tag: str, trial=No
         from optuna_integration import PyTorchLightningPruningCallback
         callbacks.append(PyTorchLightningPruningCallback(trial, monitor="val/loss"))
     result = run(config, callbacks=callbacks)
-    from ablate.training import load_checkpoint
-    model_ = load_checkpoint(result.checkpoint)
+    network = load_checkpoint(result.checkpoint).denoiser()
     seeds, labels = ctx.seeds_and_labels(conditional)
-    samples = sample(model_.denoiser(), seeds, ctx.data.shape, steps=ctx.definition.steps, labels=labels,
+    samples = sample(network, seeds, ctx.data.shape, steps=ctx.definition.steps, labels=labels,
                      schedule=config.noise_schedule).samples
     scores = ctx.suite.score(samples, labels)
     agreement = evaluate_checkpoint(result.checkpoint, EvalConfig(seeds=max(2, ctx.definition.seeds),

@@ -14,7 +14,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import lightning.pytorch as pl
-import torch
 import yaml
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
@@ -149,4 +148,3 @@ def run(config: TrainConfig, resume: str | Path | None = None,
     finally:
         if wandb_logger is not None:
             tracking.finish()
-        torch.set_grad_enabled(True)
