@@ -119,3 +119,12 @@ def test_bad_input_is_refused_clearly(suite):
         suite.score(torch.zeros(0, 1, 14, 14))
     with pytest.raises(ValueError, match="grey images"):
         FingerDetector(5).flags(torch.zeros(2, 3, 28, 28))
+
+
+def test_fingers_suite_scores_without_a_classifier():
+    hands = build_suite(DataConfig(name="fingers", count=300, size=28, fingers=5))
+    assert hands.classifier is None
+    six = hands.score(make_fingers(16, size=28, fingers=6, seed=5))
+    real = hands.score(hands.data.heldout[:16])
+    assert "coherence" not in six and six["artefact_rate"] == 1.0 and real["artefact_rate"] == 0.0
+    assert real["memorisation_rate"] == 0.0 and 0.8 < real["fidelity"] < 1.25

@@ -204,3 +204,13 @@ def test_dashboard_serves_the_study(in_tmp):
     finally:
         server.kill()
         server.wait()
+
+
+def test_local_workers_on_sqlite_give_exact_counts_and_different_proposals(in_tmp):
+    from ablate.sweep.study import make_sampler
+
+    d = write(in_tmp, space={"shape": {"float": [0.5, 2.0]}}, fixed={"machine": "els", "k_min": 3, "k_max": 5})
+    first = [optuna.create_study(sampler=make_sampler(d, w)).ask().suggest_float("shape", 0.5, 2.0) for w in (0, 1, 0)]
+    assert first[0] == first[2] and first[0] != first[1]  # reproducible per worker, different across workers
+    study = run_sweep(d, workers=2, progress=False)
+    assert counts(study)["complete"] == 4 and len(study.get_trials()) == 4

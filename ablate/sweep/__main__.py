@@ -26,6 +26,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--workers", type=int, default=1, help="local worker processes (run, resume)")
     p.add_argument("--trials", type=int, help="completed trials wanted (default: the definition's)")
     p.add_argument("--heartbeat", type=int, default=10, help="seconds between worker heartbeats")
+    p.add_argument("--worker-index", type=int, help="worker: offsets the sampler seed (default: process id)")
     p.add_argument("--out", help="report: the HTML file (default: runs/sweeps/<name>/report.html)")
     p.add_argument("--port", type=int, default=8080, help="dashboard port on 127.0.0.1")
     a = p.parse_args(argv)
@@ -39,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
                 raise ValueError(f"--workers={a.workers} must be >= 1")
             studies.run_sweep(definition, url, a.workers, a.trials, a.heartbeat)
         elif a.command == "worker":
-            studies.work(definition, url, a.heartbeat)
+            studies.work(definition, url, a.heartbeat, a.worker_index)
         elif a.command == "status":
             import optuna
             study = optuna.load_study(study_name=definition.name, storage=studies.open_storage(url, a.heartbeat))

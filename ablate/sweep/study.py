@@ -55,8 +55,10 @@ def open_storage(url: str, heartbeat: int = 10, retries: int = 3) -> RDBStorage:
         raise ValueError(f"cannot open study storage {url!r}: {type(err).__name__}: {str(err).splitlines()[0]}") from err
 
 
-def make_sampler(definition: SweepDefinition) -> optuna.samplers.BaseSampler:
-    seed = definition.sampler_seed
+def make_sampler(definition: SweepDefinition, worker: int = 0) -> optuna.samplers.BaseSampler:
+    """The definition's sampler; worker ``i`` offsets the seed by ``i`` so that parallel workers do not
+    propose the same knobs (a single worker is reproducible from the definition's seed)."""
+    seed = None if definition.sampler_seed is None else definition.sampler_seed + worker
     if definition.sampler == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed)
     if definition.sampler == "random":
@@ -147,28 +149,39 @@ def counts(study: optuna.Study) -> dict[str, int]:
     return out
 
 
-def work(definition: SweepDefinition, url: str, heartbeat: int = 10, poll: float = 1.0) -> None:
+def work(definition: SweepDefinition, url: str, heartbeat: int = 10, worker: int | None = None,
+         poll: float = 1.0) -> None:
     """One worker: claim waiting trials until none is waiting and none is running elsewhere.
-    A trial whose worker died goes stale after ``3 * heartbeat`` s and comes back as a waiting copy."""
+    A trial whose worker died goes stale after ``3 * heartbeat`` s and comes back as a waiting copy.
+    ``worker`` offsets the sampler's seed (default: the process id, for workers started by hand)."""
     storage = open_storage(url, heartbeat)
-    study = optuna.load_study(study_name=definition.name, storage=storage, sampler=make_sampler(definition))
+    sampler = make_sampler(definition, os.getpid() if worker is None else worker)
+    study = optuna.load_study(study_name=definition.name, storage=storage, sampler=sampler)
     ctx = TrialContext.build(definition, out_dir(definition))
     objective = objective_fn(definition, ctx)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    names = list(definition.objectives)
+
+    def progress(study: optuna.Study, t: optuna.trial.FrozenTrial) -> None:
+        took = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete else 0.0
+        shown = ", ".join(f"{n}={v:.4g}" for n, v in zip(names, t.values)) if t.values else \
+            t.user_attrs.get("error", t.state.name.lower())
+        print(f"trial {t.number} {t.state.name.lower()} in {took:.1f} s: {shown}  {t.params}", flush=True)
+
     while True:
         fail_stale_trials(study)
         c = counts(study)
         if c["waiting"]:
-            study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=True)
+            study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=True, callbacks=[progress])
         elif c["running"]:
             time.sleep(poll)  # another worker is busy, or died and its trial will go stale
         else:
             return
 
 
-def worker_command(definition: SweepDefinition, url: str, heartbeat: int) -> list[str]:
+def worker_command(definition: SweepDefinition, url: str, heartbeat: int, index: int) -> list[str]:
     return [sys.executable, "-m", "ablate.sweep", "worker", str(definition.path), "--storage", url,
-            "--heartbeat", str(heartbeat)]
+            "--heartbeat", str(heartbeat), "--worker-index", str(index)]
 
 
 def run_sweep(definition: SweepDefinition, storage: str | None = None, workers: int = 1, trials: int | None = None,
@@ -183,13 +196,13 @@ def run_sweep(definition: SweepDefinition, storage: str | None = None, workers: 
         f"{c['running']} running, {c['fail']} failed", flush=True)
     start = time.perf_counter()
     if workers <= 1:
-        work(definition, url, heartbeat)
+        work(definition, url, heartbeat, worker=0)
     else:
         if definition.path is None:
             raise ValueError("several workers need a definition file (load it with load_definition)")
         from ablate.metrics import build_suite
         build_suite(definition.data)  # train and cache the classifier once, not in every worker at once
-        procs = [subprocess.Popen(worker_command(definition, url, heartbeat)) for _ in range(workers)]
+        procs = [subprocess.Popen(worker_command(definition, url, heartbeat, i)) for i in range(workers)]
         for p in procs:
             p.wait()
     c = counts(study)
