@@ -214,3 +214,19 @@ def test_local_workers_on_sqlite_give_exact_counts_and_different_proposals(in_tm
     assert first[0] == first[2] and first[0] != first[1]  # reproducible per worker, different across workers
     study = run_sweep(d, workers=2, progress=False)
     assert counts(study)["complete"] == 4 and len(study.get_trials()) == 4
+
+
+def test_training_trial_is_pruned_through_the_lightning_callback(in_tmp):
+    """A real study whose pruner stops anything above a tiny validation loss: optuna-integration's Lightning
+    callback must end the training trial with TrialPruned after its first validation."""
+    from ablate.sweep.trials import TrialContext, run_train_trial
+
+    d = parse_definition({**TINY, "kind": "train", "fixed": {"depth": 1, "width": 8, "max_steps": 2000},
+                          "space": {}, "objectives": {"els_r2": "maximize"}, "prune": True})
+    ctx = TrialContext.build(d, in_tmp / "out")
+    study = optuna.create_study(pruner=optuna.pruners.ThresholdPruner(upper=1e-9))
+    trial = study.ask()
+    with pytest.raises(optuna.TrialPruned):
+        run_train_trial(ctx, dict(d.fixed), "pruned", trial)
+    reported = study.trials[0].intermediate_values
+    assert len(reported) == 1 and next(iter(reported.values())) > 1e-9
