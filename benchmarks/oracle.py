@@ -17,6 +17,7 @@ import argparse
 import statistics
 import subprocess
 import sys
+import time
 
 import torch
 from timing import timed  # benchmarks/timing.py (the script's folder is on sys.path)
@@ -62,6 +63,7 @@ def main() -> None:
     p.add_argument("--skip-steps", action="store_true")
     p.add_argument("--skip-sample", action="store_true")
     p.add_argument("--rss", action="store_true", help="also measure peak RSS of a k=27 step (fresh process)")
+    p.add_argument("--cache-mb", type=int, default=None, help="key-cache budget of the --rss step (default: 3 GiB)")
     p.add_argument("--rss-child", action="store_true", help=argparse.SUPPRESS)
     a = p.parse_args()
     full = DataConfig(name="mnist5k", image_size=a.image_size if a.image_size != 28 else None, heldout_fraction=0.0)
@@ -72,7 +74,8 @@ def main() -> None:
     g = torch.Generator().manual_seed(0)
     if a.rss_child:
         import resource
-        o = build_oracle(OracleConfig(patch_size=27, boundary="zeros"), train)
+        cache = {} if a.cache_mb is None else {"cache_bytes": a.cache_mb * 2**20}
+        o = build_oracle(OracleConfig(patch_size=27, boundary="zeros", **cache), train)
         o.denoise(0.5 ** 0.5 * x0 + 0.5 ** 0.5 * torch.randn(x0.shape, generator=g), 0.5)
         print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         return
@@ -102,14 +105,18 @@ def main() -> None:
                   f"preparation), baseline {t_bl:.1f} s, ratio {t_bl / t_or:.1f}x, max|dev| "
                   f"{(fast - ref).abs().max().item():.1e}", flush=True)
     if a.rss:
-        out = subprocess.run([sys.executable, __file__, "--rss-child", "--n", str(a.n), "--batch", str(a.batch),
-                              "--image-size", str(a.image_size)], capture_output=True, text=True, check=True)
+        child = [sys.executable, __file__, "--rss-child", "--n", str(a.n), "--batch", str(a.batch),
+                 "--image-size", str(a.image_size)] + ([] if a.cache_mb is None else ["--cache-mb", str(a.cache_mb)])
+        start = time.perf_counter()
+        out = subprocess.run(child, capture_output=True, text=True, check=True)
+        seconds = time.perf_counter() - start
         base = subprocess.run([sys.executable, "-c", "import resource, torch, ablate.oracle, ablate.data;"
                                "from ablate.data import DataConfig, load_dataset; load_dataset('mnist5k');"
                                "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"],
                               capture_output=True, text=True, check=True)
-        print(f"peak RSS, k=27 zeros step, N={a.n}: {float(out.stdout):.0f} MB "
-              f"(interpreter + torch + data alone: {float(base.stdout):.0f} MB)", flush=True)
+        budget = "3072" if a.cache_mb is None else str(a.cache_mb)
+        print(f"peak RSS, k=27 zeros step, N={a.n}, key-cache budget {budget} MB: {float(out.stdout):.0f} MB "
+              f"(interpreter + torch + data alone: {float(base.stdout):.0f} MB; {seconds:.0f} s)", flush=True)
 
 
 if __name__ == "__main__":

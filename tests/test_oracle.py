@@ -191,3 +191,17 @@ def test_invalid_inputs_are_clear_errors(tiny_train):
         build_oracle(OracleConfig(patch_size=3), train, labels).denoise(x, 0.5, labels=torch.tensor([7]))
     with pytest.raises(ValueError, match="NaN"):
         build_oracle(OracleConfig(), torch.full((1, 1, 4, 4), float("nan")))
+
+
+def test_cache_budget_covers_all_groups_together(tiny_train):
+    """cache_bytes bounds the key sets of every group together (it was once checked per group, and 729
+    groups of k=27 filled 23 GB); groups past the budget are streamed, with the same answer."""
+    train, _ = tiny_train
+    x = torch.randn(2, 2, 6, 5, dtype=torch.float64)
+    full = oracle(train, patch_size=3, boundary="zeros")
+    budget = 6000  # bytes: room for a few of the 9 boundary groups of k=3 on 6x5 images
+    part = oracle(train, patch_size=3, boundary="zeros", cache_bytes=budget)
+    assert torch.allclose(part.denoise(x, 0.5), full.denoise(x, 0.5), atol=1e-12, rtol=0)
+    cached = [v for v in part._keysets.values() if v is not None]
+    assert 0 < len(cached) < len(part._keysets) == len(full._keysets) == 9
+    assert part._cache_used[0] <= budget

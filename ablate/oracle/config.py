@@ -112,9 +112,10 @@ class OracleConfig:
     circular by definition). shift_radius / stride / position_bandwidth: the
     partial-equivariance knobs of spec section 5 (``els`` only).
     dtype: ``float32`` or ``float64``. chunk_bytes: the size of one tile of logits
-    or keys (a few MB keeps tiles in cache). cache_bytes: key sets up to this size are extracted, deduplicated
-    and kept between calls; larger ones are streamed from the training images
-    on every call (memory stays bounded by ``16 * chunk_bytes``). prune_tol: keys
+    or keys (a few MB keeps tiles in cache). cache_bytes: the budget for key sets that are extracted,
+    deduplicated and kept between calls, all pixel groups and patch sizes together (zero-boundary ELS
+    with k = 27 on 28x28 has 729 groups); groups beyond it are streamed from the training images on every
+    call (memory then stays bounded by ``16 * chunk_bytes``). prune_tol: keys
     whose total softmax weight is provably below this are skipped (0 disables).
     """
 

@@ -57,6 +57,7 @@ class Oracle:
         self.labels = train_labels
         self._check_patch_sizes(config)
         self._keysets: dict[tuple, KeySet | None] = {}
+        self._cache_used = [0]  # bytes of all cached key sets (a list: shared with with_patch_size copies)
         self._groups: dict[int, list[Group]] = {}
         self._offsets: dict[int, list] = {}
 
@@ -185,13 +186,21 @@ class Oracle:
         return out.permute(0, 2, 1).reshape(B, self.C, self.H, self.W)
 
     def _keyset(self, k, images, label, gi, group) -> KeySet | None:
-        """The cached, deduplicated keys of a group, or None when they exceed ``cache_bytes``."""
+        """The cached, deduplicated keys of a group, or None (streamed) when caching them would take the
+        oracle's cached key sets, all groups and patch sizes together, past ``cache_bytes``."""
         cache_key = (k, label, gi)
         if cache_key not in self._keysets:
-            size = len(images) * len(group.key_pos) * self.C * k * k * self.images.element_size()
-            self._keysets[cache_key] = None if size > self.config.cache_bytes else build_key_set(
-                images, k, self.config.boundary, group.key_pos.to(self.device), self.W,
-                self._chunk_rows(self.C * k * k))
+            # what caching stores per key before deduplication (an upper bound): the key (D numbers), its
+            # augmented copy (D + 2), centre value (C), squared norm and log count
+            D = self.C * k * k
+            size = len(images) * len(group.key_pos) * (2 * D + self.C + 4) * self.images.element_size()
+            keyset = None
+            if self._cache_used[0] + size <= self.config.cache_bytes:
+                keyset = build_key_set(images, k, self.config.boundary, group.key_pos.to(self.device), self.W,
+                                       self._chunk_rows(self.C * k * k))
+                self._cache_used[0] += sum(t.nbytes for t in (keyset.keys, keyset.values, keyset.sq_norms,
+                                                               keyset.log_counts, keyset.augmented))
+            self._keysets[cache_key] = keyset
         return self._keysets[cache_key]
 
     def _position_aware(self, x, a, b2, k, images, local_only):
