@@ -107,3 +107,17 @@ def test_evaluate_checkpoint_end_to_end_and_cli(tmp_path, capsys):
         evaluate_checkpoint(bad)
     with pytest.raises(SystemExit, match="machine='xyz' is not allowed"):
         cli.main([str(trained.checkpoint), "--machines", "els,xyz"])
+
+
+@pytest.mark.slow
+def test_quick_preset_meets_the_agreement_bar(tmp_path):
+    """Issue #5's bar on the real quick preset with default settings (about 3 minutes on 2 cores):
+    calibrated ELS median r2 >= 0.80 and at least 0.30 above IS."""
+    from ablate.training import TrainConfig, WandbConfig
+    import dataclasses
+
+    result = run(dataclasses.replace(TrainConfig(), out=str(tmp_path), name="quick", progress=False,
+                                     wandb=WandbConfig(mode="disabled")))
+    s = evaluate_checkpoint(result.checkpoint, EvalConfig(wandb_mode="disabled", progress=False)).summary
+    assert s["els"]["median_r2"] >= 0.80, s["els"]["median_r2"]
+    assert s["els"]["median_r2"] - s["ideal"]["median_r2"] >= 0.30

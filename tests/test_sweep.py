@@ -230,3 +230,11 @@ def test_training_trial_is_pruned_through_the_lightning_callback(in_tmp):
         run_train_trial(ctx, dict(d.fixed), "pruned", trial)
     reported = study.trials[0].intermediate_values
     assert len(reported) == 1 and next(iter(reported.values())) > 1e-9
+
+
+def test_status_and_report_of_a_study_never_run_say_how_to_start_it(in_tmp):
+    d = write(in_tmp)
+    for command in ("status", "report"):
+        out = subprocess.run([sys.executable, "-m", "ablate.sweep", command, str(d.path)], cwd=in_tmp,
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode != 0 and "no study 'tiny'" in out.stderr and "ablate.sweep run" in out.stderr

@@ -42,8 +42,7 @@ def main(argv: list[str] | None = None) -> None:
         elif a.command == "worker":
             studies.work(definition, url, a.heartbeat, a.worker_index)
         elif a.command == "status":
-            import optuna
-            study = optuna.load_study(study_name=definition.name, storage=studies.open_storage(url, a.heartbeat))
+            study = studies.load_existing(definition, url)
             print(f"{definition.name} ({url}): " + ", ".join(f"{v} {k}" for k, v in studies.counts(study).items() if v))
             for t in studies.pareto(study):
                 print(f"  pareto trial {t.number}: " + ", ".join(f"{n}={v:.4g}" for n, v in
@@ -55,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
             from optuna_dashboard import run_server
             print(f"optuna-dashboard on http://127.0.0.1:{a.port} (Ctrl-C stops it)", flush=True)
             run_server(studies.open_storage(url, a.heartbeat), host="127.0.0.1", port=a.port)
-    except (ValueError, KeyError) as err:
+    except ValueError as err:
         sys.exit(f"ablate.sweep: {err}")
 
 

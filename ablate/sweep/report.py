@@ -8,11 +8,10 @@ import html
 import io
 from pathlib import Path
 
-import optuna
 from optuna.trial import TrialState
 
 from ablate.sweep.definition import SweepDefinition
-from ablate.sweep.study import counts, open_storage, out_dir, pareto
+from ablate.sweep.study import counts, load_existing, out_dir, pareto
 
 
 def _pyplot():
@@ -95,7 +94,7 @@ def knob_plots(names: list[str], params: list[str], trials) -> str:
 
 
 def write_report(definition: SweepDefinition, url: str, path: str | Path | None = None) -> Path:
-    study = optuna.load_study(study_name=definition.name, storage=open_storage(url))
+    study = load_existing(definition, url)
     done = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
     if not done:
         raise ValueError(f"study {definition.name!r} has no completed trial yet; run it first")

@@ -96,6 +96,16 @@ def create_study(definition: SweepDefinition, storage: RDBStorage, trials: int |
     return study
 
 
+def load_existing(definition: SweepDefinition, url: str) -> optuna.Study:
+    """The study of a definition that has been run before; a clear error if there is none."""
+    storage = open_storage(url)
+    names = [summary.study_name for summary in optuna.get_all_study_summaries(storage)]
+    if definition.name not in names:
+        raise ValueError(f"no study {definition.name!r} in {url} (it holds: {', '.join(names) or 'none'}); "
+                         f"start it with: python -m ablate.sweep run {definition.path or '<definition>'}")
+    return optuna.load_study(study_name=definition.name, storage=storage)
+
+
 def knobs_of(definition: SweepDefinition, trial: optuna.Trial) -> dict[str, Any]:
     return {**definition.fixed, **{p.name: p.suggest(trial) for p in definition.space}}
 
