@@ -129,3 +129,15 @@ def test_every_preset_file_is_a_valid_config():
     for path in presets:
         cfg = load_config(path)
         assert cfg.max_steps >= 1, path
+
+
+def test_agreement_with_the_oracle_is_logged_during_training(tmp_path):
+    import csv
+
+    result = run(tiny(tmp_path, "max_steps=8", "agreement_every=1", name="agree"))
+    rows = [r for r in csv.DictReader(open(result.run_dir / "metrics.csv")) if r.get("agreement/els_r2")]
+    assert len(rows) == 2  # one per epoch of 4 steps
+    for r in rows:
+        assert 0.0 <= float(r["agreement/els_r2"]) <= 1.0 and 0.0 <= float(r["agreement/ideal_r2"]) <= 1.0
+    with pytest.raises(ValueError, match="agreement_every"):
+        tiny(tmp_path, "agreement_every=0")

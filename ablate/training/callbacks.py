@@ -41,3 +41,41 @@ class SampleGrid(pl.Callback):
             if isinstance(logger, WandbLogger):
                 logger.log_image(key="samples", images=[str(path)], step=trainer.global_step, caption=[tag])
         return path
+
+
+class OracleAgreement(pl.Callback):
+    """Every ``every`` epochs, the EMA network draws the same seeds as fixed oracle machines (drawn once:
+    they do not change), and ``agreement/<machine>_r2`` (median r2 over the seeds) is logged: how closely
+    the network follows the ELS machine, and the IS (memorisation) baseline, as training goes on.
+
+    The ELS machine is uncalibrated here (k rising from 3 at low noise to ``k_max`` at high noise, the shape
+    calibration finds on the quick preset); ``evaluate.py`` calibrates it."""
+
+    def __init__(self, train_images: torch.Tensor, padding: str, every: int, seeds: int = 16, steps: int = 20,
+                 schedule: str = "cosine", k_max: int = 11) -> None:
+        from ablate.oracle import OracleConfig, PatchSchedule, build_oracle
+
+        _, _, H, W = train_images.shape
+        k_max = min(k_max, OracleConfig(boundary=padding).max_patch_size(H, W))
+        rising = PatchSchedule("power", k_min=3, k_max=max(3, k_max - (k_max % 2 == 0)))
+        self.machines = {"els": build_oracle(OracleConfig(machine="els", boundary=padding, patch_size=rising),
+                                             train_images),
+                         "ideal": build_oracle(OracleConfig(machine="ideal"), train_images)}
+        self.shape, self.every, self.seeds = tuple(train_images.shape[1:]), every, list(range(10_000, 10_000 + seeds))
+        self.steps, self.schedule = steps, schedule
+        self._machine_samples: dict[str, torch.Tensor] = {}
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if (trainer.current_epoch + 1) % self.every:
+            return
+        from ablate.metrics import ELSAgreement
+
+        kw = dict(steps=self.steps, schedule=self.schedule)
+        net = sample(pl_module.denoiser(), self.seeds, self.shape, device=pl_module.device, **kw).samples.cpu()
+        for name, machine in self.machines.items():
+            if name not in self._machine_samples:
+                self._machine_samples[name] = sample(machine, self.seeds, self.shape, **kw).samples
+            metric = ELSAgreement()
+            metric.update(self._machine_samples[name], net)
+            pl_module.log(f"agreement/{name}_r2", float(metric.compute()["median_r2"]), on_epoch=True,
+                          prog_bar=name == "els")

@@ -64,7 +64,9 @@ class TrainConfig:
     images; an epoch is ``epoch_images`` images (default: the training set, at least 50
     batches, so that small sets give epochs of a useful size); checkpoints and sample grids
     every ``checkpoint_every`` / ``sample_every`` epochs and at the end; the latest
-    ``keep_checkpoints`` periodic checkpoints are kept (-1: all), plus ``last`` and ``final``."""
+    ``keep_checkpoints`` periodic checkpoints are kept (-1: all), plus ``last`` and ``final``; every
+    ``agreement_every`` epochs (None: never) the median r2 of the network's samples against an ELS
+    machine and the IS machine is logged (``agreement/els_r2``, ``agreement/ideal_r2``)."""
 
     data: DataConfig = field(default_factory=lambda: DataConfig(name="mnist5k", n=200, image_size=14))
     model: BackboneConfig = field(default_factory=lambda: BackboneConfig(name="resnet", depth=6, width=32))
@@ -83,6 +85,7 @@ class TrainConfig:
     keep_checkpoints: int = 5
     sample_every: int = 10
     sample_seeds: int = 16
+    agreement_every: int | None = 20
     sample_steps: int = 20
     seed: int = 0
     accelerator: str = "auto"
@@ -107,6 +110,8 @@ class TrainConfig:
         if self.keep_checkpoints != -1:
             check_int("keep_checkpoints (-1 keeps all)", self.keep_checkpoints, low=1)
         check_int("sample_seeds", self.sample_seeds, low=1)
+        if self.agreement_every is not None:
+            check_int("agreement_every", self.agreement_every, low=1)
         check_int("sample_steps", self.sample_steps, low=1)
         check_int("seed", self.seed, low=0)
         check_int("devices", self.devices, low=1)

@@ -21,7 +21,7 @@ from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from ablate import tracking
 from ablate.data import ImageDataModule, load_dataset
 from ablate.models import build_backbone, describe
-from ablate.training.callbacks import SampleGrid
+from ablate.training.callbacks import OracleAgreement, SampleGrid
 from ablate.training.checkpoint import config_of, model_differences, read_checkpoint
 from ablate.training.config import TrainConfig
 from ablate.training.module import DiffusionModule
@@ -107,6 +107,9 @@ def run(config: TrainConfig, resume: str | Path | None = None,
                                   save_top_k=config.keep_checkpoints, monitor="step", mode="max",
                                   save_last=True, save_on_train_epoch_end=True)
     callbacks = [checkpoints, samples, LearningRateMonitor(logging_interval="step"), *(callbacks or [])]
+    if config.agreement_every is not None:
+        callbacks.append(OracleAgreement(data.train, config.model.padding, config.agreement_every,
+                                         steps=config.sample_steps, schedule=config.noise_schedule))
     if config.progress:
         callbacks.append(TQDMProgressBar(refresh_rate=20))
     trainer = pl.Trainer(
