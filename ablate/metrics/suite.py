@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -23,6 +23,7 @@ class MetricSuite:
     classifier: ReferenceClassifier | None
     fidelity_reference: torch.Tensor
     fingers: int = 5
+    _built: dict = field(default_factory=dict, repr=False)  # Fidelity and Novelty index the training set once
 
     @property
     def detector(self):
@@ -50,13 +51,22 @@ class MetricSuite:
         self.last_seconds = seconds
         return out
 
+    def _indexed(self, name: str, build):
+        """Metrics that index the training set are built once, then reset for each scoring."""
+        if name not in self._built:
+            self._built[name] = build()
+        metric = self._built[name]
+        metric.reset()
+        return metric
+
     def _metrics(self, samples, labels):
         if self.classifier is not None:
             yield "coherence", Coherence(self.classifier), (samples, labels)
         yield "artefact_rate", ArtefactRate(self.detector), (samples,)
-        yield "fidelity", Fidelity(self.data.train, self.fidelity_reference,
-                                   patch_size=min(5, min(samples.shape[-2:]))), (samples,)
-        yield "novelty", Novelty(self.data.train), (samples,)
+        patch = min(5, min(self.data.shape[-2:]))
+        yield "fidelity", self._indexed("fidelity", lambda: Fidelity(self.data.train, self.fidelity_reference,
+                                                                     patch_size=patch)), (samples,)
+        yield "novelty", self._indexed("novelty", lambda: Novelty(self.data.train)), (samples,)
 
 
 def build_suite(data: DataConfig | ImageDataset, config: DataConfig | None = None,
