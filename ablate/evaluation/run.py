@@ -212,7 +212,6 @@ def evaluate_checkpoint(checkpoint: str | Path, config: EvalConfig | None = None
     """Evaluate a training checkpoint (EMA weights) against the oracle over its own training set.
     Outputs go to ``<run>/evaluation/`` unless ``out_dir`` says otherwise; calibrations beside the checkpoint."""
     from ablate.data import load_dataset
-    from ablate.models import describe
     from ablate.training import load_checkpoint
 
     config = config or EvalConfig()
@@ -222,7 +221,7 @@ def evaluate_checkpoint(checkpoint: str | Path, config: EvalConfig | None = None
     run_dir = Path(checkpoint).resolve().parent.parent
     subject = Subject(
         network=model.denoiser(), train_images=data.train, padding=tc.model.padding,
-        receptive_field=describe(tc.model).receptive_field, noise_schedule=tc.noise_schedule,
+        receptive_field=model.backbone.receptive_field(), noise_schedule=tc.noise_schedule,
         train_labels=data.train_labels if model.num_classes else None, num_classes=model.num_classes,
         name=run_dir.name, description={"checkpoint": str(checkpoint), "step": model.step,
                                         "model": to_dict(tc.model), "data": to_dict(tc.data)})

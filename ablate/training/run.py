@@ -20,7 +20,7 @@ from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
 from ablate import tracking
 from ablate.data import ImageDataModule, load_dataset
-from ablate.models import build_backbone, describe
+from ablate.models import build_backbone
 from ablate.training.callbacks import OracleAgreement, SampleGrid
 from ablate.training.checkpoint import config_of, model_differences, read_checkpoint
 from ablate.training.config import TrainConfig
@@ -121,7 +121,7 @@ def run(config: TrainConfig, resume: str | Path | None = None,
         log_every_n_steps=max(1, min(25, config.max_steps // 4)),
         enable_progress_bar=config.progress, enable_model_summary=config.progress,
         default_root_dir=str(run_dir), deterministic=False)
-    geometry = describe(config.model)
+    receptive_field = backbone.receptive_field()  # None: global (attention)
     start = time.perf_counter()
     del ckpt
     try:
@@ -141,12 +141,12 @@ def run(config: TrainConfig, resume: str | Path | None = None,
             run_dir=run_dir, checkpoint=final, samples=grid, steps=steps, epochs=trainer.current_epoch,
             seconds=seconds, images_per_second=(steps - first_step) * config.batch_size / max(seconds, 1e-9),
             final_loss=sum(module.recent_losses) / max(len(module.recent_losses), 1),
-            val_loss=float(val) if val is not None else None, receptive_field=geometry.receptive_field,
-            stride=geometry.stride, wandb_dir=Path(wandb_logger.experiment.dir).parent if wandb_logger else None)
+            val_loss=float(val) if val is not None else None, receptive_field=receptive_field,
+            stride=config.model.stride, wandb_dir=Path(wandb_logger.experiment.dir).parent if wandb_logger else None)
         if wandb_logger is not None:
             wandb_logger.experiment.summary.update({"final_loss": result.final_loss, "steps": steps,
                                                     "images_per_second": result.images_per_second,
-                                                    "receptive_field": geometry.receptive_field or -1})
+                                                    "receptive_field": receptive_field or -1})
         return result
     finally:
         if wandb_logger is not None:
