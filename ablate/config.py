@@ -44,17 +44,6 @@ def check_float(name: str, value: Any, *, low: float | None = None, high: float 
         raise ValueError(f"{name}={value} is out of range; allowed: {'<' if high_open else '<='} {high}")
 
 
-def from_dict(cls: type[T], values: Mapping[str, Any]) -> T:
-    """Build the dataclass ``cls`` from a mapping, naming the nearest valid key on a typo."""
-    fields = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    for key in values:
-        if key not in fields:
-            near = difflib.get_close_matches(str(key), sorted(fields), n=1)
-            hint = f"; did you mean {near[0]!r}?" if near else ""
-            raise ValueError(f"unknown {cls.__name__} key {key!r}{hint} Valid keys: {', '.join(sorted(fields))}")
-    return cls(**values)  # type: ignore[call-arg]
-
-
 def to_dict(config: Any) -> dict[str, Any]:
     """A plain, YAML/JSON-serialisable dict of a (nested) config dataclass."""
     return dataclasses.asdict(config)

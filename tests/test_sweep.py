@@ -238,3 +238,16 @@ def test_status_and_report_of_a_study_never_run_say_how_to_start_it(in_tmp):
         out = subprocess.run([sys.executable, "-m", "ablate.sweep", command, str(d.path)], cwd=in_tmp,
                              capture_output=True, text=True, timeout=120)
         assert out.returncode != 0 and "no study 'tiny'" in out.stderr and "ablate.sweep run" in out.stderr
+
+
+def test_training_sweep_trains_scores_and_measures_agreement(in_tmp):
+    d = write(in_tmp, name="ttrain", kind="train", fixed={"name": "resnet", "depth": 2, "width": 8, "max_steps": 200},
+              space={"padding": {"choice": ["zeros", "circular"]}}, objectives={"els_r2": "maximize"},
+              sampler={"name": "grid", "seed": 0}, trials=2, seeds=4, steps=6)
+    study = run_sweep(d, progress=False)
+    assert counts(study)["complete"] == 2
+    assert {t.params["padding"] for t in study.trials} == {"zeros", "circular"}
+    for t in study.trials:
+        a = t.user_attrs
+        assert 0 <= t.values[0] <= 1 and 0 <= a["is_r2"] <= 1 and 0 <= a["coherence"] <= 1
+        assert Path(a["checkpoint"]).is_file() and a["train_seconds"] > 0

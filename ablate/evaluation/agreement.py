@@ -32,29 +32,34 @@ def median_ci(values: torch.Tensor, seed: int = 0) -> tuple[float, float]:
 @dataclass(frozen=True)
 class SamplerAgreement:
     """One sampler's outcome. samples: name -> ``[M, C, H, W]`` (``"network"`` included);
-    per_seed: machine -> {"r", "r2", "R2"} -> ``[M]``; per_step: machine -> median r2 of the
-    denoiser outputs on the network's trajectory ``[T]``; alpha_bars ``[T]``."""
+    metrics: machine -> its :class:`ELSAgreement` against the network (per seed: :attr:`per_seed`);
+    per_step: machine -> median r2 of the denoiser outputs on the network's trajectory ``[T]``;
+    alpha_bars ``[T]``."""
 
     sampler: str
     samples: dict[str, torch.Tensor]
-    per_seed: dict[str, dict[str, torch.Tensor]]
+    metrics: dict[str, ELSAgreement]
     per_step: dict[str, list[float]]
     alpha_bars: list[float]
 
+    @property
+    def per_seed(self) -> dict[str, dict[str, torch.Tensor]]:
+        """machine -> {"r", "r2", "R2"} -> ``[M]``."""
+        return {name: metric.per_sample() for name, metric in self.metrics.items()}
+
     def summary(self, baseline: str | None = "ideal") -> dict[str, dict]:
         out: dict[str, dict] = {}
-        for name, stats in self.per_seed.items():
-            metric = ELSAgreement()
-            metric.update(self.samples[name], self.samples["network"])
-            entry = {key: float(v) for key, v in metric.compute().items()}
+        per_seed = self.per_seed
+        for name, stats in per_seed.items():
+            entry = {key: float(v) for key, v in self.metrics[name].compute().items()}
             for key in ("r2", "R2"):
                 low, high = median_ci(stats[key])
                 entry[f"median_{key}_ci95"] = [low, high]
             entry["per_seed"] = {key: v.tolist() for key, v in stats.items()}
             entry["per_step_median_r2"] = self.per_step[name]
-            if baseline in self.per_seed and name != baseline:
+            if baseline in per_seed and name != baseline:
                 entry[f"fraction_beating_{baseline}"] = float(
-                    (stats["r2"] > self.per_seed[baseline]["r2"]).double().mean())
+                    (stats["r2"] > per_seed[baseline]["r2"]).double().mean())
             out[name] = entry
         return out
 
@@ -67,16 +72,17 @@ def run_agreement(network: Denoiser, machines: Mapping[str, Denoiser], seeds: Se
     kw = dict(steps=steps, sampler=sampler, schedule=noise_schedule, labels=labels)
     net: SampleResult = sample(network, seeds, shape, keep_trajectory=per_step, progress=progress, **kw)
     samples = {"network": net.samples}
-    per_seed, steps_r2 = {}, {}
+    metrics, steps_r2 = {}, {}
     for name, machine in machines.items():
         if progress:
             print(f"  {sampler}: sampling {name} ({len(seeds)} seeds)", flush=True)
         samples[name] = sample(machine, seeds, shape, progress=progress, **kw).samples
-        per_seed[name] = pairwise_agreement(samples[name], net.samples)
+        metrics[name] = ELSAgreement()
+        metrics[name].update(samples[name], net.samples)
         steps_r2[name] = []
         if per_step:
             for i in range(steps):
                 x, ab = net.xs[i], float(net.alpha_bars[i])
                 r2 = pairwise_agreement(machine.denoise(x, ab, labels), net.x0_hats[i])["r2"]
                 steps_r2[name].append(float(r2.median()))
-    return SamplerAgreement(sampler, samples, per_seed, steps_r2, [float(a) for a in net.alpha_bars])
+    return SamplerAgreement(sampler, samples, metrics, steps_r2, [float(a) for a in net.alpha_bars])

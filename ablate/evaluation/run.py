@@ -207,23 +207,31 @@ def log_to_wandb(subject: Subject, config: EvalConfig, out: Path, summary: dict[
         tracking.finish()
 
 
-def evaluate_checkpoint(checkpoint: str | Path, config: EvalConfig | None = None,
-                        out_dir: str | Path | None = None) -> EvalResult:
-    """Evaluate a training checkpoint (EMA weights) against the oracle over its own training set.
-    Outputs go to ``<run>/evaluation/`` unless ``out_dir`` says otherwise; calibrations beside the checkpoint."""
+def checkpoint_subject(checkpoint: str | Path, data=None) -> Subject:
+    """A training checkpoint (EMA weights) as a :class:`Subject`, with the training set of its config
+    (``data``: that dataset, already loaded, to skip loading it again)."""
     from ablate.data import load_dataset
     from ablate.training import load_checkpoint
 
-    config = config or EvalConfig()
     model = load_checkpoint(checkpoint)
     tc = model.config
-    data = load_dataset(tc.data)
+    data = data if data is not None else load_dataset(tc.data)
     run_dir = Path(checkpoint).resolve().parent.parent
-    subject = Subject(
+    return Subject(
         network=model.denoiser(), train_images=data.train, padding=tc.model.padding,
         receptive_field=model.backbone.receptive_field(), noise_schedule=tc.noise_schedule,
         train_labels=data.train_labels if model.num_classes else None, num_classes=model.num_classes,
         name=run_dir.name, description={"checkpoint": str(checkpoint), "step": model.step,
                                         "model": to_dict(tc.model), "data": to_dict(tc.data)})
+
+
+def evaluate_checkpoint(checkpoint: str | Path, config: EvalConfig | None = None,
+                        out_dir: str | Path | None = None, subject: Subject | None = None) -> EvalResult:
+    """Evaluate a training checkpoint (EMA weights) against the oracle over its own training set
+    (``subject``: the checkpoint already loaded by :func:`checkpoint_subject`). Outputs go to
+    ``<run>/evaluation/`` unless ``out_dir`` says otherwise; calibrations beside the checkpoint."""
+    config = config or EvalConfig()
+    subject = subject or checkpoint_subject(checkpoint)
+    run_dir = Path(checkpoint).resolve().parent.parent
     return evaluate(subject, config, out_dir or run_dir / "evaluation", calibration_dir=Path(checkpoint).parent,
                     calibration_stem=Path(checkpoint).stem)

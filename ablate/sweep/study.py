@@ -110,6 +110,20 @@ def knobs_of(definition: SweepDefinition, trial: optuna.Trial) -> dict[str, Any]
     return {**definition.fixed, **{p.name: p.suggest(trial) for p in definition.space}}
 
 
+def wandb_run(definition: SweepDefinition, name: str, job_type: str, config: dict[str, Any] | None = None):
+    """A W&B run in the study's group (offline unless a key is configured), or None when disabled."""
+    mode = tracking.resolve_mode("auto")
+    if mode == "disabled":
+        return None
+    import wandb
+
+    folder = out_dir(definition) / "wandb_dirs"
+    folder.mkdir(parents=True, exist_ok=True)
+    return wandb.init(project="ablate", group=definition.name, name=f"{definition.name}-{name}", job_type=job_type,
+                      dir=str(folder), mode=mode, config=config, reinit="finish_previous",
+                      settings=wandb.Settings(silent=True))
+
+
 def objective_fn(definition: SweepDefinition, ctx: TrialContext):
     def objective(trial: optuna.Trial):
         import wandb
@@ -117,17 +131,11 @@ def objective_fn(definition: SweepDefinition, ctx: TrialContext):
         knobs = knobs_of(definition, trial)
         tag = f"trial{trial.number:04d}"
         trial.set_user_attr("worker", f"{os.uname().nodename}:{os.getpid()}")
-        mode = tracking.resolve_mode("auto")
         run = None
         failed = True
         try:
-            if mode != "disabled":
-                wdir = out_dir(definition) / "wandb_dirs"
-                wdir.mkdir(parents=True, exist_ok=True)
-                run = wandb.init(project="ablate", group=definition.name, name=f"{definition.name}-{tag}",
-                                 job_type=f"{definition.kind}-trial", dir=str(wdir), mode=mode,
-                                 config={**knobs, "trial": trial.number, "study": definition.name},
-                                 reinit="finish_previous", settings=wandb.Settings(silent=True))
+            run = wandb_run(definition, tag, f"{definition.kind}-trial",
+                            {**knobs, "trial": trial.number, "study": definition.name})
             result = TRIALS[definition.kind](ctx, knobs, tag, trial)
             values = [float(result[name]) for name in definition.objectives]
             for key, value in result.items():
@@ -228,17 +236,12 @@ def pareto(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 
 def log_summary(definition: SweepDefinition, study: optuna.Study) -> None:
     """The Pareto front as a W&B table in a summary run of the study's group."""
-    mode = tracking.resolve_mode("auto")
     front = pareto(study)
-    if mode == "disabled" or not front:
+    run = wandb_run(definition, "summary", "sweep-summary") if front else None
+    if run is None:
         return
     import wandb
 
-    wdir = out_dir(definition) / "wandb_dirs"
-    wdir.mkdir(parents=True, exist_ok=True)
-    run = wandb.init(project="ablate", group=definition.name, name=f"{definition.name}-summary",
-                     job_type="sweep-summary", dir=str(wdir), mode=mode, reinit="finish_previous",
-                     settings=wandb.Settings(silent=True))
     try:
         cols = ["trial", *definition.objectives, *sorted(front[0].params)]
         table = wandb.Table(columns=cols)

@@ -77,9 +77,9 @@ def run_train_trial(ctx: TrialContext, knobs: dict[str, Any], tag: str, trial=No
     """Train the backbone the knobs describe, then score its samples and its agreement with the oracle.
     With ``trial`` (an Optuna trial of a pruned sweep), validation loss is reported after each validation
     by optuna-integration's Lightning pruning callback, which stops hopeless trials."""
-    from ablate.evaluation import EvalConfig, evaluate_checkpoint
+    from ablate.evaluation import EvalConfig, checkpoint_subject, evaluate_checkpoint
     from ablate.models import BackboneConfig
-    from ablate.training import TrainConfig, WandbConfig, load_checkpoint, run
+    from ablate.training import TrainConfig, WandbConfig, run
 
     d = TrainConfig()
     model = dict(name=knobs.get("name", "resnet"), depth=int(knobs.get("depth", d.model.depth)),
@@ -100,14 +100,15 @@ def run_train_trial(ctx: TrialContext, knobs: dict[str, Any], tag: str, trial=No
         from optuna_integration import PyTorchLightningPruningCallback
         callbacks.append(PyTorchLightningPruningCallback(trial, monitor="val/loss"))
     result = run(config, callbacks=callbacks)
-    network = load_checkpoint(result.checkpoint).denoiser()
+    subject = checkpoint_subject(result.checkpoint, ctx.data)  # loaded once: sampled here, evaluated below
     seeds, labels = ctx.seeds_and_labels(conditional)
-    samples = sample(network, seeds, ctx.data.shape, steps=ctx.definition.steps, labels=labels,
+    samples = sample(subject.network, seeds, ctx.data.shape, steps=ctx.definition.steps, labels=labels,
                      schedule=config.noise_schedule).samples
     scores = ctx.suite.score(samples, labels)
     agreement = evaluate_checkpoint(result.checkpoint, EvalConfig(seeds=max(2, ctx.definition.seeds),
                                                                   samplers=("ddim",), per_step=False,
-                                                                  wandb_mode="disabled", progress=False)).summary
+                                                                  wandb_mode="disabled", progress=False),
+                                    subject=subject).summary
     return {**scores, "els_r2": agreement["els"]["median_r2"], "ls_r2": agreement["ls"]["median_r2"],
             "is_r2": agreement["ideal"]["median_r2"], "val_loss": result.val_loss, "train_seconds": result.seconds,
             "seconds": result.seconds, "grid": agreement["figures"]["grid"], "checkpoint": str(result.checkpoint)}
