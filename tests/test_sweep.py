@@ -14,6 +14,7 @@ import yaml
 from optuna.trial import TrialState
 
 from ablate.sweep import load_definition, parse_definition
+from ablate.sweep.definition import dataset_names
 from ablate.sweep.study import counts, open_storage, run_sweep
 
 ROOT = Path(__file__).parent.parent
@@ -60,8 +61,9 @@ def test_shipped_sweeps_are_valid():
     names = {p.stem for p in (ROOT / "sweeps").glob("*.yaml")}
     assert {"oracle_patch_schedule", "oracle_equivariance", "train_resnet_depth"} <= names
     for path in (ROOT / "sweeps").glob("*.yaml"):
-        d = load_definition(path)
-        assert d.name == path.stem and d.trials >= 1
+        for dataset in dataset_names(path) or [None]:
+            d = load_definition(path, dataset)
+            assert d.name == (f"{path.stem}-{dataset}" if dataset else path.stem) and d.trials >= 1
 
 
 def test_sweep_runs_resumes_without_duplicates_and_tracks_every_trial(in_tmp):

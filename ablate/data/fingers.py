@@ -107,3 +107,24 @@ def finger_components(image: torch.Tensor | np.ndarray, min_pixels: int = 2):
 def count_fingers(image: torch.Tensor | np.ndarray) -> int:
     """The number of fingers of one hand image ``[1, H, W]`` or ``[H, W]`` in [-1, 1]."""
     return finger_components(image)[1]
+
+
+def is_hand(image: torch.Tensor | np.ndarray, connected: float = 0.9) -> bool:
+    """Whether one image ``[1, H, W]`` or ``[H, W]`` in [-1, 1] is *a hand* at all (global coherence, whatever
+    its finger count): a palm of roughly the drawn size (the ink's largest inscribed disc has a radius between
+    0.7 and 2 times ``PALM * H``), ink on at most 40% of the image (a drawn hand covers about 17%), at least
+    ``connected`` of the ink in the palm's 8-connected piece (no stray blobs), and at least one finger."""
+    img = np.asarray(image.detach().cpu() if isinstance(image, torch.Tensor) else image, dtype=np.float32)
+    img = img.reshape(img.shape[-2:])
+    ink = img > 0.0
+    if not ink.any() or ink.mean() > 0.4:
+        return False
+    dist = ndimage.distance_transform_edt(ink)
+    cy, cx = np.unravel_index(np.argmax(dist), dist.shape)
+    palm = PALM * img.shape[0]
+    if not 0.7 * palm <= dist[cy, cx] <= 2.0 * palm:
+        return False
+    pieces, _ = ndimage.label(ink, structure=np.ones((3, 3)))
+    if (pieces == pieces[cy, cx]).sum() < connected * ink.sum():
+        return False
+    return finger_components(img)[1] >= 1

@@ -67,22 +67,24 @@ class SamplerAgreement:
 def run_agreement(network: Denoiser, machines: Mapping[str, Denoiser], seeds: Sequence[int],
                   shape: tuple[int, int, int], sampler: str = "ddim", steps: int = 20,
                   noise_schedule: str = "cosine", labels: torch.Tensor | None = None,
-                  per_step: bool = True, progress: bool = False) -> SamplerAgreement:
-    """Sample the network and every machine from ``seeds``; compare pair by pair and step by step."""
-    kw = dict(steps=steps, sampler=sampler, schedule=noise_schedule, labels=labels)
+                  per_step: bool = True, progress: bool = False,
+                  device: str | torch.device = "cpu") -> SamplerAgreement:
+    """Sample the network and every machine from ``seeds`` on ``device``; compare pair by pair and step
+    by step. The samples come back on the CPU."""
+    kw = dict(steps=steps, sampler=sampler, schedule=noise_schedule, labels=labels, device=device)
     net: SampleResult = sample(network, seeds, shape, keep_trajectory=per_step, progress=progress, **kw)
-    samples = {"network": net.samples}
+    samples = {"network": net.samples.cpu()}
     metrics, steps_r2 = {}, {}
     for name, machine in machines.items():
         if progress:
             print(f"  {sampler}: sampling {name} ({len(seeds)} seeds)", flush=True)
-        samples[name] = sample(machine, seeds, shape, progress=progress, **kw).samples
+        samples[name] = sample(machine, seeds, shape, progress=progress, **kw).samples.cpu()
         metrics[name] = ELSAgreement()
-        metrics[name].update(samples[name], net.samples)
+        metrics[name].update(samples[name], samples["network"])
         steps_r2[name] = []
         if per_step:
             for i in range(steps):
                 x, ab = net.xs[i], float(net.alpha_bars[i])
-                r2 = pairwise_agreement(machine.denoise(x, ab, labels), net.x0_hats[i])["r2"]
+                r2 = pairwise_agreement(machine.denoise(x, ab, labels).cpu(), net.x0_hats[i].cpu())["r2"]
                 steps_r2[name].append(float(r2.median()))
     return SamplerAgreement(sampler, samples, metrics, steps_r2, [float(a) for a in net.alpha_bars])

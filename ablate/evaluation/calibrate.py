@@ -72,13 +72,16 @@ def score(x_t: torch.Tensor, x0_hat: torch.Tensor, alpha_bar: float) -> torch.Te
 
 def calibrate(network: Denoiser, oracle: Oracle, candidates: Sequence[int], seeds: Sequence[int],
               shape: tuple[int, int, int], steps: int = 20, noise_schedule: str = "cosine",
-              labels: torch.Tensor | None = None, progress: bool = False) -> Calibration:
+              labels: torch.Tensor | None = None, progress: bool = False,
+              device: str | torch.device = "cpu") -> Calibration:
     """Choose one k per step for ``oracle``'s machine (its boundary and knobs are kept; only the
-    patch size varies over ``candidates``). The candidates share the oracle's key caches."""
+    patch size varies over ``candidates``). The candidates share the oracle's key caches. The
+    trajectories are drawn on ``device`` (where the network and the oracle live)."""
     if not candidates:
         raise ValueError("calibration needs at least one candidate patch size")
     machines = {k: oracle.with_patch_size(k) for k in candidates}
-    traj = sample(network, seeds, shape, steps=steps, schedule=noise_schedule, labels=labels, keep_trajectory=True)
+    traj = sample(network, seeds, shape, steps=steps, schedule=noise_schedule, labels=labels, keep_trajectory=True,
+                  device=device)
     loop = range(steps)
     if progress:
         from tqdm.auto import tqdm
@@ -89,7 +92,7 @@ def calibrate(network: Denoiser, oracle: Oracle, candidates: Sequence[int], seed
         target = score(x, traj.x0_hats[i], ab).double()
         for j, k in enumerate(candidates):
             guess = score(x, machines[k].denoise(x, ab, labels), ab).double()
-            sims[i, j] = torch.nn.functional.cosine_similarity(guess, target, dim=1)
+            sims[i, j] = torch.nn.functional.cosine_similarity(guess, target, dim=1).cpu()
     cand = torch.tensor(list(candidates))
     votes = cand[sims.argmax(1)]  # [T, S]
     ks = votes.median(dim=1).values  # an actual vote, so odd

@@ -135,7 +135,7 @@ def evaluate(subject: Subject, config: EvalConfig, out_dir: str | Path, calibrat
         else:
             say(f"calibrating {name} ({boundary}) over k = {ks} on {len(cal_seeds)} seeds ...", flush=True)
             cal = calibrate(subject.network, base, ks, cal_seeds, shape, config.steps, subject.noise_schedule,
-                            cal_labels, progress=config.progress)
+                            cal_labels, progress=config.progress, device=train.device)
             cal.save(path)
         timings[f"calibrate_{name}"] = time.perf_counter() - start
         calibrations[name] = cal
@@ -147,7 +147,8 @@ def evaluate(subject: Subject, config: EvalConfig, out_dir: str | Path, calibrat
         start = time.perf_counter()
         say(f"{sampler}: network and {', '.join(machines)} on {len(seeds)} seeds ...", flush=True)
         results[sampler] = run_agreement(subject.network, machines, seeds, shape, sampler, config.steps,
-                                         subject.noise_schedule, labels, config.per_step, config.progress)
+                                         subject.noise_schedule, labels, config.per_step, config.progress,
+                                         device=train.device)
         timings[f"sample_{sampler}"] = time.perf_counter() - start
 
     summary = write_outputs(subject, config, out, results, calibrations, seeds, cal_seeds, boundary, timings)
@@ -207,20 +208,22 @@ def log_to_wandb(subject: Subject, config: EvalConfig, out: Path, summary: dict[
         tracking.finish()
 
 
-def checkpoint_subject(checkpoint: str | Path, data=None) -> Subject:
+def checkpoint_subject(checkpoint: str | Path, data=None, device: str | torch.device = "cpu") -> Subject:
     """A training checkpoint (EMA weights) as a :class:`Subject`, with the training set of its config
-    (``data``: that dataset, already loaded, to skip loading it again)."""
+    (``data``: that dataset, already loaded, to skip loading it again), network and training images on
+    ``device`` (so the evaluation's oracles and sampler run there too)."""
     from ablate.data import load_dataset
     from ablate.training import load_checkpoint
 
-    model = load_checkpoint(checkpoint)
+    model = load_checkpoint(checkpoint, device)
     tc = model.config
     data = data if data is not None else load_dataset(tc.data)
     run_dir = Path(checkpoint).resolve().parent.parent
+    labels = data.train_labels.to(device) if model.num_classes else None
     return Subject(
-        network=model.denoiser(), train_images=data.train, padding=tc.model.padding,
+        network=model.denoiser(), train_images=data.train.to(device), padding=tc.model.padding,
         receptive_field=model.backbone.receptive_field(), noise_schedule=tc.noise_schedule,
-        train_labels=data.train_labels if model.num_classes else None, num_classes=model.num_classes,
+        train_labels=labels, num_classes=model.num_classes,
         name=run_dir.name, description={"checkpoint": str(checkpoint), "step": model.step,
                                         "model": to_dict(tc.model), "data": to_dict(tc.data)})
 

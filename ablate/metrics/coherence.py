@@ -49,3 +49,34 @@ def classifier_fid(classifier: ReferenceClassifier) -> FrechetInceptionDistance:
     ``update(images in [-1, 1], real=True/False)``, ``compute()``. Inception weights are not needed."""
     return FrechetInceptionDistance(feature=FeatureExtractor(classifier.cnn).eval(), normalize=True,
                                     reset_real_features=False)
+
+
+class HandCoherence(Metric):
+    """Coherence of ``fingers`` samples, which have no classes to be confident about: ``update(samples
+    [B, 1, H, W] in [-1, 1])``; ``compute()`` -> ``coherence``: the fraction that is one hand at all
+    (:func:`ablate.data.is_hand`: a palm of the drawn size, one connected piece, at least one finger),
+    whatever the finger count. Wrong counts are artefacts (``ArtefactRate``), not incoherence."""
+
+    is_differentiable = False
+    higher_is_better = True
+    full_state_update = False
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.add_state("hands", default=torch.tensor(0), dist_reduce_fx="sum")
+        self.add_state("count", default=torch.tensor(0), dist_reduce_fx="sum")
+
+    def update(self, samples: torch.Tensor) -> None:
+        from ablate.data import is_hand
+
+        if samples.dim() != 4 or samples.shape[1] != 1:
+            raise ValueError(f"HandCoherence takes grey images [B, 1, H, W]; got shape {tuple(samples.shape)}")
+        if not torch.isfinite(samples).all():
+            raise ValueError("samples contain NaN or inf values; all values must be finite")
+        self.hands += sum(is_hand(s) for s in samples.detach().cpu())
+        self.count += len(samples)
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        if self.count == 0:
+            raise ValueError("HandCoherence has no samples; call update() with a non-empty batch before compute()")
+        return {"coherence": self.hands.double() / self.count}

@@ -10,14 +10,15 @@ import torch
 from ablate.data import DataConfig, ImageDataset, load_dataset
 from ablate.metrics.artefacts import ArtefactRate, detector_for
 from ablate.metrics.classifier import DEFAULT_CACHE, ReferenceClassifier, get_classifier
-from ablate.metrics.coherence import Coherence, classifier_fid
+from ablate.metrics.coherence import Coherence, HandCoherence, classifier_fid
 from ablate.metrics.realism import Fidelity, Novelty
 
 
 @dataclass
 class MetricSuite:
     """Coherence, artefact rate, classifier FID, fidelity and novelty for one dataset. The classifier
-    (and so coherence, FID and the digit detector) is absent for unlabelled datasets such as ``fingers``."""
+    (and so FID and the digit detector) is absent for unlabelled datasets; ``fingers`` scores coherence
+    as the fraction of samples that are a hand at all (:class:`HandCoherence`)."""
 
     data: ImageDataset
     classifier: ReferenceClassifier | None
@@ -62,6 +63,8 @@ class MetricSuite:
     def _metrics(self, samples, labels):
         if self.classifier is not None:
             yield "coherence", Coherence(self.classifier), (samples, labels)
+        elif self.data.name == "fingers":
+            yield "coherence", HandCoherence(), (samples,)
         yield "artefact_rate", ArtefactRate(self.detector), (samples,)
         patch = min(5, min(self.data.shape[-2:]))
         yield "fidelity", self._indexed("fidelity", lambda: Fidelity(self.data.train, self.fidelity_reference,

@@ -22,6 +22,7 @@ def main(argv: list[str] | None = None) -> None:
                                 epilog=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("command", choices=["run", "resume", "status", "report", "dashboard", "worker"])
     p.add_argument("definition", help="sweeps/<name>.yaml")
+    p.add_argument("--dataset", help="which of the definition's 'datasets' (when it names several)")
     p.add_argument("--storage", help="database URL (default: sqlite:///runs/sweeps/<name>.db)")
     p.add_argument("--workers", type=int, default=1, help="local worker processes (run, resume)")
     p.add_argument("--trials", type=int, help="completed trials wanted (default: the definition's)")
@@ -31,7 +32,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--port", type=int, default=8080, help="dashboard port on 127.0.0.1")
     a = p.parse_args(argv)
     try:
-        definition = load_definition(a.definition)
+        definition = load_definition(a.definition, a.dataset)
         from ablate.sweep import study as studies
 
         url = a.storage or studies.default_storage(definition)

@@ -1,7 +1,7 @@
 """A sweep is data: ``sweeps/<name>.yaml`` says what is searched, what is scored and how.
 
     name: oracle_patch_schedule
-    kind: oracle                      # oracle (no training) | train (train, then evaluate)
+    kind: oracle                      # oracle (no training) | train (train, then evaluate) | design
     data: {name: mnist5k, n: 200, image_size: 14}
     fixed: {machine: els, boundary: zeros}          # settings every trial shares
     space:                                          # what the sampler searches
@@ -15,12 +15,21 @@
     seeds: 16                                       # fixed seeds every trial samples
     steps: 20
 
+``architectures`` (train and design sweeps) names whole architectures, each a
+mapping of knobs; the sweep then searches the implicit knob ``arch`` over their
+names (with ``sampler: grid``, every architecture once). ``datasets`` (instead of
+``data``) names several datasets; ``load_definition(path, dataset=...)`` picks
+one, and the study is named ``<name>-<dataset>``. A ``design`` trial
+(``ablate.study``) predicts an architecture's samples with the oracle, then
+trains it and measures the same figures.
+
 Every problem (an unknown key, an empty range, an unknown objective or knob)
 is found by :func:`load_definition` before any trial runs, and named.
 """
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -30,7 +39,7 @@ import yaml
 from ablate.config import build_config
 from ablate.data import DataConfig
 
-KINDS = ("oracle", "train")
+KINDS = ("oracle", "train", "design")
 SAMPLERS = ("tpe", "nsga2", "random", "grid")
 DIRECTIONS = ("maximize", "minimize")
 # what a trial reports (ablate.metrics.MetricSuite.score, plus the training trial's agreement)
@@ -39,6 +48,10 @@ OBJECTIVES = {
     "train": ("coherence", "accuracy", "artefact_rate", "fid", "fidelity", "novelty", "memorisation_rate",
               "els_r2", "is_r2", "ls_r2", "val_loss", "train_seconds"),
 }
+# a design trial reports the trained network's figures (as a train trial) and the oracle's, prefixed
+PREDICTED = ("coherence", "artefact_rate", "fidelity", "novelty", "memorisation_rate")
+OBJECTIVES["design"] = OBJECTIVES["train"] + tuple(f"predicted_{m}" for m in PREDICTED) + (
+    "prediction_r2", "prediction_seconds", "artefact_map_iou")
 # the knobs a trial understands (fixed or searched)
 KNOBS = {
     "oracle": ("machine", "boundary", "k", "k_min", "k_max", "shape", "stride", "shift_radius",
@@ -46,8 +59,12 @@ KNOBS = {
     "train": ("name", "depth", "width", "padding", "norm", "lr", "max_steps", "batch_size", "ema_decay",
               "noise_schedule", "conditional", "attention"),
 }
-TOP_KEYS = ("name", "kind", "description", "data", "fixed", "space", "objectives", "sampler", "trials", "seeds",
-            "steps", "prune")
+# design: the architecture and its training (train's knobs), the mapping rule's constants
+# (ablate.study.mapping) and the verification's calibration settings
+KNOBS["design"] = KNOBS["train"] + ("rf_fraction", "shape", "k_low", "calibration_seeds", "calibration_k_max")
+ARCH = "arch"  # the implicit knob that names one of the definition's architectures
+TOP_KEYS = ("name", "kind", "description", "data", "datasets", "architectures", "fixed", "space", "objectives",
+            "sampler", "trials", "seeds", "steps", "prune")
 
 
 @dataclass(frozen=True)
@@ -92,6 +109,8 @@ class SweepDefinition:
     steps: int = 20
     prune: bool = False
     description: str = ""
+    architectures: dict[str, dict[str, Any]] = field(default_factory=dict)
+    dataset: str | None = None  # the key of ``datasets`` this definition was made for
     path: Path | None = field(default=None, compare=False)
 
     @property
@@ -132,14 +151,64 @@ def _param(name: str, spec: Any, where: str) -> Param:
                  log, spec.get("step"))
 
 
-def parse_definition(raw: Mapping[str, Any], where: str = "sweep") -> SweepDefinition:
-    """Validate plain data and build the definition; every error names the key and what is allowed."""
+def _architectures(raw: Any, kind: str, where: str) -> dict[str, dict[str, Any]]:
+    if raw is None:
+        if kind == "design":
+            raise ValueError(f"{where}: a design sweep needs 'architectures': a mapping of names to knobs")
+        return {}
+    if kind == "oracle":
+        raise ValueError(f"{where}: 'architectures' belong to train and design sweeps, not oracle sweeps")
+    if not isinstance(raw, Mapping) or not raw:
+        raise ValueError(f"{where}: architectures must map at least one name to its knobs, "
+                         f"e.g. {{resnet_d2: {{name: resnet, depth: 2}}}}")
+    out = {}
+    for name, knobs in raw.items():
+        if not isinstance(knobs, Mapping):
+            raise ValueError(f"{where}: architectures.{name} must be a mapping of knobs; got {knobs!r}")
+        for knob in knobs:
+            if knob not in KNOBS[kind] or knob == ARCH:
+                raise ValueError(f"{where}: architectures.{name} has unknown {kind} knob {knob!r}"
+                                 f"{_near(knob, KNOBS[kind])}; allowed: {', '.join(KNOBS[kind])}")
+        out[str(name)] = dict(knobs)
+    return out
+
+
+def _dataset(raw: Mapping[str, Any], dataset: str | None, where: str) -> tuple[Any, str | None]:
+    """The ``data`` mapping to use, and the dataset key when the definition names several."""
+    if "datasets" not in raw:
+        if dataset is not None:
+            raise ValueError(f"{where}: dataset={dataset!r} was asked for, but the definition has no 'datasets'")
+        return raw.get("data") or {}, None
+    if "data" in raw:
+        raise ValueError(f"{where}: give either 'data' or 'datasets', not both")
+    sets = raw["datasets"]
+    if not isinstance(sets, Mapping) or not sets:
+        raise ValueError(f"{where}: datasets must map at least one name to a data config")
+    if dataset is None:
+        if len(sets) > 1:
+            raise ValueError(f"{where}: the definition names several datasets ({', '.join(sets)}); choose one "
+                             f"(--dataset NAME)")
+        dataset = next(iter(sets))
+    if dataset not in sets:
+        raise ValueError(f"{where}: no dataset {dataset!r}{_near(dataset, sets)}; it names: {', '.join(sets)}")
+    return sets[dataset], str(dataset)
+
+
+def dataset_names(path: str | Path) -> list[str]:
+    """The keys of a definition's ``datasets`` (empty for a single-``data`` definition)."""
+    raw = yaml.safe_load(Path(path).read_text())
+    return list((raw or {}).get("datasets") or {}) if isinstance(raw, Mapping) else []
+
+
+def parse_definition(raw: Mapping[str, Any], where: str = "sweep", dataset: str | None = None) -> SweepDefinition:
+    """Validate plain data and build the definition; every error names the key and what is allowed.
+    ``dataset`` picks one of ``datasets`` (the study is then named ``<name>-<dataset>``)."""
     if not isinstance(raw, Mapping):
         raise ValueError(f"{where}: a sweep definition must be a mapping of keys")
     for key in raw:
         if key not in TOP_KEYS:
             raise ValueError(f"{where}: unknown key {key!r}{_near(key, TOP_KEYS)}; allowed: {', '.join(TOP_KEYS)}")
-    for key in ("name", "kind", "objectives", "trials"):
+    for key in ("name", "kind", "objectives"):
         if key not in raw:
             raise ValueError(f"{where}: missing required key {key!r}")
     kind = raw["kind"]
@@ -148,7 +217,12 @@ def parse_definition(raw: Mapping[str, Any], where: str = "sweep") -> SweepDefin
     knobs = KNOBS[kind]
     fixed = dict(raw.get("fixed") or {})
     space = tuple(_param(n, s, where) for n, s in (raw.get("space") or {}).items())
-    for name in list(fixed) + [p.name for p in space]:
+    architectures = _architectures(raw.get("architectures"), kind, where)
+    if architectures:
+        if any(p.name == ARCH for p in space):
+            raise ValueError(f"{where}: 'arch' is searched over the names in 'architectures'; do not list it in space")
+        space += (Param(ARCH, "choice", choices=tuple(architectures)),)
+    for name in list(fixed) + [p.name for p in space if p.name != ARCH]:
         if name not in knobs:
             raise ValueError(f"{where}: unknown {kind} knob {name!r}{_near(name, knobs)}; allowed: {', '.join(knobs)}")
     both = set(fixed) & {p.name for p in space}
@@ -168,32 +242,36 @@ def parse_definition(raw: Mapping[str, Any], where: str = "sweep") -> SweepDefin
         raise ValueError(f"{where}: sampler {sampler.get('name')!r} is not allowed; choose one of {', '.join(SAMPLERS)}")
     if set(sampler) - {"name", "seed"}:
         raise ValueError(f"{where}: sampler takes name and seed only; got {sorted(sampler)}")
-    trials = raw["trials"]
+    if "trials" not in raw and sampler["name"] != "grid":
+        raise ValueError(f"{where}: missing required key 'trials' (only a grid sweep may leave it out: it runs "
+                         "every point once)")
+    if sampler["name"] == "grid":
+        for p in space:
+            p.grid()  # raises for float ranges
+    trials = raw["trials"] if "trials" in raw else math.prod(len(p.grid()) for p in space)
     if not isinstance(trials, int) or trials < 1:
         raise ValueError(f"{where}: trials must be a positive integer; got {trials!r}")
     prune = bool(raw.get("prune", False))
     if prune and (kind != "train" or len(objectives) != 1):
         raise ValueError(f"{where}: prune needs a train sweep with exactly one objective (Optuna cannot prune "
                          f"multi-objective studies); got kind={kind!r} with {len(objectives)} objectives")
-    if sampler["name"] == "grid":
-        for p in space:
-            p.grid()  # raises for float ranges
-    data = build_config(DataConfig, raw.get("data") or {}, "data.")
+    data_raw, dataset = _dataset(raw, dataset, where)
+    data = build_config(DataConfig, data_raw, f"datasets.{dataset}." if dataset else "data.")
     definition = SweepDefinition(
-        name=str(raw["name"]), kind=kind, data=data, fixed=fixed, space=space, objectives=dict(objectives),
-        sampler=sampler["name"], sampler_seed=sampler.get("seed", 0), trials=trials,
-        seeds=int(raw.get("seeds", 16)), steps=int(raw.get("steps", 20)), prune=prune,
-        description=str(raw.get("description", "")))
+        name=f"{raw['name']}-{dataset}" if dataset else str(raw["name"]), kind=kind, data=data, fixed=fixed,
+        space=space, objectives=dict(objectives), sampler=sampler["name"], sampler_seed=sampler.get("seed", 0),
+        trials=trials, seeds=int(raw.get("seeds", 16)), steps=int(raw.get("steps", 20)), prune=prune,
+        description=str(raw.get("description", "")), architectures=architectures, dataset=dataset)
     if definition.seeds < 1 or definition.steps < 1:
         raise ValueError(f"{where}: seeds and steps must be >= 1")
     return definition
 
 
-def load_definition(path: str | Path) -> SweepDefinition:
+def load_definition(path: str | Path, dataset: str | None = None) -> SweepDefinition:
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as err:
         raise ValueError(f"cannot read sweep definition {str(path)!r}: {err}") from err
-    d = parse_definition(raw, where=str(path))
+    d = parse_definition(raw, where=str(path), dataset=dataset)
     return SweepDefinition(**{**d.__dict__, "path": path})

@@ -29,7 +29,7 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_s
 from optuna.trial import TrialState
 
 from ablate import tracking
-from ablate.sweep.definition import SweepDefinition
+from ablate.sweep.definition import ARCH, SweepDefinition
 from ablate.sweep.trials import TRIALS, TrialContext
 
 RUNS = Path("runs/sweeps")
@@ -107,7 +107,10 @@ def load_existing(definition: SweepDefinition, url: str) -> optuna.Study:
 
 
 def knobs_of(definition: SweepDefinition, trial: optuna.Trial) -> dict[str, Any]:
-    return {**definition.fixed, **{p.name: p.suggest(trial) for p in definition.space}}
+    """The fixed knobs, then the suggested ones; a suggested ``arch`` brings that architecture's knobs."""
+    suggested = {p.name: p.suggest(trial) for p in definition.space}
+    arch = definition.architectures.get(suggested.get(ARCH), {})
+    return {**definition.fixed, **arch, **suggested}
 
 
 def wandb_run(definition: SweepDefinition, name: str, job_type: str, config: dict[str, Any] | None = None):
@@ -129,7 +132,7 @@ def objective_fn(definition: SweepDefinition, ctx: TrialContext):
         import wandb
 
         knobs = knobs_of(definition, trial)
-        tag = f"trial{trial.number:04d}"
+        tag = f"trial{trial.number:04d}" + (f"-{knobs[ARCH]}" if ARCH in knobs else "")
         trial.set_user_attr("worker", f"{os.uname().nodename}:{os.getpid()}")
         run = None
         failed = True
@@ -199,7 +202,8 @@ def work(definition: SweepDefinition, url: str, heartbeat: int = 10, worker: int
 
 def worker_command(definition: SweepDefinition, url: str, heartbeat: int, index: int) -> list[str]:
     return [sys.executable, "-m", "ablate.sweep", "worker", str(definition.path), "--storage", url,
-            "--heartbeat", str(heartbeat), "--worker-index", str(index)]
+            "--heartbeat", str(heartbeat), "--worker-index", str(index),
+            *(["--dataset", definition.dataset] if definition.dataset else [])]
 
 
 def run_sweep(definition: SweepDefinition, storage: str | None = None, workers: int = 1, trials: int | None = None,

@@ -73,45 +73,62 @@ def run_oracle_trial(ctx: TrialContext, knobs: dict[str, Any], tag: str, trial=N
     return {**scores, "seconds": time.perf_counter() - start, "grid": str(grid)}
 
 
-def run_train_trial(ctx: TrialContext, knobs: dict[str, Any], tag: str, trial=None) -> dict[str, Any]:
-    """Train the backbone the knobs describe, then score its samples and its agreement with the oracle.
-    With ``trial`` (an Optuna trial of a pruned sweep), validation loss is reported after each validation
-    by optuna-integration's Lightning pruning callback, which stops hopeless trials."""
-    from ablate.evaluation import EvalConfig, checkpoint_subject, evaluate_checkpoint
-    from ablate.models import BackboneConfig
-    from ablate.training import TrainConfig, WandbConfig, run
+def train_config(ctx: TrialContext, knobs: dict[str, Any], tag: str):
+    """The :class:`~ablate.training.TrainConfig` of a trial: the quick preset with the knobs' architecture,
+    optimiser and budget, on the sweep's data, with no W&B run of its own (the trial has one)."""
+    from ablate.study.mapping import backbone_config
+    from ablate.training import TrainConfig, WandbConfig
 
     d = TrainConfig()
-    model = dict(name=knobs.get("name", "resnet"), depth=int(knobs.get("depth", d.model.depth)),
-                 width=int(knobs.get("width", d.model.width)), padding=knobs.get("padding", "zeros"),
-                 norm=knobs.get("norm", "none"))
-    if knobs.get("attention") and model["name"] == "unet":
-        model["name"] = "unet_attn"
-    conditional = bool(knobs.get("conditional", False))
-    config = dataclasses.replace(
-        d, data=ctx.definition.data, model=BackboneConfig(**model), conditional=conditional,
+    return dataclasses.replace(
+        d, data=ctx.definition.data, model=backbone_config(knobs), conditional=bool(knobs.get("conditional", False)),
         optim=dataclasses.replace(d.optim, lr=float(knobs.get("lr", d.optim.lr)),
                                   ema_decay=knobs.get("ema_decay", d.optim.ema_decay)),
         max_steps=int(knobs.get("max_steps", d.max_steps)), batch_size=int(knobs.get("batch_size", d.batch_size)),
         noise_schedule=knobs.get("noise_schedule", d.noise_schedule), out=str(ctx.out_dir / "runs"), name=tag,
-        progress=False, wandb=WandbConfig(mode="disabled"), sample_every=10**6)
+        progress=False, wandb=WandbConfig(mode="disabled"), sample_every=10**6, agreement_every=None)
+
+
+def train_and_measure(ctx: TrialContext, knobs: dict[str, Any], tag: str, trial=None, eval_config=None,
+                      device: str = "cpu") -> dict[str, Any]:
+    """Train the backbone the knobs describe, draw the sweep's fixed seeds from it and score them, then
+    measure its agreement with the calibrated oracle (``eval_config``). With ``trial`` (an Optuna trial of
+    a pruned sweep), validation loss is reported after each validation by optuna-integration's Lightning
+    pruning callback, which stops hopeless trials. Returns the figures and ``samples`` ``[S, C, H, W]``."""
+    from ablate.evaluation import EvalConfig, checkpoint_subject, evaluate_checkpoint
+    from ablate.training import run
+
+    config = train_config(ctx, knobs, tag)
     callbacks = []
     if trial is not None and ctx.definition.prune:
         from optuna_integration import PyTorchLightningPruningCallback
         callbacks.append(PyTorchLightningPruningCallback(trial, monitor="val/loss"))
     result = run(config, callbacks=callbacks)
-    subject = checkpoint_subject(result.checkpoint, ctx.data)  # loaded once: sampled here, evaluated below
-    seeds, labels = ctx.seeds_and_labels(conditional)
+    subject = checkpoint_subject(result.checkpoint, ctx.data, device)  # loaded once: sampled and evaluated
+    seeds, labels = ctx.seeds_and_labels(config.conditional)
     samples = sample(subject.network, seeds, ctx.data.shape, steps=ctx.definition.steps, labels=labels,
-                     schedule=config.noise_schedule).samples
+                     schedule=config.noise_schedule, device=device).samples.cpu()
     scores = ctx.suite.score(samples, labels)
-    agreement = evaluate_checkpoint(result.checkpoint, EvalConfig(seeds=max(2, ctx.definition.seeds),
-                                                                  samplers=("ddim",), per_step=False,
-                                                                  wandb_mode="disabled", progress=False),
-                                    subject=subject).summary
+    eval_config = eval_config or EvalConfig(seeds=max(2, ctx.definition.seeds), samplers=("ddim",), per_step=False,
+                                            wandb_mode="disabled", progress=False)
+    agreement = evaluate_checkpoint(result.checkpoint, eval_config, subject=subject).summary
     return {**scores, "els_r2": agreement["els"]["median_r2"], "ls_r2": agreement["ls"]["median_r2"],
             "is_r2": agreement["ideal"]["median_r2"], "val_loss": result.val_loss, "train_seconds": result.seconds,
-            "seconds": result.seconds, "grid": agreement["figures"]["grid"], "checkpoint": str(result.checkpoint)}
+            "seconds": result.seconds, "grid": agreement["figures"]["grid"], "checkpoint": str(result.checkpoint),
+            "els_k": " ".join(map(str, agreement["calibration"]["els"]["k"])), "samples": samples}
 
 
-TRIALS = {"oracle": run_oracle_trial, "train": run_train_trial}
+def run_train_trial(ctx: TrialContext, knobs: dict[str, Any], tag: str, trial=None) -> dict[str, Any]:
+    """Train the backbone the knobs describe, then score its samples and its agreement with the oracle."""
+    result = train_and_measure(ctx, knobs, tag, trial)
+    del result["samples"]
+    return result
+
+
+def run_design_trial(ctx: TrialContext, knobs: dict[str, Any], tag: str, trial=None) -> dict[str, Any]:
+    from ablate.study.trial import run_design_trial as design
+
+    return design(ctx, knobs, tag, trial)
+
+
+TRIALS = {"oracle": run_oracle_trial, "train": run_train_trial, "design": run_design_trial}

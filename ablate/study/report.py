@@ -1,0 +1,164 @@
+"""The design-before-training report: markdown and HTML with PNGs, in the run directory and in W&B.
+
+Per dataset: the Spearman figures against the bar, the cost of each phase, the table of every
+architecture (geometry, the rule's schedule, predicted and measured figures, agreement), a
+predicted-vs-measured scatter per metric, and the samples of every architecture before
+(oracle) and after (trained) training, from the same seeds.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ablate.study.compare import BAR, GATED, Comparison
+
+COLUMNS = [  # (key in a row, header, format)
+    ("arch", "architecture", "{}"), ("receptive_field", "RF", "{}"), ("stride", "stride", "{}"),
+    ("boundary", "boundary", "{}"), ("k_schedule", "rule's k (high noise first)", "{}"),
+    ("predicted_coherence", "coherence pred.", "{:.3f}"), ("coherence", "coherence trained", "{:.3f}"),
+    ("predicted_artefact_rate", "artefacts pred.", "{:.3f}"), ("artefact_rate", "artefacts trained", "{:.3f}"),
+    ("predicted_fidelity", "fidelity pred.", "{:.3f}"), ("fidelity", "fidelity trained", "{:.3f}"),
+    ("predicted_novelty", "novelty pred.", "{:.3f}"), ("novelty", "novelty trained", "{:.3f}"),
+    ("prediction_r2", "r² pred. vs trained", "{:.3f}"), ("els_r2", "calibrated ELS r²", "{:.3f}"),
+    ("is_r2", "IS r²", "{:.3f}"), ("artefact_map_iou", "artefact map IoU", "{:.2f}"),
+    ("prediction_seconds", "predict s", "{:.1f}"), ("train_seconds", "train s", "{:.1f}"),
+]
+
+
+def _pyplot():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _cell(row: dict[str, Any], key: str, fmt: str) -> str:
+    v = row.get(key)
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    return fmt.format(v)
+
+
+def scatter_plot(c: Comparison, path: Path) -> Path:
+    """One panel per metric: predicted (x) against trained (y), each architecture labelled."""
+    plt = _pyplot()
+    metrics = list(c.correlations)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.0 * len(metrics), 3.9), squeeze=False)
+    for ax, m in zip(axes[0], metrics):
+        xs = [r.get(f"predicted_{m}", float("nan")) for r in c.rows]
+        ys = [r.get(m, float("nan")) for r in c.rows]
+        ax.scatter(xs, ys, s=28, c=["tab:red" if r.get("boundary") == "circular" else "tab:blue" for r in c.rows],
+                   zorder=3)
+        for x, y, r in zip(xs, ys, c.rows):
+            ax.annotate(r["arch"], (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        rho = c.correlations[m].rho
+        ax.set_title(f"{m}: Spearman ρ = {rho:.2f}" if not math.isnan(rho) else f"{m}: ρ undefined (constant)",
+                     fontsize=9)
+        ax.set(xlabel="predicted by the oracle (no training)", ylabel="measured on the trained network")
+    fig.suptitle(f"{c.study}: predicted vs measured across {len(c.rows)} architectures "
+                 "(red: circular padding)", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def samples_plot(c: Comparison, samples_dir: Path, path: Path, seeds: int = 10) -> Path | None:
+    """Two rows per architecture (oracle, trained) of the first ``seeds`` seeds."""
+    plt = _pyplot()
+    pairs = []
+    for r in c.rows:
+        f = samples_dir / f"trial{r['trial']:04d}-{r['arch']}.pt"
+        if f.is_file():
+            pairs.append((r["arch"], torch.load(f, weights_only=True)))
+    if not pairs:
+        return None
+    n = min(seeds, len(pairs[0][1]["trained"]))
+    fig, axes = plt.subplots(2 * len(pairs), n, figsize=(0.9 * n + 1.8, 0.95 * 2 * len(pairs) + 0.5), squeeze=False)
+    for i, (arch, s) in enumerate(pairs):
+        for j, (kind, images) in enumerate((("oracle", s["predicted"]), ("trained", s["trained"]))):
+            for col in range(n):
+                ax = axes[2 * i + j][col]
+                ax.imshow(((images[col, 0].float().clamp(-1, 1) + 1) / 2), cmap="gray", vmin=0, vmax=1)
+                ax.set_xticks([])
+                ax.set_yticks([])
+            axes[2 * i + j][0].set_ylabel(f"{arch}\n{kind}", rotation=0, ha="right", va="center", fontsize=7)
+    fig.suptitle(f"{c.study}: oracle prediction (before training) above the trained network, same seeds",
+                 fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def verdict(c: Comparison) -> list[str]:
+    lines = []
+    for m, corr in c.correlations.items():
+        gate = f" (bar: ≥ {BAR})" if m in GATED else ""
+        mark = ("meets" if corr.meets_bar else "misses") if m in GATED else "reported"
+        rho = "undefined (constant across the grid)" if math.isnan(corr.rho) else f"{corr.rho:.2f} (p = {corr.p_value:.3g})"
+        lines.append(f"- **{m}**: Spearman ρ = {rho}{gate}: {mark}")
+    ratio = c.cost_ratio
+    lines.append(f"- **cost**: prediction {c.prediction_seconds:.0f} s against training {c.train_seconds:.0f} s, "
+                 f"ratio {ratio:.3f} (bar: ≤ 0.1): {'meets' if ratio <= 0.1 else 'misses'}")
+    return lines
+
+
+def markdown(comparisons: list[Comparison], images: dict[str, dict[str, Path]], out: Path) -> str:
+    parts = ["# Design before training: predicted vs measured", "",
+             "Every architecture is first mapped to an ELS machine by the stated rule (`ablate/study/mapping.py`) "
+             "and sampled without training; then it is trained, sampled from the same seeds and scored with the "
+             "same metrics. Spearman's ρ ranks the grid by each.", ""]
+    for c in comparisons:
+        parts += [f"## {c.study}", "", *verdict(c), ""]
+        parts.append("| " + " | ".join(h for _, h, _ in COLUMNS) + " |")
+        parts.append("|" + "---|" * len(COLUMNS))
+        for r in c.rows:
+            parts.append("| " + " | ".join(_cell(r, k, f) for k, _, f in COLUMNS) + " |")
+        parts.append("")
+        for name, path in images.get(c.study, {}).items():
+            parts.append(f"![{name}]({path.relative_to(out).as_posix()})")
+        parts.append("")
+    return "\n".join(parts)
+
+
+def _img(path: Path) -> str:
+    return f"<img alt='{html.escape(path.stem)}' src='data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}'>"
+
+
+def html_page(comparisons: list[Comparison], images: dict[str, dict[str, Path]]) -> str:
+    parts = ["<h1>Design before training: predicted vs measured</h1>"]
+    for c in comparisons:
+        parts.append(f"<h2>{html.escape(c.study)}</h2><ul>")
+        parts += [f"<li>{html.escape(line[2:]).replace('**', '')}</li>" for line in verdict(c)]
+        parts.append("</ul><table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for _, h, _ in COLUMNS) + "</tr>")
+        for r in c.rows:
+            parts.append("<tr>" + "".join(f"<td>{html.escape(_cell(r, k, f))}</td>" for k, _, f in COLUMNS) + "</tr>")
+        parts.append("</table>")
+        parts += [_img(p) for p in images.get(c.study, {}).values()]
+    style = ("body{font-family:sans-serif;margin:2em;max-width:1500px} img{max-width:100%;display:block;margin:1em 0}"
+             " table{border-collapse:collapse;font-size:12px} td,th{border:1px solid #ccc;padding:3px 6px}")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>design before training</title>"
+            f"<style>{style}</style></head><body>{''.join(parts)}</body></html>")
+
+
+def write_report(comparisons: list[Comparison], samples_dirs: dict[str, Path], out: Path) -> dict[str, Path]:
+    """``report.md``, ``report.html`` and the PNGs into ``out``; returns their paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    images: dict[str, dict[str, Path]] = {}
+    for c in comparisons:
+        images[c.study] = {"predicted vs measured": scatter_plot(c, out / f"{c.study}-scatter.png")}
+        grid = samples_plot(c, samples_dirs[c.study], out / f"{c.study}-samples.png")
+        if grid is not None:
+            images[c.study]["samples before and after training"] = grid
+    md = out / "report.md"
+    md.write_text(markdown(comparisons, images, out))
+    page = out / "report.html"
+    page.write_text(html_page(comparisons, images))
+    return {"markdown": md, "html": page, **{f"{s}/{k}": p for s, d in images.items() for k, p in d.items()}}

@@ -1,0 +1,81 @@
+"""One architecture of the design-before-training study: predict, then train and measure.
+
+1. **Predict** (no training): the mapping rule (:mod:`ablate.study.mapping`) turns the
+   architecture into an ELS machine; it samples the study's fixed seeds and the metric
+   suite scores them (``predicted_*``). This phase is timed (``prediction_seconds``).
+2. **Train and measure**: the same architecture is trained at the sweep's budget, sampled
+   from the same seeds and scored with the same suite; its agreement with a *calibrated*
+   oracle is measured as in ``evaluate.py`` (:func:`ablate.sweep.trials.train_and_measure`).
+3. **Compare, per architecture**: ``prediction_r2`` (median over seeds of the r^2 between
+   the predicted and the trained sample from the same seed) and, where the dataset has an
+   artefact map, ``artefact_map_iou`` (do the predicted artefacts sit where the trained
+   network's are?). Samples of both are saved for the report.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ablate.metrics import map_iou, pairwise_agreement
+from ablate.oracle import build_oracle
+from ablate.sampling import sample
+from ablate.study.mapping import MappingRule, predict_oracle
+from ablate.sweep.definition import PREDICTED
+from ablate.sweep.trials import TrialContext, train_and_measure
+from ablate.viz import save_grid
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def predict(ctx: TrialContext, knobs: dict[str, Any], device: str) -> tuple[dict[str, Any], torch.Tensor]:
+    """The oracle's prediction for an architecture: its figures (``predicted_*``, the rule's geometry and
+    schedule, ``prediction_seconds``) and its samples ``[S, C, H, W]`` from the study's seeds."""
+    start = time.perf_counter()
+    rule = MappingRule.from_knobs(knobs)
+    prediction = predict_oracle(knobs, ctx.data.shape, rule, ctx.definition.steps)
+    seeds, _ = ctx.seeds_and_labels(False)
+    oracle = build_oracle(prediction.oracle, ctx.data.train.to(device))
+    samples = sample(oracle, seeds, ctx.data.shape, steps=ctx.definition.steps, device=device).samples.cpu()
+    scores = ctx.suite.score(samples)
+    figures = {f"predicted_{m}": scores[m] for m in PREDICTED if m in scores}
+    return {**figures, **prediction.describe(), "prediction_seconds": time.perf_counter() - start}, samples
+
+
+def artefact_iou(ctx: TrialContext, predicted: torch.Tensor, trained: torch.Tensor) -> float:
+    """Mean IoU of the artefact maps over the seeds where the oracle or the network made an artefact
+    (NaN when neither did anywhere)."""
+    detector = ctx.suite.detector
+    a, b = detector.maps(predicted), detector.maps(trained)
+    either = (a | b).flatten(1).any(1)
+    return float(map_iou(a[either], b[either]).mean()) if either.any() else float("nan")
+
+
+def run_design_trial(ctx: TrialContext, knobs: dict[str, Any], tag: str, trial=None,
+                     device: str | None = None) -> dict[str, Any]:
+    from ablate.evaluation import EvalConfig
+
+    device = device or default_device()
+    if knobs.get("conditional"):
+        raise ValueError("the design study compares unconditional samples; remove conditional=true")
+    predicted_figures, predicted = predict(ctx, knobs, device)
+    eval_config = EvalConfig(machines=("els", "ls", "ideal"), seeds=max(2, ctx.definition.seeds),
+                             calibration_seeds=int(knobs.get("calibration_seeds", 4)),
+                             k_max=knobs.get("calibration_k_max"), steps=ctx.definition.steps, samplers=("ddim",),
+                             per_step=False, wandb_mode="disabled", progress=False)
+    measured = train_and_measure(ctx, knobs, tag, trial, eval_config, device)
+    trained = measured.pop("samples")
+    r2 = pairwise_agreement(predicted, trained)["r2"]
+    out = Path(ctx.out_dir)
+    (out / "samples").mkdir(parents=True, exist_ok=True)
+    torch.save({"predicted": predicted, "trained": trained}, out / "samples" / f"{tag}.pt")
+    n = min(12, len(trained))
+    grid = save_grid([predicted[:n], trained[:n]], ["oracle (predicted)", "trained network"],
+                     out / "grids" / f"{tag}.png", title=f"{tag}: same seeds, before and after training")
+    return {**measured, **predicted_figures, "prediction_r2": float(r2.median()),
+            "artefact_map_iou": artefact_iou(ctx, predicted, trained), "grid": str(grid),
+            "agreement_grid": measured["grid"], "device": device}
