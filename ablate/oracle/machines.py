@@ -17,7 +17,7 @@ from ablate.oracle.config import OracleConfig, PatchSchedule
 from ablate.oracle.keys import KeySet, augment_queries, build_key_set, centre_index, stream_keys
 from ablate.oracle.patches import Group, offset_table, pad, patches_at, shared_key_groups
 from ablate.oracle.prune import dense_softmax, pruned_group_softmax
-from ablate.oracle.softmax import StreamingSoftmax
+from ablate.oracle.softmax import StreamingSoftmax, exp_shifted_
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 PRUNE_MIN_KEYS = 16384  # smaller key sets are cheaper to visit densely than to cluster
@@ -144,7 +144,7 @@ class Oracle:
             logits = s1 * corr - s2 * (z * z).sum((1, 2, 3))[None, :, None, None]
             m_new = torch.maximum(state_m, logits.amax(dim=(1, 2, 3)))
             scale = torch.exp(state_m - m_new)
-            w = torch.exp(logits - m_new[:, None, None, None])
+            w = exp_shifted_(logits, m_new[:, None, None, None])
             state_l = state_l * scale + w.sum((1, 2, 3))
             fw = torch.fft.rfft2(w)  # [B, n, H, W/2+1]
             conv = torch.fft.irfft2((fw[:, :, None] * fz[None]).sum(1), s=(H, W))  # [B, C, H, W]

@@ -63,7 +63,7 @@ def run_design_trial(ctx: TrialContext, knobs: dict[str, Any], tag: str, trial=N
     if knobs.get("conditional"):
         raise ValueError("the design study compares unconditional samples; remove conditional=true")
     predicted_figures, predicted = predict(ctx, knobs, device)
-    eval_config = EvalConfig(machines=("els", "ls", "ideal"), seeds=max(2, ctx.definition.seeds),
+    eval_config = EvalConfig(machines=("els", "ideal"), seeds=max(2, ctx.definition.seeds),
                              calibration_seeds=int(knobs.get("calibration_seeds", 4)),
                              k_max=knobs.get("calibration_k_max"), steps=ctx.definition.steps, samplers=("ddim",),
                              per_step=False, wandb_mode="disabled", progress=False)

@@ -112,8 +112,9 @@ def train_and_measure(ctx: TrialContext, knobs: dict[str, Any], tag: str, trial=
     eval_config = eval_config or EvalConfig(seeds=max(2, ctx.definition.seeds), samplers=("ddim",), per_step=False,
                                             wandb_mode="disabled", progress=False)
     agreement = evaluate_checkpoint(result.checkpoint, eval_config, subject=subject).summary
-    return {**scores, "els_r2": agreement["els"]["median_r2"], "ls_r2": agreement["ls"]["median_r2"],
-            "is_r2": agreement["ideal"]["median_r2"], "val_loss": result.val_loss, "train_seconds": result.seconds,
+    figures = {f"{short}_r2": agreement[m]["median_r2"] for m, short in (("els", "els"), ("ls", "ls"), ("ideal", "is"))
+               if m in agreement}
+    return {**scores, **figures, "val_loss": result.val_loss, "train_seconds": result.seconds,
             "seconds": result.seconds, "grid": agreement["figures"]["grid"], "checkpoint": str(result.checkpoint),
             "els_k": " ".join(map(str, agreement["calibration"]["els"]["k"])), "samples": samples}
 
