@@ -11,12 +11,12 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from ablate.models.config import BACKBONES, NORMS, PADDINGS, BackboneConfig
+from ablate.models.config import BACKBONES, NORMS, PADDINGS, BackboneConfig, backbone_config
 from ablate.models.denoiser import NetworkDenoiser, x0_from_eps
 from ablate.models.resnet import ResNet
 from ablate.models.unet import UNet
 
-__all__ = ["BackboneConfig", "BACKBONES", "PADDINGS", "NORMS", "build_backbone", "describe", "Geometry",
+__all__ = ["BackboneConfig", "backbone_config", "BACKBONES", "PADDINGS", "NORMS", "build_backbone", "describe", "Geometry",
            "NetworkDenoiser", "x0_from_eps", "ResNet", "UNet"]
 
 REGISTRY: dict[str, type[nn.Module]] = {"resnet": ResNet, "unet": UNet, "unet_attn": UNet}

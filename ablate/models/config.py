@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, Mapping
 
 from ablate.config import check_choice, check_int
 
@@ -77,3 +77,15 @@ class BackboneConfig:
         if height % self.stride or width % self.stride:
             raise ValueError(f"{self.name} with depth {self.depth} needs image sides divisible by "
                              f"2**{self.depth} = {self.stride}; got {height}x{width}")
+
+
+def backbone_config(knobs: Mapping[str, Any]) -> BackboneConfig:
+    """The backbone that architecture knobs describe (``attention: true`` turns a UNet into ``unet_attn``)."""
+    d = BackboneConfig()
+    name = knobs.get("name", d.name)
+    if knobs.get("attention"):
+        if name not in ("unet", "unet_attn"):
+            raise ValueError(f"attention=true needs a UNet; got name={name!r}")
+        name = "unet_attn"
+    return BackboneConfig(name=name, depth=int(knobs.get("depth", d.depth)), width=int(knobs.get("width", d.width)),
+                          padding=knobs.get("padding", d.padding), norm=knobs.get("norm", d.norm))

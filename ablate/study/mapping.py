@@ -31,11 +31,10 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from ablate.config import check_float, check_int
-from ablate.models import BackboneConfig, Geometry, describe
+from ablate.models import Geometry, backbone_config, describe
 from ablate.oracle import OracleConfig, PatchSchedule, nearest_odd
 from ablate.oracle.config import cosine_alpha_bar
 
-ARCH_KNOBS = ("name", "depth", "width", "padding", "norm", "attention")
 
 
 @dataclass(frozen=True)
@@ -75,18 +74,6 @@ class Prediction:
     def describe(self) -> dict[str, Any]:
         return {"receptive_field": self.geometry.receptive_field, "stride": self.geometry.stride,
                 "boundary": self.oracle.boundary, "k_schedule": " ".join(map(str, self.ks))}
-
-
-def backbone_config(knobs: Mapping[str, Any]) -> BackboneConfig:
-    """The backbone that architecture knobs describe (``attention: true`` turns a UNet into ``unet_attn``)."""
-    d = BackboneConfig()
-    name = knobs.get("name", d.name)
-    if knobs.get("attention"):
-        if name not in ("unet", "unet_attn"):
-            raise ValueError(f"attention=true needs a UNet; got name={name!r}")
-        name = "unet_attn"
-    return BackboneConfig(name=name, depth=int(knobs.get("depth", d.depth)), width=int(knobs.get("width", d.width)),
-                          padding=knobs.get("padding", d.padding), norm=knobs.get("norm", d.norm))
 
 
 def step_alpha_bars(steps: int) -> list[float]:

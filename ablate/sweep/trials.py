@@ -76,7 +76,7 @@ def run_oracle_trial(ctx: TrialContext, knobs: dict[str, Any], tag: str, trial=N
 def train_config(ctx: TrialContext, knobs: dict[str, Any], tag: str):
     """The :class:`~ablate.training.TrainConfig` of a trial: the quick preset with the knobs' architecture,
     optimiser and budget, on the sweep's data, with no W&B run of its own (the trial has one)."""
-    from ablate.study.mapping import backbone_config
+    from ablate.models import backbone_config
     from ablate.training import TrainConfig, WandbConfig
 
     d = TrainConfig()
