@@ -46,7 +46,8 @@ def run_design_study(path: str | Path, datasets: list[str] | None = None, storag
 
     start = time.perf_counter()
     comparisons, samples_dirs = [], {}
-    for d in definitions(path, datasets):
+    defs = definitions(path, datasets)
+    for d in defs:
         url = storage or studies.default_storage(d)
         if report_only:
             study = studies.load_existing(d, url)
@@ -61,7 +62,7 @@ def run_design_study(path: str | Path, datasets: list[str] | None = None, storag
         if progress:
             print(f"{d.name}:", *verdict(comparisons[-1]), sep="\n", flush=True)
     report = write_report(comparisons, samples_dirs, study_dir(path))
-    for d, c in zip(definitions(path, datasets), comparisons):
+    for d, c in zip(defs, comparisons):
         log_to_wandb(d, c, report)
     return DesignResult(comparisons, report, time.perf_counter() - start)
 
