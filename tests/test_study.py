@@ -91,6 +91,8 @@ def test_design_definition_is_validated():
         parse_definition(base, dataset="mnist")
     with pytest.raises(ValueError, match="either 'data' or 'datasets'"):
         parse_definition({**base, "data": {"name": "digits"}})
+    with pytest.raises(ValueError, match="measure_seeds=2 must be an integer >= seeds"):
+        parse_definition({**base, "seeds": 4, "fixed": {"measure_seeds": 2}})
     two = {**base, "datasets": {**base["datasets"], "digits": {"name": "digits"}}}
     with pytest.raises(ValueError, match="names several datasets"):
         parse_definition(two)
@@ -103,7 +105,8 @@ def test_tiny_design_study_predicts_trains_compares_and_resumes(tmp_path, monkey
                datasets={"fingers": {"name": "fingers", "size": 28, "count": 60, "n": 40}},
                architectures={"r1": {"name": "resnet", "depth": 1}, "r2": {"name": "resnet", "depth": 2},
                               "r1c": {"name": "resnet", "depth": 1, "padding": "circular"}},
-               fixed={"width": 8, "max_steps": 20, "calibration_seeds": 2, "calibration_k_max": 5},
+               fixed={"width": 8, "max_steps": 20, "calibration_seeds": 2, "calibration_k_max": 5,
+                      "measure_seeds": 6},
                objectives={"coherence": "maximize", "artefact_rate": "minimize"},
                sampler={"name": "grid", "seed": 0}, seeds=4, steps=4)
     path = tmp_path / "tiny_design.yaml"
@@ -127,7 +130,11 @@ def test_tiny_design_study_predicts_trains_compares_and_resumes(tmp_path, monkey
     assert "| r1c |" in text and "tiny_design-fingers-scatter.png" in text and "Spearman" in text
     assert (tmp_path / "runs/sweeps/tiny_design/tiny_design-fingers-samples.png").is_file()
     saved = torch.load(tmp_path / "runs/sweeps/tiny_design-fingers/samples/trial0000-r1.pt", weights_only=True)
-    assert saved["predicted"].shape == saved["trained"].shape == (4, 1, 28, 28)
+    assert saved["predicted"].shape == saved["trained"].shape == (4, 1, 28, 28)  # the oracle's seeds
+    assert all(r["measure_seeds"] == 6 and r["prediction_seeds"] == 4 for r in c.rows)
+    assert "the trained network 6 (the first 4 the same)" in text
+    # the rates are scored on all 6 seeds: a rate of 6 samples is a multiple of 1/6
+    assert all(abs(r["coherence"] * 6 - round(r["coherence"] * 6)) < 1e-9 for r in c.rows)
 
     from ablate.sweep.definition import load_definition
     d = load_definition(path, "fingers")

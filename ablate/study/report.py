@@ -104,6 +104,12 @@ def verdict(c: Comparison) -> list[str]:
         mark = ("meets" if corr.meets_bar else "misses") if m in GATED else "reported"
         rho = "undefined (constant across the grid)" if math.isnan(corr.rho) else f"{corr.rho:.2f} (p = {corr.p_value:.3g})"
         lines.append(f"- **{m}**: Spearman ρ = {rho}{gate}: {mark}")
+    seeds = {(r.get("prediction_seeds"), r.get("measure_seeds")) for r in c.rows}
+    if len(seeds) == 1 and None not in next(iter(seeds)):
+        s, m = next(iter(seeds))
+        lines.append(f"- **seeds**: the oracle samples {s}, the trained network {m} (the first {s} the same); "
+                     f"a rate near 0.5 has a standard error of {0.5 / math.sqrt(s):.2f} predicted, "
+                     f"{0.5 / math.sqrt(m):.2f} measured")
     ratio = c.cost_ratio
     lines.append(f"- **cost**: prediction {c.prediction_seconds:.0f} s against training {c.train_seconds:.0f} s, "
                  f"ratio {ratio:.3f} (bar: ≤ 0.1): {'meets' if ratio <= 0.1 else 'misses'}")

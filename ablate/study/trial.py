@@ -4,7 +4,9 @@
    architecture into an ELS machine; it samples the study's fixed seeds and the metric
    suite scores them (``predicted_*``). This phase is timed (``prediction_seconds``).
 2. **Train and measure**: the same architecture is trained at the sweep's budget, sampled
-   from the same seeds and scored with the same suite; its agreement with a *calibrated*
+   from the same seeds (and, with ``measure_seeds``, more: sampling a trained network is
+   cheap, and a rate from 24 samples has a standard error near 0.1) and scored with the
+   same suite; its agreement with a *calibrated*
    oracle is measured as in ``evaluate.py`` (:func:`ablate.sweep.trials.train_and_measure`).
 3. **Compare, per architecture**: ``prediction_r2`` (median over seeds of the r^2 between
    the predicted and the trained sample from the same seed) and, where the dataset has an
@@ -43,7 +45,8 @@ def predict(ctx: TrialContext, knobs: dict[str, Any], device: str) -> tuple[dict
     samples = sample(oracle, seeds, ctx.data.shape, steps=ctx.definition.steps, device=device).samples.cpu()
     scores = ctx.suite.score(samples)
     figures = {f"predicted_{m}": scores[m] for m in PREDICTED if m in scores}
-    return {**figures, **prediction.describe(), "prediction_seconds": time.perf_counter() - start}, samples
+    return {**figures, **prediction.describe(), "prediction_seconds": time.perf_counter() - start,
+            "prediction_seeds": len(seeds)}, samples
 
 
 def artefact_iou(ctx: TrialContext, predicted: torch.Tensor, trained: torch.Tensor) -> float:
@@ -62,13 +65,14 @@ def run_design_trial(ctx: TrialContext, knobs: dict[str, Any], tag: str, trial=N
     device = device or default_device()
     if knobs.get("conditional"):
         raise ValueError("the design study compares unconditional samples; remove conditional=true")
+    measure_seeds = int(knobs.get("measure_seeds", ctx.definition.seeds))  # >= seeds (checked by the definition)
     predicted_figures, predicted = predict(ctx, knobs, device)
     eval_config = EvalConfig(machines=("els", "ideal"), seeds=max(2, ctx.definition.seeds),
                              calibration_seeds=int(knobs.get("calibration_seeds", 4)),
                              k_max=knobs.get("calibration_k_max"), steps=ctx.definition.steps, samplers=("ddim",),
                              per_step=False, wandb_mode="disabled", progress=False)
-    measured = train_and_measure(ctx, knobs, tag, trial, eval_config, device)
-    trained = measured.pop("samples")
+    measured = train_and_measure(ctx, knobs, tag, trial, eval_config, device, seeds=measure_seeds)
+    trained = measured.pop("samples")[:len(predicted)]  # the oracle's seeds; the rest only sharpened the rates
     r2 = pairwise_agreement(predicted, trained)["r2"]
     out = Path(ctx.out_dir)
     (out / "samples").mkdir(parents=True, exist_ok=True)
@@ -78,4 +82,4 @@ def run_design_trial(ctx: TrialContext, knobs: dict[str, Any], tag: str, trial=N
                      out / "grids" / f"{tag}.png", title=f"{tag}: same seeds, before and after training")
     return {**measured, **predicted_figures, "prediction_r2": float(r2.median()),
             "artefact_map_iou": artefact_iou(ctx, predicted, trained), "grid": str(grid),
-            "agreement_grid": measured["grid"], "device": device}
+            "agreement_grid": measured["grid"], "device": device, "measure_seeds": measure_seeds}

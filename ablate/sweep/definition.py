@@ -61,7 +61,10 @@ KNOBS = {
 }
 # design: the architecture and its training (train's knobs), the mapping rule's constants
 # (ablate.study.mapping) and the verification's calibration settings
-KNOBS["design"] = KNOBS["train"] + ("rf_fraction", "shape", "k_low", "calibration_seeds", "calibration_k_max")
+# and how many seeds the trained network is scored on (``measure_seeds``, at least ``seeds``: the first
+# ``seeds`` are the oracle's, compared seed by seed; the rest only sharpen the measured rates)
+KNOBS["design"] = KNOBS["train"] + ("rf_fraction", "shape", "k_low", "calibration_seeds", "calibration_k_max",
+                                    "measure_seeds")
 ARCH = "arch"  # the implicit knob that names one of the definition's architectures
 TOP_KEYS = ("name", "kind", "description", "data", "datasets", "architectures", "fixed", "space", "objectives",
             "sampler", "trials", "seeds", "steps", "prune")
@@ -264,6 +267,11 @@ def parse_definition(raw: Mapping[str, Any], where: str = "sweep", dataset: str 
         description=str(raw.get("description", "")), architectures=architectures, dataset=dataset)
     if definition.seeds < 1 or definition.steps < 1:
         raise ValueError(f"{where}: seeds and steps must be >= 1")
+    for source in [fixed, *architectures.values()]:
+        m = source.get("measure_seeds")
+        if m is not None and (not isinstance(m, int) or m < definition.seeds):
+            raise ValueError(f"{where}: measure_seeds={m!r} must be an integer >= seeds ({definition.seeds}): the "
+                             "trained network is scored on at least the oracle's seeds")
     return definition
 
 

@@ -37,8 +37,9 @@ class TrialContext:
         data = load_dataset(definition.data)
         return cls(definition, out_dir, data, build_suite(data, definition.data))
 
-    def seeds_and_labels(self, conditional: bool) -> tuple[list[int], torch.Tensor | None]:
-        seeds = list(range(self.definition.seeds))
+    def seeds_and_labels(self, conditional: bool, count: int | None = None) -> tuple[list[int], torch.Tensor | None]:
+        """Seeds ``0 .. count - 1`` (the definition's ``seeds`` by default) and, if conditional, a label each."""
+        seeds = list(range(self.definition.seeds if count is None else count))
         if conditional and self.data.num_classes is None:
             raise ValueError(f"conditional=True needs labels; dataset {self.data.name!r} has none")
         return seeds, (torch.tensor(seeds) % self.data.num_classes if conditional else None)
@@ -90,8 +91,9 @@ def train_config(ctx: TrialContext, knobs: dict[str, Any], tag: str):
 
 
 def train_and_measure(ctx: TrialContext, knobs: dict[str, Any], tag: str, trial=None, eval_config=None,
-                      device: str = "cpu") -> dict[str, Any]:
-    """Train the backbone the knobs describe, draw the sweep's fixed seeds from it and score them, then
+                      device: str = "cpu", seeds: int | None = None) -> dict[str, Any]:
+    """Train the backbone the knobs describe, draw the sweep's fixed seeds (or ``seeds`` of them) from it and
+    score them, then
     measure its agreement with the calibrated oracle (``eval_config``). With ``trial`` (an Optuna trial of
     a pruned sweep), validation loss is reported after each validation by optuna-integration's Lightning
     pruning callback, which stops hopeless trials. Returns the figures and ``samples`` ``[S, C, H, W]``."""
@@ -105,7 +107,7 @@ def train_and_measure(ctx: TrialContext, knobs: dict[str, Any], tag: str, trial=
         callbacks.append(PyTorchLightningPruningCallback(trial, monitor="val/loss"))
     result = run(config, callbacks=callbacks)
     subject = checkpoint_subject(result.checkpoint, ctx.data, device)  # loaded once: sampled and evaluated
-    seeds, labels = ctx.seeds_and_labels(config.conditional)
+    seeds, labels = ctx.seeds_and_labels(config.conditional, seeds)
     samples = sample(subject.network, seeds, ctx.data.shape, steps=ctx.definition.steps, labels=labels,
                      schedule=config.noise_schedule, device=device).samples.cpu()
     scores = ctx.suite.score(samples, labels)
