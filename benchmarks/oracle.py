@@ -4,8 +4,10 @@ Prints, for each boundary and patch size, the median seconds of one denoising
 step (batch of seeds) for the oracle and for the baseline
 (:func:`ablate.oracle.baseline.straightforward_els`: one seed at a time, one
 GEMM per key chunk, then exp and weighted sum), their ratio and the max abs
-deviation; then a full DDIM sample with a rising patch-size schedule, timed
-and compared the same way; then (``--rss``) the peak RSS of one k=27 step in a
+deviation, and the ratio against the same baseline with the oracle's clamp
+before ``exp`` (``clamped``: how much of the speed-up is that one fix); then
+a full DDIM sample with a rising patch-size schedule, timed and compared the
+same way; then (``--rss``) the peak RSS of one k=27 step in a
 fresh process.
 
     python benchmarks/oracle.py                    # N = 5000, 28x28 (the issue's setting; long)
@@ -41,12 +43,12 @@ def noise_for(k: int) -> float:
 class Baseline:
     """The straightforward formulation behind the denoiser interface, following the same schedule."""
 
-    def __init__(self, train, boundary):
-        self.train, self.boundary = train, boundary
+    def __init__(self, train, boundary, clamp=False):
+        self.train, self.boundary, self.clamp = train, boundary, clamp
 
     def denoise(self, x_t, alpha_bar, labels=None):
         ab = float(alpha_bar[0])
-        return straightforward_els(x_t, ab, self.train, SCHEDULE.k_at(ab), self.boundary)
+        return straightforward_els(x_t, ab, self.train, SCHEDULE.k_at(ab), self.boundary, clamp=self.clamp)
 
 
 
@@ -62,6 +64,7 @@ def main() -> None:
     p.add_argument("--baseline-reps", type=int, default=1)
     p.add_argument("--skip-steps", action="store_true")
     p.add_argument("--skip-sample", action="store_true")
+    p.add_argument("--skip-clamped", action="store_true", help="leave out the clamped baseline (saves time)")
     p.add_argument("--rss", action="store_true", help="also measure peak RSS of a k=27 step (fresh process)")
     p.add_argument("--cache-mb", type=int, default=None, help="key-cache budget of the --rss step (default: 3 GiB)")
     p.add_argument("--rss-child", action="store_true", help=argparse.SUPPRESS)
@@ -83,7 +86,7 @@ def main() -> None:
           f"{torch.get_num_threads()}", flush=True)
     if not a.skip_steps:
         print(f"{'boundary':9} {'k':>3} {'alpha_bar':>9} {'oracle s':>9} {'first s':>8} {'baseline s':>10} "
-              f"{'ratio':>6} {'max|dev|':>9}", flush=True)
+              f"{'ratio':>6} {'max|dev|':>9} {'clamped s':>9} {'ratio':>6}", flush=True)
         for boundary in a.boundaries.split(","):
             for k in map(int, a.ks.split(",")):
                 ab = noise_for(k)
@@ -92,8 +95,10 @@ def main() -> None:
                 first, _ = timed(lambda: oracle.denoise(x_t, ab), 1)  # includes key extraction/dedup/clustering
                 t_or, out = timed(lambda: oracle.denoise(x_t, ab), a.reps)
                 t_bl, ref = timed(lambda: straightforward_els(x_t, ab, train, k, boundary), a.baseline_reps)
+                t_cl = float("nan") if a.skip_clamped else timed(
+                    lambda: straightforward_els(x_t, ab, train, k, boundary, clamp=True), a.baseline_reps)[0]
                 print(f"{boundary:9} {k:3d} {ab:9.4f} {t_or:9.2f} {first:8.2f} {t_bl:10.2f} {t_bl / t_or:6.1f} "
-                      f"{(out - ref).abs().max().item():9.1e}", flush=True)
+                      f"{(out - ref).abs().max().item():9.1e} {t_cl:9.2f} {t_cl / t_or:6.1f}", flush=True)
     if not a.skip_sample:
         seeds = list(range(a.batch))
         shape = tuple(train.shape[1:])
@@ -101,9 +106,13 @@ def main() -> None:
             oracle = build_oracle(OracleConfig(patch_size=SCHEDULE, boundary=boundary), train)
             t_or, fast = timed(lambda: sample(oracle, seeds, shape, steps=20).samples, 1)
             t_bl, ref = timed(lambda: sample(Baseline(train, boundary), seeds, shape, steps=20).samples, 1)
+            clamped = ""
+            if not a.skip_clamped:
+                t_cl, _ = timed(lambda: sample(Baseline(train, boundary, clamp=True), seeds, shape, steps=20).samples, 1)
+                clamped = f", clamped baseline {t_cl:.1f} s, ratio {t_cl / t_or:.1f}x"
             print(f"20-step DDIM, {len(seeds)} seeds, k 3->15, {boundary}: oracle {t_or:.1f} s (cold, incl. key "
                   f"preparation), baseline {t_bl:.1f} s, ratio {t_bl / t_or:.1f}x, max|dev| "
-                  f"{(fast - ref).abs().max().item():.1e}", flush=True)
+                  f"{(fast - ref).abs().max().item():.1e}{clamped}", flush=True)
     if a.rss:
         child = [sys.executable, __file__, "--rss-child", "--n", str(a.n), "--batch", str(a.batch),
                  "--image-size", str(a.image_size)] + ([] if a.cache_mb is None else ["--cache-mb", str(a.cache_mb)])

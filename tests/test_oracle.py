@@ -65,6 +65,9 @@ def test_dedup_and_pruning_stay_within_1e4_of_straightforward(mnist14, boundary)
         ref = straightforward_els(x_t, ab, mnist14.train, k, boundary)
         fast = build_oracle(OracleConfig(patch_size=k, boundary=boundary), mnist14.train).denoise(x_t, ab)
         assert (fast - ref).abs().max() < 1e-4
+        # the clamp before exp (the oracle's, and the benchmark's second baseline) changes nothing visible
+        clamped = straightforward_els(x_t, ab, mnist14.train, k, boundary, clamp=True)
+        assert (clamped - ref).abs().max() < 1e-6
 
 
 def test_pruning_is_exercised_and_exact(mnist14, monkeypatch):
