@@ -1,5 +1,6 @@
 """The oracle against a brute-force reference and against answers known from the theory."""
 import json
+import math
 
 import pytest
 import torch
@@ -208,3 +209,27 @@ def test_cache_budget_covers_all_groups_together(tiny_train):
     cached = [v for v in part._keysets.values() if v is not None]
     assert 0 < len(cached) < len(part._keysets) == len(full._keysets) == 9
     assert part._cache_used[0] <= budget
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_group_rows_merges_exactly_equal_rows(dtype, monkeypatch):
+    """Known answer: rows drawn from 5 distinct patterns (one differing only in the last bit, one a -0.0)
+    group by pattern; forcing every hash to collide takes the raw-bytes path and gives the same answer."""
+    from ablate.oracle import keys
+    g = torch.Generator().manual_seed(0)
+    patterns = torch.randn(5, 9, generator=g, dtype=dtype)
+    patterns[1] = patterns[0]
+    patterns[1, -1] = torch.nextafter(patterns[0, -1], torch.tensor(math.inf, dtype=dtype))
+    patterns[2] = patterns[3]
+    patterns[2, 0], patterns[3, 0] = 0.0, -0.0  # equal as numbers, different bits: kept apart
+    which = torch.randint(0, 5, (200,), generator=g)
+    which[:5] = torch.arange(5)  # every pattern occurs; its first occurrence is row p
+    rows = patterns[which]
+    for forced in (False, True):
+        if forced:
+            monkeypatch.setattr(keys, "row_hashes", lambda x: torch.zeros(len(x), dtype=torch.int64))
+        first, inverse, counts = keys.group_rows(rows, chunk_rows=7)
+        assert sorted(first.tolist()) == [0, 1, 2, 3, 4]
+        assert torch.equal(rows[first][inverse], rows)  # every row equals its group's first row ...
+        assert torch.equal(which[first][inverse], which)  # ... and is the same pattern
+        assert sorted(counts.tolist()) == sorted(torch.bincount(which).tolist())

@@ -37,18 +37,38 @@ def centre_index(channels: int, k: int) -> torch.Tensor:
 
 @dataclass
 class KeySet:
-    """Deduplicated keys of one group, sorted so that chunks are contiguous slices."""
+    """Deduplicated keys of one group in one buffer, sorted so that chunks are contiguous slices.
 
-    keys: torch.Tensor        # [n, D]
-    values: torch.Tensor      # [n, C]
-    sq_norms: torch.Tensor    # [n]
-    log_counts: torch.Tensor  # [n]
+    ``augmented [n, D + 2]`` holds each key, its squared norm and the log of how many identical training
+    patches it stands for (:func:`augment_keys`); ``keys``, ``sq_norms`` and ``log_counts`` are views of it.
+    """
 
-    def __post_init__(self) -> None:
-        self.augmented = augment_keys(self.keys, self.sq_norms, self.log_counts)
+    augmented: torch.Tensor   # [n, D + 2]
+    values: torch.Tensor      # [n, C] centre pixels
+
+    @property
+    def keys(self) -> torch.Tensor:  # [n, D]
+        return self.augmented[:, :-2]
+
+    @property
+    def sq_norms(self) -> torch.Tensor:  # [n]
+        return self.augmented[:, -2]
+
+    @property
+    def log_counts(self) -> torch.Tensor:  # [n]
+        return self.augmented[:, -1]
+
+    @property
+    def nbytes(self) -> int:
+        return self.augmented.nbytes + self.values.nbytes
+
+    def reorder(self, order: torch.Tensor) -> None:
+        """Permute the keys (rows) in place of the buffers: ``order [n]``."""
+        self.augmented = self.augmented.index_select(0, order)
+        self.values = self.values.index_select(0, order)
 
     def chunks(self, rows: int) -> Iterator[KeyChunk]:
-        for s in range(0, len(self.keys), rows):
+        for s in range(0, len(self.augmented), rows):
             yield self.augmented[s:s + rows], self.values[s:s + rows]
 
 
@@ -59,38 +79,84 @@ def extract_keys(images: torch.Tensor, k: int, boundary: str, positions: torch.T
     return patches_at(padded, k, positions, width).reshape(-1, images.shape[1] * k * k)
 
 
-def unique_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(unique rows [u, D], inverse [n], counts [u])`` of ``x [n, D]``: rows that are bitwise equal
-    merge. On the CPU the rows are compared as raw bytes by NumPy (5x faster than ``torch.unique(dim=0)``,
-    which sorts column by column); ``-0.0`` and ``0.0`` then stay apart, which only merges less."""
+def row_hashes(x: torch.Tensor) -> torch.Tensor:
+    """A 64-bit hash ``[n]`` of each row of ``x [n, D]``: the bit patterns of two float32 products with
+    fixed random vectors (``x @ r`` for ``r [D, 2]``: one skinny GEMM, far cheaper than touching every
+    element with integer ops) packed into one int64. Equal rows hash equal (should a row's product ever
+    depend on where the row sits, equal rows would only stay apart: less merging, never a wrong one);
+    different rows collide only if both products round to the same floats."""
+    r = torch.randn(x.shape[1], 2, generator=torch.Generator().manual_seed(0x5EED)).to(x.device, torch.float32)
+    h = (x.to(torch.float32) @ r).view(torch.int32).to(torch.int64)  # [n, 2]
+    return (h[:, 0] << 32) | (h[:, 1] & 0xFFFFFFFF)
+
+
+def group_rows(x: torch.Tensor, hashes: torch.Tensor | None = None,
+               chunk_rows: int = 1 << 16) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(first [u], inverse [n], counts [u])`` for the rows of ``x [n, D]`` that are bitwise equal: the
+    index of each distinct row's first occurrence, each row's group and the group sizes (``-0.0`` and
+    ``0.0`` stay apart, which only merges less).
+
+    On the CPU the rows are grouped by a 64-bit hash (:func:`row_hashes`, or ``hashes`` computed already;
+    sorting 8-byte hashes is far faster than sorting the rows as raw bytes, and than
+    ``torch.unique(dim=0)``, which sorts column by column), then every row that merged is checked bit for
+    bit against its group's first row, ``chunk_rows`` at a time; if any differs (a hash collision), the rows are grouped
+    again by their raw bytes. Exact either way. Elsewhere ``torch.unique`` groups them."""
+    n = len(x)
     if x.device.type != "cpu":
-        uniq, inverse, counts = torch.unique(x, dim=0, return_inverse=True, return_counts=True)
-        return uniq, inverse, counts
+        _, inverse, counts = torch.unique(x, dim=0, return_inverse=True, return_counts=True)
+        first = torch.full((len(counts),), n, dtype=torch.int64, device=x.device).scatter_reduce_(
+            0, inverse, torch.arange(n, device=x.device), "amin")
+        return first, inverse, counts
+    hashes = row_hashes(x) if hashes is None else hashes
+    _, first, inverse, counts = np.unique(hashes.numpy(), return_index=True, return_inverse=True,
+                                          return_counts=True)
+    first, inverse, counts = torch.from_numpy(first), torch.from_numpy(inverse.reshape(-1)), torch.from_numpy(counts)
+    rep = first.index_select(0, inverse)  # each row's group representative (its first row)
+    merged = torch.nonzero(rep != torch.arange(n)).flatten()  # the rows that merged into another one
+    bits = torch.int32 if x.element_size() == 4 else torch.int64
+    for r in range(0, len(merged), chunk_rows):
+        rows = merged[r:r + chunk_rows]
+        if not torch.equal(x.index_select(0, rows).view(bits), x.index_select(0, rep[rows]).view(bits)):
+            return _group_bytes(x)  # a hash collision: group by raw bytes
+    return first, inverse, counts
+
+
+def _group_bytes(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`group_rows` by sorting the rows as raw bytes (NumPy): the exact fallback."""
     a = np.ascontiguousarray(x.numpy())
     rows = a.view(np.dtype((np.void, a.dtype.itemsize * a.shape[1]))).ravel()
     _, first, inverse, counts = np.unique(rows, return_index=True, return_inverse=True, return_counts=True)
-    return x[torch.from_numpy(first)], torch.from_numpy(inverse.reshape(-1)), torch.from_numpy(counts)
+    return torch.from_numpy(first), torch.from_numpy(inverse.reshape(-1)), torch.from_numpy(counts)
 
 
 def build_key_set(images: torch.Tensor, k: int, boundary: str, positions: torch.Tensor, width: int,
                   chunk_rows: int) -> KeySet:
-    """Extract every key of the group and merge identical ones (counts enter as ``+log(count)``)."""
+    """Extract every key of the group and merge identical ones (counts enter as ``+log(count)``).
+
+    The keys are extracted straight into one ``[n, D + 2]`` buffer, a few images at a time (hashed as
+    they come, on the CPU), then merged over the whole group at once by :func:`group_rows`; each key is
+    copied once more at most (when some merge)."""
     C = images.shape[1]
+    D = C * k * k
     per_image = len(positions)
     step = max(1, chunk_rows // max(per_image, 1))
-    uniq, counts = [], []
-    for s in range(0, len(images), step):  # dedup per chunk first keeps the peak small
-        u, _, c = unique_rows(extract_keys(images[s:s + step], k, boundary, positions, width))
-        uniq.append(u)
-        counts.append(c)
-    keys = torch.cat(uniq)
-    counts = torch.cat(counts)
-    if len(uniq) > 1:
-        keys, inverse, _ = unique_rows(keys)
-        counts = torch.zeros(len(keys), dtype=counts.dtype, device=counts.device).index_add_(0, inverse, counts)
-    values = keys[:, centre_index(C, k)]
-    return KeySet(keys.contiguous(), values.contiguous(), (keys * keys).sum(1),
-                  counts.to(keys.dtype).log())
+    n = len(images) * per_image
+    cpu = images.device.type == "cpu"
+    buf = torch.empty(n, D + 2, dtype=images.dtype, device=images.device)
+    hashes = torch.empty(n, dtype=torch.int64) if cpu else None
+    for s in range(0, len(images), step):
+        rows = slice(s * per_image, min(s + step, len(images)) * per_image)
+        buf[rows, :D] = extract_keys(images[s:s + step], k, boundary, positions, width)
+        if hashes is not None:
+            hashes[rows] = row_hashes(buf[rows, :D])  # while the keys are in cache
+    first, _, counts = group_rows(buf[:, :D], hashes, max(1, chunk_rows))
+    if len(first) < n:
+        buf = buf.index_select(0, first.to(buf.device))
+    for r in range(0, len(buf), max(1, chunk_rows)):  # squared norms in chunks: no [n, D] temporary
+        block = buf[r:r + chunk_rows, :D]
+        buf[r:r + chunk_rows, D] = (block * block).sum(1)
+    buf[:, D + 1] = counts.to(buf.device, buf.dtype).log()
+    return KeySet(buf, buf[:, centre_index(C, k).to(buf.device)].contiguous())
 
 
 def stream_keys(images: torch.Tensor, k: int, boundary: str, positions: torch.Tensor, width: int,

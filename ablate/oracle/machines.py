@@ -190,16 +190,16 @@ class Oracle:
         oracle's cached key sets, all groups and patch sizes together, past ``cache_bytes``."""
         cache_key = (k, label, gi)
         if cache_key not in self._keysets:
-            # what caching stores per key before deduplication (an upper bound): the key (D numbers), its
-            # augmented copy (D + 2), centre value (C), squared norm and log count
+            # what building the set takes per key before deduplication (an upper bound on what it keeps):
+            # the extraction buffer (key, squared norm, log count: D + 2 numbers), the merged copy (D + 2),
+            # the centre value (C numbers) and two int64 (hash, group representative)
             D = self.C * k * k
-            size = len(images) * len(group.key_pos) * (2 * D + self.C + 4) * self.images.element_size()
+            size = len(images) * len(group.key_pos) * ((2 * (D + 2) + self.C) * self.images.element_size() + 16)
             keyset = None
             if self._cache_used[0] + size <= self.config.cache_bytes:
                 keyset = build_key_set(images, k, self.config.boundary, group.key_pos.to(self.device), self.W,
                                        self._chunk_rows(self.C * k * k))
-                self._cache_used[0] += sum(t.nbytes for t in (keyset.keys, keyset.values, keyset.sq_norms,
-                                                               keyset.log_counts, keyset.augmented))
+                self._cache_used[0] += keyset.nbytes
             self._keysets[cache_key] = keyset
         return self._keysets[cache_key]
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ablate.oracle.keys import KeySet, augment_keys, augment_queries
+from ablate.oracle.keys import KeySet, augment_queries
 from ablate.oracle.softmax import StreamingSoftmax
 
 DENSE_FRACTION = 0.5  # visit everything densely when bounds keep more than this share of pairs
@@ -57,9 +57,7 @@ def cluster_keys(keyset: KeySet, size: int = 128) -> Clusters:
     centres = _kmeans(sample, m)
     assign = _nearest(keyset.keys, centres)
     order = torch.argsort(assign, stable=True)
-    for name in ("keys", "values", "sq_norms", "log_counts"):
-        setattr(keyset, name, getattr(keyset, name)[order].contiguous())
-    keyset.augmented = augment_keys(keyset.keys, keyset.sq_norms, keyset.log_counts)
+    keyset.reorder(order)
     assign = assign[order]
     counts = torch.bincount(assign, minlength=m)
     ends = torch.cumsum(counts, 0).tolist()
