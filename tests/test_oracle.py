@@ -233,3 +233,29 @@ def test_group_rows_merges_exactly_equal_rows(dtype, monkeypatch):
         assert torch.equal(rows[first][inverse], rows)  # every row equals its group's first row ...
         assert torch.equal(which[first][inverse], which)  # ... and is the same pattern
         assert sorted(counts.tolist()) == sorted(torch.bincount(which).tolist())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_fused_fold_equals_torch_fold(dtype, channels, monkeypatch):
+    """The fused CPU kernel and the plain torch ops fold the same tiles into the same state: several
+    chunks, a slice of the queries, logits spread wide enough that most terms hit the exp floor."""
+    from ablate.oracle import fused
+    from ablate.oracle.softmax import StreamingSoftmax
+    if fused.kernel() is None:
+        pytest.skip("the fused kernel could not be built here (see the warning); the torch path is in use")
+    g = torch.Generator().manual_seed(1)
+    tiles = [(torch.randn(50, 70, generator=g, dtype=dtype) * 60, torch.rand(70, channels, generator=g, dtype=dtype))
+             for _ in range(4)]
+    states = []
+    for use_kernel in (True, False):
+        if not use_kernel:
+            monkeypatch.setattr(fused, "_module", None)
+        state = StreamingSoftmax((60,), channels, dtype, torch.device("cpu"))
+        for i, (logits, values) in enumerate(tiles):
+            state.add(logits.clone(), values, slice(10, 60) if i % 2 else slice(0, 50))
+        states.append(state)
+    fast, plain = states
+    tol = 1e-6 if dtype == torch.float32 else 1e-13
+    assert torch.allclose(fast.m, plain.m) and torch.allclose(fast.l, plain.l, rtol=tol)
+    assert torch.allclose(fast.result(), plain.result(), rtol=tol, atol=tol)

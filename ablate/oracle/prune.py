@@ -116,5 +116,4 @@ def dense_softmax(state: StreamingSoftmax, qa: torch.Tensor, chunks, tile_elems:
         rows = max(1, tile_elems // max(len(keys), 1))
         for s in range(0, len(qa), rows):
             sl = slice(s, s + rows)
-            idx = None if rows >= len(qa) else torch.arange(s, min(s + rows, len(qa)), device=qa.device)
-            state.add(qa[sl] @ keys.T, values, idx)
+            state.add(qa[sl] @ keys.T, values, None if rows >= len(qa) else sl)

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import torch
 
+from ablate.oracle.fused import fold_
+
 EXP_FLOOR = {torch.float32: -80.0, torch.float64: -700.0, torch.float16: -15.0, torch.bfloat16: -80.0}
 
 
@@ -33,14 +35,20 @@ class StreamingSoftmax:
         self.l = torch.zeros(shape, dtype=dtype, device=device)
         self.acc = torch.zeros(shape + (channels,), dtype=dtype, device=device)
 
-    def add(self, logits: torch.Tensor, values: torch.Tensor, index: torch.Tensor | None = None) -> None:
+    def add(self, logits: torch.Tensor, values: torch.Tensor, index: torch.Tensor | slice | None = None) -> None:
         """Fold in one chunk.
 
-        logits: ``[*q, n]`` for the queries ``index`` of the state (all when None);
-        overwritten (the exponentials are computed in place to save memory passes).
+        logits: ``[*q, n]`` for the queries ``index`` of the state (all when None; a slice or an index
+        tensor); overwritten (the exponentials are computed in place to save memory passes).
         values: ``[n, C]`` shared by every query, or ``[P, n, C]`` with logits
         ``[P, B, n]`` (one key set per pixel, batched matmul).
+        On the CPU, 2-D logits for all queries or a slice of them go through the fused kernel of
+        :mod:`ablate.oracle.fused` when it is built (two passes over the tile instead of seven).
         """
+        if logits.dim() == 2 and (index is None or (isinstance(index, slice) and index.step in (None, 1))):
+            sl = slice(None) if index is None else index
+            if fold_(logits, values, self.m[sl], self.l[sl], self.acc[sl], EXP_FLOOR.get(logits.dtype, -80.0)):
+                return
         m_old = self.m if index is None else self.m[index]
         m_new = torch.maximum(m_old, logits.amax(dim=-1))
         m_new = torch.where(torch.isfinite(m_new), m_new, torch.zeros_like(m_new))
