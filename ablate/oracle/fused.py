@@ -80,14 +80,14 @@ static T row_exps(const T* __restrict x, int64_t n, T shift, T floor_, T* __rest
   return s;
 }
 
-// Fold logits [Q, n] (row stride ldl) with values [n, C] into the state rows offset .. offset+Q-1:
-// m (running max), l (normaliser), acc [*, C] (numerator). A state row with l == 0 is empty.
+// Fold logits [Q, n] (row stride ldl) with values [n, C] into the state m [Q] (running max), l [Q]
+// (normaliser), acc [Q, C] (numerator), in place. A state row with l == 0 is empty.
 template <typename T>
 static void fold_rows(const T* L, int64_t ldl, const T* V, int64_t C, int64_t n, T* m, T* l, T* acc,
                       int64_t Q, T floor_) {
   at::parallel_for(0, Q, 8, [&](int64_t begin, int64_t end) {
 #ifdef __SSE__
-    // flush denormals to zero while folding: a clamped term times a small value is often one, and x86 takes
+    // flush denormals to zero while folding: a clamped term times a small value can be one, and x86 takes
     // about a hundred cycles per denormal operation (their weight, below 1e-38, does not matter here)
     const unsigned int csr = _mm_getcsr();
     _mm_setcsr(csr | 0x8040);
