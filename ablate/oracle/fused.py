@@ -143,6 +143,20 @@ _module = None
 _tried = False
 
 
+def _cpu_tag() -> str:
+    """A short hash of the CPU's feature flags: the kernel is built with ``-march=native``, so a build
+    cached for one CPU is never loaded on another (a home directory shared between machines)."""
+    import hashlib
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith(("flags", "Features"))), "")
+    except OSError:
+        flags = ""
+    return hashlib.sha1((platform.machine() + flags).encode()).hexdigest()[:8]
+
+
 def kernel():
     """The compiled module (with ``fold_``), or None where it cannot be built or ``ABLATE_FUSED=0``."""
     global _module, _tried
@@ -156,7 +170,7 @@ def kernel():
 
         # the venv's ninja (a dependency) when the interpreter was started without activating the venv
         os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
-        _module = load_inline(name="ablate_fused_fold", cpp_sources=_SOURCE, functions=["fold_"],
+        _module = load_inline(name=f"ablate_fused_fold_{_cpu_tag()}", cpp_sources=_SOURCE, functions=["fold_"],
                               extra_cflags=["-O3", "-march=native", "-ffast-math", "-fopenmp"],
                               extra_ldflags=["-fopenmp", "-lmvec"], verbose=False)
     except Exception as err:  # no compiler, no ninja, ...: the torch path gives the same results, slower
