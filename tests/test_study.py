@@ -144,3 +144,9 @@ def test_tiny_design_study_predicts_trains_compares_and_resumes(tmp_path, monkey
     again = run_design_study(path, progress=False)  # resumes: nothing left to train
     after = [(t.number, t.datetime_complete) for t in study.get_trials()]
     assert after == before and again.comparisons[0].rows == c.rows
+
+
+def test_binomial_standard_error_of_a_rate():
+    from ablate.study.report import _binomial_se
+    assert _binomial_se(0.5, 100) == pytest.approx(0.05) and _binomial_se(0.9, 36) == pytest.approx(0.05)
+    assert _binomial_se(0.0, 24) == 0.0 and _binomial_se(0.5, None) == 0.0

@@ -44,8 +44,16 @@ def _cell(row: dict[str, Any], key: str, fmt: str) -> str:
     return fmt.format(v)
 
 
+RATES = ("coherence", "artefact_rate", "memorisation_rate")  # fractions of samples
+
+
+def _binomial_se(p: float, n: Any) -> float:
+    return math.sqrt(max(p * (1 - p), 0.0) / n) if isinstance(n, (int, float)) and n > 0 and not math.isnan(p) else 0.0
+
+
 def scatter_plot(c: Comparison, path: Path) -> Path:
-    """One panel per metric: predicted (x) against trained (y), each architecture labelled."""
+    """One panel per metric: predicted (x) against trained (y), each architecture labelled; rates carry
+    +-1 binomial standard error bars (from the number of samples each side scored)."""
     plt = _pyplot()
     metrics = list(c.correlations)
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.0 * len(metrics), 3.9), squeeze=False)
@@ -54,6 +62,11 @@ def scatter_plot(c: Comparison, path: Path) -> Path:
         ys = [r.get(m, float("nan")) for r in c.rows]
         ax.scatter(xs, ys, s=28, c=["tab:red" if r.get("boundary") == "circular" else "tab:blue" for r in c.rows],
                    zorder=3)
+        if m in RATES:  # a rate from n samples: +-1 binomial standard error on each axis
+            for x, y, r in zip(xs, ys, c.rows):
+                ax.errorbar(x, y, xerr=_binomial_se(x, r.get("prediction_seeds")),
+                            yerr=_binomial_se(y, r.get("measure_seeds", r.get("prediction_seeds"))),
+                            fmt="none", ecolor="0.6", lw=0.8, zorder=2)
         for x, y, r in zip(xs, ys, c.rows):
             ax.annotate(r["arch"], (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
         rho = c.correlations[m].rho
@@ -61,7 +74,7 @@ def scatter_plot(c: Comparison, path: Path) -> Path:
                      fontsize=9)
         ax.set(xlabel="predicted by the oracle (no training)", ylabel="measured on the trained network")
     fig.suptitle(f"{c.study}: predicted vs measured across {len(c.rows)} architectures "
-                 "(red: circular padding)", fontsize=10)
+                 "(red: circular padding; bars: ±1 binomial standard error)", fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
