@@ -60,12 +60,14 @@ def per_step_plot(alpha_bars: Sequence[float], per_step: Mapping[str, Sequence[f
         if values:
             left.plot(logsnr, values, marker="o", ms=3, label=name.upper() if name != "ideal" else "IS")
     left.set(xlabel="log SNR (noise falls to the right)", ylabel="median r² of x0_hat", ylim=(0, 1.02))
-    left.legend(fontsize=8)
+    if left.get_legend_handles_labels()[0]:
+        left.legend(fontsize=8)
     left.set_title("denoiser agreement per step", fontsize=9)
     for name, ks in calibrated_k.items():
         right.step(logsnr, ks, where="mid", marker="o", ms=3, label=name.upper())
     right.set(xlabel="log SNR (noise falls to the right)", ylabel="calibrated patch size k")
-    right.legend(fontsize=8)
+    if right.get_legend_handles_labels()[0]:
+        right.legend(fontsize=8)
     right.set_title("calibrated locality scale", fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10)
