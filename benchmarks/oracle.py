@@ -7,7 +7,8 @@ GEMM per key chunk, then exp and weighted sum), their ratio and the max abs
 deviation, and the ratio against the same baseline with the oracle's clamp
 before ``exp`` (``clamped``: how much of the speed-up is that one fix); then
 a full DDIM sample with a rising patch-size schedule, timed and compared the
-same way; then (``--rss``) the peak RSS of one k=27 step in a
+same way (also step by step on the baseline's inputs, and both against a
+float64 computation of each step); then (``--rss``) the peak RSS of one k=27 step in a
 fresh process.
 
     python benchmarks/oracle.py                    # N = 5000, 28x28 (the setting; long)
@@ -55,8 +56,6 @@ class Baseline:
         return out
 
 
-
-
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--n", type=int, default=5000)
@@ -69,6 +68,7 @@ def main() -> None:
     p.add_argument("--skip-steps", action="store_true")
     p.add_argument("--skip-sample", action="store_true")
     p.add_argument("--skip-clamped", action="store_true", help="leave out the clamped baseline (saves time)")
+    p.add_argument("--skip-f64", action="store_true", help="leave out the float64 reference of the sample's steps")
     p.add_argument("--rss", action="store_true", help="also measure peak RSS of a k=27 step (fresh process)")
     p.add_argument("--cache-mb", type=int, default=None, help="key-cache budget of the --rss step (default: 3 GiB)")
     p.add_argument("--rss-child", action="store_true", help=argparse.SUPPRESS)
@@ -114,14 +114,23 @@ def main() -> None:
             # float32 rounding differs between the two (batched GEMMs, merged keys); at low noise the sampler
             # amplifies such differences from step to step, so also compare each step on the same input
             along = max((oracle.denoise(x_t, ab) - out).abs().max().item() for x_t, ab, out in baseline.calls)
+            exact = ""
+            if not a.skip_f64:  # which of the two float32 computations lies nearer the float64 answer?
+                ref64 = build_oracle(OracleConfig(patch_size=SCHEDULE, boundary=boundary, dtype="float64"), train)
+                err_or = err_bl = 0.0
+                for x_t, ab, out in baseline.calls:
+                    truth = ref64.denoise(x_t.double(), ab.double())
+                    err_or = max(err_or, (oracle.denoise(x_t, ab).double() - truth).abs().max().item())
+                    err_bl = max(err_bl, (out.double() - truth).abs().max().item())
+                exact = f"; per step against float64: oracle {err_or:.1e}, baseline {err_bl:.1e}"
             clamped = ""
             if not a.skip_clamped:
                 t_cl, _ = timed(lambda: sample(Baseline(train, boundary, clamp=True), seeds, shape, steps=20).samples, 1)
                 clamped = f", clamped baseline {t_cl:.1f} s, ratio {t_cl / t_or:.1f}x"
             print(f"20-step DDIM, {len(seeds)} seeds, k 3->15, {boundary}: oracle {t_or:.1f} s (cold, incl. key "
                   f"preparation), baseline {t_bl:.1f} s, ratio {t_bl / t_or:.1f}x, max|dev| "
-                  f"{(fast - ref).abs().max().item():.1e} (per step, on the baseline's inputs: {along:.1e})"
-                  f"{clamped}", flush=True)
+                  f"{(fast - ref).abs().max().item():.1e} (per step, on the baseline's inputs: {along:.1e}"
+                  f"{exact}){clamped}", flush=True)
     if a.rss:
         child = [sys.executable, __file__, "--rss-child", "--n", str(a.n), "--batch", str(a.batch),
                  "--image-size", str(a.image_size)] + ([] if a.cache_mb is None else ["--cache-mb", str(a.cache_mb)])

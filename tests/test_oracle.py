@@ -206,9 +206,48 @@ def test_cache_budget_covers_all_groups_together(tiny_train):
     budget = 6000  # bytes: room for a few of the 9 boundary groups of k=3 on 6x5 images
     part = oracle(train, patch_size=3, boundary="zeros", cache_bytes=budget)
     assert torch.allclose(part.denoise(x, 0.5), full.denoise(x, 0.5), atol=1e-12, rtol=0)
-    cached = [v for v in part._keysets.values() if v is not None]
-    assert 0 < len(cached) < len(part._keysets) == len(full._keysets) == 9
+    assert 0 < len(part._keysets) < len(full._keysets) == 9
     assert part._cache_used[0] <= budget
+
+
+def test_cache_evicts_other_patch_sizes_least_recently_used(tiny_train):
+    """A budget with room for one patch size's key sets: moving to another k evicts the old k's sets (a
+    sampler's schedule visits one k for a few steps, then the next), and coming back rebuilds them; the
+    answers stay those of an oracle that keeps everything."""
+    train, _ = tiny_train
+    x = torch.randn(2, 2, 6, 5, dtype=torch.float64)
+    full = oracle(train, patch_size=3, boundary="circular")
+    full5 = full.with_patch_size(5)
+    want3, want5 = full.denoise(x, 0.5), full5.denoise(x, 0.5)
+    both = full._keysets[(3, -1, 0)].nbytes + full._keysets[(5, -1, 0)].nbytes
+    part = oracle(train, patch_size=3, boundary="circular", cache_bytes=both - 1)  # no room for both
+    part5 = part.with_patch_size(5)
+    assert torch.allclose(part.denoise(x, 0.5), want3, atol=1e-12, rtol=0)
+    assert list(part._keysets) == [(3, -1, 0)]
+    assert torch.allclose(part5.denoise(x, 0.5), want5, atol=1e-12, rtol=0)
+    assert list(part._keysets) == [(5, -1, 0)]  # k=3 evicted for k=5 (the cache is shared by both)
+    assert part._cache_used[0] == part._keysets[(5, -1, 0)].nbytes <= part.config.cache_bytes
+    assert torch.allclose(part.denoise(x, 0.5), want3, atol=1e-12, rtol=0)
+    assert list(part._keysets) == [(3, -1, 0)]
+
+
+@pytest.mark.parametrize("positions", [torch.arange(10, 25).reshape(3, 5)[:, 1:4].flatten(),  # a rectangle
+                                       torch.tensor([0, 7, 8, 29, 3])])                       # not one
+def test_patches_at_rectangle_and_gather_agree_and_fill_a_wider_buffer(positions):
+    """patches_at copies rectangles of positions as one strided slice, straight into the first columns of
+    a wider buffer; any other set of positions is gathered: both give each position's own patch."""
+    from ablate.oracle.patches import pad, patches_at, rectangle
+
+    imgs = torch.randn(3, 2, 6, 5)
+    k, W = 3, 5
+    padded = pad(imgs, k // 2, "zeros")
+    want = torch.stack([torch.stack([padded[n, :, p // W:p // W + k, p % W:p % W + k].flatten()
+                                     for p in positions.tolist()]) for n in range(3)])
+    assert (rectangle(positions, W) is not None) == (len(positions) == 9)
+    assert torch.equal(patches_at(padded, k, positions, W), want)
+    buf = torch.full((3 * len(positions), 2 * k * k + 2), 7.0)
+    patches_at(padded, k, positions, W, out=buf[:, :-2])
+    assert torch.equal(buf[:, :-2], want.reshape(-1, 2 * k * k)) and bool((buf[:, -2:] == 7.0).all())
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

@@ -2,8 +2,9 @@
 
 A key chunk is ``(augmented keys [n, D + 2], values [n, C])``: training
 patches with ``||Q_j||^2`` and ``log`` of how many identical patches the row
-stands for appended (``+log(count)`` in the logit is exact; see
-:func:`augment_keys`), and their centre pixels.
+stands for appended (``+log(count)`` in the logit is exact): with queries
+``[s1 q, -s2, 1]`` (:func:`augment_queries`) one GEMM gives the logits
+``s1 <q, k> - s2 ||k||^2 + log count``; and their centre pixels.
 """
 from __future__ import annotations
 
@@ -16,12 +17,6 @@ import torch
 from ablate.oracle.patches import pad, patches_at
 
 KeyChunk = tuple[torch.Tensor, torch.Tensor]
-
-
-def augment_keys(keys: torch.Tensor, sq_norms: torch.Tensor, log_counts: torch.Tensor) -> torch.Tensor:
-    """``[keys, ||k||^2, log count]`` ``[n, D + 2]``: with queries ``[s1 q, -s2, 1]`` one GEMM gives
-    the logits ``s1 <q, k> - s2 ||k||^2 + log count`` (``s1 = a / b2``, ``s2 = a^2 / (2 b2)``)."""
-    return torch.cat([keys, sq_norms[:, None], log_counts[:, None]], dim=1)
 
 
 def augment_queries(q: torch.Tensor, s1: torch.Tensor, s2: torch.Tensor) -> torch.Tensor:
@@ -40,7 +35,7 @@ class KeySet:
     """Deduplicated keys of one group in one buffer, sorted so that chunks are contiguous slices.
 
     ``augmented [n, D + 2]`` holds each key, its squared norm and the log of how many identical training
-    patches it stands for (:func:`augment_keys`); ``keys``, ``sq_norms`` and ``log_counts`` are views of it.
+    patches it stands for; ``keys``, ``sq_norms`` and ``log_counts`` are views of it.
     """
 
     augmented: torch.Tensor   # [n, D + 2]
@@ -129,42 +124,58 @@ def _group_bytes(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
     return torch.from_numpy(first), torch.from_numpy(inverse.reshape(-1)), torch.from_numpy(counts)
 
 
-def build_key_set(images: torch.Tensor, k: int, boundary: str, positions: torch.Tensor, width: int,
+def build_key_set(padded: torch.Tensor, k: int, positions: torch.Tensor, width: int,
                   chunk_rows: int) -> KeySet:
-    """Extract every key of the group and merge identical ones (counts enter as ``+log(count)``).
+    """Extract every key of the group from the padded training images ``[N, C, H + 2d, W + 2d]`` (see
+    :func:`ablate.oracle.patches.pad`) and merge identical ones (counts enter as ``+log(count)``).
 
-    The keys are extracted straight into one ``[n, D + 2]`` buffer, a few images at a time (hashed as
-    they come, on the CPU), then merged over the whole group at once by :func:`group_rows`; each key is
-    copied once more at most (when some merge)."""
-    C = images.shape[1]
+    The keys are copied straight into one ``[n, D + 2]`` buffer, a few images at a time (hashed as they
+    come, on the CPU), merged over the whole group at once by :func:`group_rows`, and the distinct rows
+    moved to the front of the same buffer in order (no second buffer)."""
+    C = padded.shape[1]
     D = C * k * k
     per_image = len(positions)
     step = max(1, chunk_rows // max(per_image, 1))
-    n = len(images) * per_image
-    cpu = images.device.type == "cpu"
-    buf = torch.empty(n, D + 2, dtype=images.dtype, device=images.device)
-    hashes = torch.empty(n, dtype=torch.int64) if cpu else None
-    for s in range(0, len(images), step):
-        rows = slice(s * per_image, min(s + step, len(images)) * per_image)
-        buf[rows, :D] = extract_keys(images[s:s + step], k, boundary, positions, width)
+    n = len(padded) * per_image
+    buf = torch.empty(n, D + 2, dtype=padded.dtype, device=padded.device)
+    hashes = torch.empty(n, dtype=torch.int64) if padded.device.type == "cpu" else None
+    for s in range(0, len(padded), step):
+        rows = slice(s * per_image, min(s + step, len(padded)) * per_image)
+        patches_at(padded[s:s + step], k, positions, width, out=buf[rows, :D])
         if hashes is not None:
             hashes[rows] = row_hashes(buf[rows, :D])  # while the keys are in cache
     first, _, counts = group_rows(buf[:, :D], hashes, max(1, chunk_rows))
+    chunk = max(1, chunk_rows)
     if len(first) < n:
-        buf = buf.index_select(0, first.to(buf.device))
-    for r in range(0, len(buf), max(1, chunk_rows)):  # squared norms in chunks: no [n, D] temporary
-        block = buf[r:r + chunk_rows, :D]
-        buf[r:r + chunk_rows, D] = (block * block).sum(1)
+        # first occurrences in ascending order: row i moves to i from first[i] >= i, so chunks copied
+        # front to back never read a row already overwritten
+        first, order = torch.sort(first.to(buf.device))
+        counts = counts.to(buf.device)[order]
+        for r in range(0, len(first), chunk):
+            src = first[r:r + chunk]
+            buf[r:r + len(src), :D] = buf[:, :D].index_select(0, src)
+        buf = buf[:len(first)]
+        if len(first) < n // 2:  # give the tail back when it is most of the buffer
+            buf = buf.clone()
+    for r in range(0, len(buf), chunk):  # squared norms in chunks: no [n, D] temporary
+        block = buf[r:r + chunk, :D]
+        buf[r:r + chunk, D] = (block * block).sum(1)
     buf[:, D + 1] = counts.to(buf.device, buf.dtype).log()
     return KeySet(buf, buf[:, centre_index(C, k).to(buf.device)].contiguous())
 
 
-def stream_keys(images: torch.Tensor, k: int, boundary: str, positions: torch.Tensor, width: int,
+def stream_keys(padded: torch.Tensor, k: int, positions: torch.Tensor, width: int,
                 chunk_rows: int) -> Iterator[KeyChunk]:
-    """The same keys without caching or merging, a few images at a time (bounded memory)."""
-    C = images.shape[1]
+    """The same keys without caching or merging, a few images at a time (bounded memory); ``padded`` as
+    for :func:`build_key_set`."""
+    C = padded.shape[1]
+    D = C * k * k
     step = max(1, chunk_rows // max(len(positions), 1))
-    centre = centre_index(C, k)
-    for s in range(0, len(images), step):
-        keys = extract_keys(images[s:s + step], k, boundary, positions, width)
-        yield augment_keys(keys, (keys * keys).sum(1), torch.zeros(len(keys), dtype=keys.dtype)), keys[:, centre]
+    centre = centre_index(C, k).to(padded.device)
+    for s in range(0, len(padded), step):
+        part = padded[s:s + step]
+        buf = torch.empty(len(part) * len(positions), D + 2, dtype=padded.dtype, device=padded.device)
+        keys = patches_at(part, k, positions, width, out=buf[:, :D])
+        buf[:, D] = (keys * keys).sum(1)
+        buf[:, D + 1] = 0.0
+        yield buf, keys[:, centre]

@@ -56,8 +56,9 @@ class Oracle:
                 raise ValueError(f"train_labels must have shape [{len(train_images)}], got {tuple(train_labels.shape)}")
         self.labels = train_labels
         self._check_patch_sizes(config)
-        self._keysets: dict[tuple, KeySet | None] = {}
+        self._keysets: dict[tuple, KeySet] = {}  # (k, label, group) -> key set, least recently used first
         self._cache_used = [0]  # bytes of all cached key sets (a list: shared with with_patch_size copies)
+        self._pad_cache: list = [None, None]  # [(k, label), padded images]: shared the same way
         self._groups: dict[int, list[Group]] = {}
         self._offsets: dict[int, list] = {}
 
@@ -178,7 +179,7 @@ class Oracle:
             else:
                 rows = max(1, tile // min(len(q), 1024))
                 chunks = keyset.chunks(rows) if keyset is not None else stream_keys(
-                    images, k, boundary, group.key_pos.to(self.device), self.W, rows)
+                    self._padded(k, label, images), k, group.key_pos.to(self.device), self.W, rows)
                 state = StreamingSoftmax((len(q),), self.C, self.dtype, self.device)
                 dense_softmax(state, augment_queries(q, s1, s2), chunks, tile)
                 res = state.result()
@@ -186,22 +187,40 @@ class Oracle:
         return out.permute(0, 2, 1).reshape(B, self.C, self.H, self.W)
 
     def _keyset(self, k, images, label, gi, group) -> KeySet | None:
-        """The cached, deduplicated keys of a group, or None (streamed) when caching them would take the
-        oracle's cached key sets, all groups and patch sizes together, past ``cache_bytes``."""
+        """The cached, deduplicated keys of a group, or None: stream them. A set is built when it fits in
+        ``cache_bytes`` with the oracle's other cached sets, after evicting the least recently used sets of
+        other patch sizes if need be (a sampler visits one k for a few steps, then moves on; the sets of
+        the k in use are never evicted for each other)."""
         cache_key = (k, label, gi)
-        if cache_key not in self._keysets:
-            # what building the set takes per key before deduplication (an upper bound on what it keeps):
-            # the extraction buffer (key, squared norm, log count: D + 2 numbers), the merged copy (D + 2),
-            # the centre value (C numbers) and two int64 (hash, group representative)
-            D = self.C * k * k
-            size = len(images) * len(group.key_pos) * ((2 * (D + 2) + self.C) * self.images.element_size() + 16)
-            keyset = None
-            if self._cache_used[0] + size <= self.config.cache_bytes:
-                keyset = build_key_set(images, k, self.config.boundary, group.key_pos.to(self.device), self.W,
-                                       self._chunk_rows(self.C * k * k))
-                self._cache_used[0] += keyset.nbytes
-            self._keysets[cache_key] = keyset
-        return self._keysets[cache_key]
+        keyset = self._keysets.pop(cache_key, None)
+        if keyset is not None:
+            self._keysets[cache_key] = keyset  # most recently used last
+            return keyset
+        # what building the set takes per key before deduplication (an upper bound on what it keeps):
+        # the buffer (key, squared norm, log count: D + 2 numbers), the centre value (C numbers), and
+        # about four int64 (hash, sort order, group, first occurrence)
+        D = self.C * k * k
+        size = len(images) * len(group.key_pos) * ((D + 2 + self.C) * self.images.element_size() + 32)
+        budget = self.config.cache_bytes
+        in_use = sum(s.nbytes for key, s in self._keysets.items() if key[:2] == (k, label))
+        if in_use + size > budget:
+            return None
+        for old in [key for key in self._keysets if key[:2] != (k, label)]:  # least recently used first
+            if self._cache_used[0] + size <= budget:
+                break
+            self._cache_used[0] -= self._keysets.pop(old).nbytes
+        keyset = build_key_set(self._padded(k, label, images), k, group.key_pos.to(self.device), self.W,
+                               self._chunk_rows(D))
+        self._cache_used[0] += keyset.nbytes
+        self._keysets[cache_key] = keyset
+        return keyset
+
+    def _padded(self, k, label, images):
+        """The training images (of one class) padded for patch size k: ``[N, C, H + 2d, W + 2d]``; the last
+        one is kept, as every pixel group of a step extracts from it."""
+        if self._pad_cache[0] != (k, label):
+            self._pad_cache[:] = [(k, label), pad(images, k // 2, self.config.boundary)]
+        return self._pad_cache[1]
 
     def _position_aware(self, x, a, b2, k, images, local_only):
         """LS and ELS with knobs: pixel p sees the keys at its own positions p' (one batched GEMM

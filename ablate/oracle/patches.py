@@ -20,18 +20,52 @@ def pad(x: torch.Tensor, d: int, boundary: str) -> torch.Tensor:
     return F.pad(x, (d, d, d, d), mode="constant", value=0.0)
 
 
-def patches_at(padded: torch.Tensor, k: int, positions: torch.Tensor, width: int) -> torch.Tensor:
+def rectangle(positions: torch.Tensor, width: int) -> tuple[int, int, int, int] | None:
+    """``(r0, r1, c0, c1)`` when the flat ``positions [P]`` are exactly the rows ``r0..r1-1`` times the
+    columns ``c0..c1-1`` in row-major order (every key-position group of the shared-key ELS is one), else
+    None."""
+    if len(positions) == 0:
+        return None
+    pos = positions.cpu()
+    r, c = pos // width, pos % width
+    r0, r1, c0, c1 = int(r.min()), int(r.max()) + 1, int(c.min()), int(c.max()) + 1
+    if (r1 - r0) * (c1 - c0) != len(pos):
+        return None
+    expect = (torch.arange(r0, r1)[:, None] * width + torch.arange(c0, c1)[None]).flatten()
+    return (r0, r1, c0, c1) if torch.equal(pos, expect) else None
+
+
+def patches_at(padded: torch.Tensor, k: int, positions: torch.Tensor, width: int,
+               out: torch.Tensor | None = None) -> torch.Tensor:
     """Patches ``[n, P, C*k*k]`` centred on flat ``positions`` ``[P]`` of an image of width ``width``.
 
     ``padded`` is the image padded by ``k // 2`` (see :func:`pad`); the patch
     centred on pixel ``(i, j)`` starts at ``(i, j)`` of the padded image.
+    ``out``: a ``[n * P, C*k*k]`` destination with unit column stride (e.g. the
+    first columns of a wider buffer), filled and returned instead. Positions
+    that form a rectangle are copied as one strided slice (no gather, no
+    temporary).
     """
     n, C, Hp, Wp = padded.shape
+    D = C * k * k
     padded = padded.contiguous()
     s0, s1, s2, s3 = padded.stride()
     view = padded.as_strided((n, Hp - k + 1, Wp - k + 1, C, k, k), (s0, s2, s3, s1, s2, s3))
-    rows, cols = positions // width, positions % width
-    return view[:, rows, cols].reshape(n, len(positions), C * k * k)
+    rect = rectangle(positions, width)
+    if rect is None:
+        rows, cols = positions // width, positions % width
+        src = view[:, rows, cols].reshape(n, len(positions), D)
+        return src if out is None else out.copy_(src.reshape(-1, D))
+    r0, r1, c0, c1 = rect
+    src = view[:, r0:r1, c0:c1]  # [n, h, w, C, k, k], a view
+    if out is None:
+        return src.reshape(n, len(positions), D)
+    if out.shape != (n * len(positions), D) or out.stride(1) != 1:
+        raise ValueError(f"out must be [{n * len(positions)}, {D}] with unit column stride, got "
+                         f"{tuple(out.shape)} with strides {out.stride()}")
+    rs, h, w = out.stride(0), r1 - r0, c1 - c0
+    out.as_strided((n, h, w, C, k, k), (h * w * rs, w * rs, rs, k * k, k, 1), out.storage_offset()).copy_(src)
+    return out
 
 
 def boundary_classes(size: int, d: int) -> torch.Tensor:
