@@ -9,7 +9,7 @@ from ablate.oracle import OracleConfig, PatchSchedule, build_oracle
 from ablate.oracle.baseline import straightforward_els
 from brute_force import brute_force
 
-KNOBS = [dict(), dict(shift_radius=1), dict(stride=2), dict(position_bandwidth=1.5),
+KNOBS = [dict(), dict(shift_radius=1), dict(stride=2), dict(stride=3), dict(position_bandwidth=1.5),
          dict(shift_radius=2, stride=2, position_bandwidth=0.7)]
 
 

@@ -114,8 +114,9 @@ class OracleConfig:
     dtype: ``float32`` or ``float64``. chunk_bytes: the size of one tile of logits
     or keys (a few MB keeps tiles in cache). cache_bytes: the budget for key sets that are extracted,
     deduplicated and kept between calls, all pixel groups and patch sizes together (zero-boundary ELS
-    with k = 27 on 28x28 has 729 groups); groups beyond it are streamed from the training images on every
-    call (memory then stays bounded by ``16 * chunk_bytes``). prune_tol: keys
+    with k = 27 on 28x28 has 729 groups); to make room for the patch size in use, the least recently used
+    sets of other patch sizes are evicted; groups that still do not fit are streamed from the training
+    images on every call (memory then stays bounded by ``16 * chunk_bytes``). prune_tol: keys
     whose total softmax weight is provably below this are skipped (0, the default, disables it: once
     ``exp`` stays on its fast path (:mod:`ablate.oracle.softmax`) the dense pass costs about what the
     pruned one does at low noise, N = 5,000, while clustering the keys costs 100+ s per patch size).

@@ -106,7 +106,8 @@ class Oracle:
             return self._ideal(x, a, b2, images)
         if machine == "es":
             return self._equivariant(x, a, b2, images)
-        if machine == "ls" or self.config.has_knobs:
+        cfg = self.config
+        if machine == "ls" or cfg.shift_radius is not None or cfg.position_bandwidth is not None:
             return self._position_aware(x, a, b2, k, images, local_only=machine == "ls")
         return self._shared_keys(x, a, b2, k, images, label)
 
@@ -158,13 +159,14 @@ class Oracle:
         return patches_at(pad(x, k // 2, boundary), k, torch.arange(self.H * self.W, device=self.device), self.W)
 
     def _shared_keys(self, x, a, b2, k, images, label):
-        """ELS without knobs: the pixels of a group share one key set (one GEMM for all seeds)."""
+        """ELS without knobs or with stride alone: the pixels of a group share one key set (one GEMM for all
+        seeds)."""
         B = len(x)
         boundary = self.config.boundary
         q_all = self._query_patches(x, k, boundary)
         out = torch.empty(B, self.H * self.W, self.C, dtype=self.dtype, device=self.device)
         if k not in self._groups:
-            self._groups[k] = shared_key_groups(self.H, self.W, k, boundary)
+            self._groups[k] = shared_key_groups(self.H, self.W, k, boundary, self.config.stride)
         groups = self._groups[k]
         for gi, group in enumerate(groups):
             qpos = group.query_pos.to(self.device)

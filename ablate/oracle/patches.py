@@ -83,21 +83,29 @@ class Group:
     key_pos: torch.Tensor
 
 
-def shared_key_groups(height: int, width: int, k: int, boundary: str) -> list[Group]:
-    """Key-position groups of the ELS machine without knobs.
+def shared_key_groups(height: int, width: int, k: int, boundary: str, stride: int = 1) -> list[Group]:
+    """Key-position groups of the ELS machine without knobs, or with ``stride`` alone.
 
     circular: one group: every pixel sees the patches lying fully inside the
     training images. zeros: one group per (row class, column class); a pixel
-    sees the zero-padded patches at positions of its own class.
+    sees the zero-padded patches at positions of its own class. ``stride`` s > 1
+    (spec section 5) splits them by ``(row mod s, column mod s)``; with
+    ``circular`` the keys are then the circularly padded patches at every
+    position of the class, as for the other knobs.
     """
     d = k // 2
     everything = torch.arange(height * width)
     rows, cols = everything // width, everything % width
     if boundary == "circular":
-        inside = (rows >= d) & (rows < height - d) & (cols >= d) & (cols < width - d)
-        return [Group(everything, everything[inside])]
-    rc, cc = boundary_classes(height, d)[rows], boundary_classes(width, d)[cols]
-    code = (rc + height) * (3 * width) + (cc + width)
+        if stride == 1:
+            inside = (rows >= d) & (rows < height - d) & (cols >= d) & (cols < width - d)
+            return [Group(everything, everything[inside])]
+        code = torch.zeros_like(everything)
+    else:
+        rc, cc = boundary_classes(height, d)[rows], boundary_classes(width, d)[cols]
+        code = (rc + height) * (3 * width) + (cc + width)
+    if stride > 1:
+        code = (code * stride + rows % stride) * stride + cols % stride
     groups = []
     for value in torch.unique(code):
         pos = everything[code == value]
