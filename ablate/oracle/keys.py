@@ -144,8 +144,8 @@ def build_key_set(padded: torch.Tensor, k: int, positions: torch.Tensor, width: 
         patches_at(padded[s:s + step], k, positions, width, out=buf[rows, :D])
         if hashes is not None:
             hashes[rows] = row_hashes(buf[rows, :D])  # while the keys are in cache
-    first, _, counts = group_rows(buf[:, :D], hashes, max(1, chunk_rows))
     chunk = max(1, chunk_rows)
+    first, _, counts = group_rows(buf[:, :D], hashes, chunk)
     if len(first) < n:
         # first occurrences in ascending order: row i moves to i from first[i] >= i, so chunks copied
         # front to back never read a row already overwritten
