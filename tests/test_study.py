@@ -28,7 +28,14 @@ def test_rule_maps_padding_stages_and_receptive_field():
     unet = predict_oracle({"name": "unet", "depth": 2}, (1, 16, 16), rule)
     assert unet.oracle.stride == 4 and unet.ks[0] == 31  # RF 50 -> 33, capped at 2 * 16 - 1
     attention = predict_oracle({"name": "unet", "depth": 1, "attention": True}, (1, 16, 16), rule)
-    assert attention.geometry.receptive_field is None and attention.ks[0] == 31  # global: the largest allowed
+    plain = predict_oracle({"name": "unet", "depth": 1}, (1, 16, 16), rule)
+    assert attention.geometry.receptive_field is None and attention.mapped_receptive_field == 22  # its conv path
+    assert attention.ks == plain.ks and attention.oracle == plain.oracle  # the plain UNet's machine
+    global_ = predict_oracle({"name": "unet", "depth": 1, "attention": True}, (1, 16, 16),
+                             MappingRule(0.65, 1.5, attention="global"))
+    assert global_.mapped_receptive_field is None and global_.ks[0] == 31  # global: the largest allowed
+    with pytest.raises(ValueError, match="attention_rule='both'; allowed: local, global"):
+        MappingRule.from_knobs({"attention_rule": "both"})
     deeper = [predict_oracle({"name": "resnet", "depth": d}, (1, 32, 32), rule).ks[0] for d in (1, 2, 4, 6, 10)]
     assert deeper == sorted(deeper) and deeper[0] < deeper[-1]
     with pytest.raises(ValueError, match="divisible by"):
@@ -93,6 +100,10 @@ def test_design_definition_is_validated():
         parse_definition({**base, "data": {"name": "digits"}})
     with pytest.raises(ValueError, match="measure_seeds=2 must be an integer >= seeds"):
         parse_definition({**base, "seeds": 4, "fixed": {"measure_seeds": 2}})
+    with pytest.raises(ValueError, match=r"architectures.r1: attention_rule='wide'; allowed: local, global"):
+        parse_definition({**base, "fixed": {"attention_rule": "wide"}})
+    with pytest.raises(ValueError, match=r"architectures.r1: rf_fraction"):
+        parse_definition({**base, "architectures": {"r1": {"name": "resnet", "rf_fraction": -1.0}}})
     two = {**base, "datasets": {**base["datasets"], "digits": {"name": "digits"}}}
     with pytest.raises(ValueError, match="names several datasets"):
         parse_definition(two)

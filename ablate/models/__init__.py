@@ -7,7 +7,7 @@
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from torch import nn
 
@@ -34,13 +34,20 @@ def build_backbone(config: BackboneConfig, channels: int, num_classes: int | Non
 @dataclass(frozen=True)
 class Geometry:
     """What an architecture means for the oracle: its theoretical receptive field (pixels per side;
-    None = global, e.g. attention) and its equivariance stride (1 = every shift)."""
+    None = global, e.g. attention), its equivariance stride (1 = every shift), and the receptive
+    field of its convolutional path alone (``local_receptive_field``: the attention layers, which are
+    residual, taken as the identity; equal to ``receptive_field`` without attention)."""
 
     receptive_field: int | None
     stride: int
     padding: str
+    local_receptive_field: int
+    attention: bool = False
 
 
 def describe(config: BackboneConfig) -> Geometry:
     net = build_backbone(config, channels=1)
-    return Geometry(net.receptive_field(), config.stride, config.padding)  # type: ignore[operator]
+    attention = config.name == "unet_attn"
+    local = build_backbone(replace(config, name="unet"), channels=1) if attention else net
+    return Geometry(net.receptive_field(), config.stride, config.padding,  # type: ignore[operator]
+                    local.receptive_field(), attention)  # type: ignore[operator]

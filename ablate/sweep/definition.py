@@ -59,12 +59,12 @@ KNOBS = {
     "train": ("name", "depth", "width", "padding", "norm", "lr", "max_steps", "batch_size", "ema_decay",
               "noise_schedule", "conditional", "attention"),
 }
-# design: the architecture and its training (train's knobs), the mapping rule's constants
-# (ablate.study.mapping) and the verification's calibration settings
+# design: the architecture and its training (train's knobs), the mapping rule's constants and its
+# attention rule (ablate.study.mapping) and the verification's calibration settings
 # and how many seeds the trained network is scored on (``measure_seeds``, at least ``seeds``: the first
 # ``seeds`` are the oracle's, compared seed by seed; the rest only sharpen the measured rates)
-KNOBS["design"] = KNOBS["train"] + ("rf_fraction", "shape", "k_low", "calibration_seeds", "calibration_k_max",
-                                    "measure_seeds")
+KNOBS["design"] = KNOBS["train"] + ("rf_fraction", "shape", "k_low", "attention_rule", "calibration_seeds",
+                                    "calibration_k_max", "measure_seeds")
 ARCH = "arch"  # the implicit knob that names one of the definition's architectures
 TOP_KEYS = ("name", "kind", "description", "data", "datasets", "architectures", "fixed", "space", "objectives",
             "sampler", "trials", "seeds", "steps", "prune")
@@ -272,6 +272,14 @@ def parse_definition(raw: Mapping[str, Any], where: str = "sweep", dataset: str 
         if m is not None and (not isinstance(m, int) or m < definition.seeds):
             raise ValueError(f"{where}: measure_seeds={m!r} must be an integer >= seeds ({definition.seeds}): the "
                              "trained network is scored on at least the oracle's seeds")
+    if kind == "design":
+        from ablate.study.mapping import MappingRule  # the rule's constants, checked before any trial runs
+
+        for name, knobs in architectures.items():
+            try:
+                MappingRule.from_knobs({**fixed, **knobs})
+            except (TypeError, ValueError) as err:
+                raise ValueError(f"{where}: architectures.{name}: {err}") from err
     return definition
 
 
