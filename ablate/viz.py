@@ -22,7 +22,7 @@ def save_grid(rows: Sequence[torch.Tensor], row_titles: Sequence[str], path: str
             ax.set_xticks([])
             ax.set_yticks([])
             if c < len(images):
-                img = ((images[c].detach().cpu().float().clamp(-1, 1) + 1) / 2).permute(1, 2, 0)
+                img = ((images[c].detach().cpu().float().clamp(-1, 1) + 1) / 2).permute(1, 2, 0).numpy()
                 ax.imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1)
             else:
                 ax.axis("off")
