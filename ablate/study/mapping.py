@@ -94,8 +94,7 @@ class Prediction:
 
     def describe(self) -> dict[str, Any]:
         return {"receptive_field": self.geometry.receptive_field, "mapped_receptive_field": self.mapped_receptive_field,
-                "stride": self.geometry.stride,
-                "boundary": self.oracle.boundary, "k_schedule": " ".join(map(str, self.ks))}
+                "stride": self.geometry.stride, "boundary": self.oracle.boundary, "k_schedule": " ".join(map(str, self.ks))}
 
 
 def step_alpha_bars(steps: int) -> list[float]:

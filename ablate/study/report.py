@@ -18,7 +18,8 @@ import torch
 from ablate.study.compare import BAR, GATED, Comparison
 
 COLUMNS = [  # (key in a row, header, format)
-    ("arch", "architecture", "{}"), ("receptive_field", "RF", "{}"), ("mapped_receptive_field", "rule's RF", "{}"), ("stride", "stride", "{}"),
+    ("arch", "architecture", "{}"), ("receptive_field", "RF", "{}"), ("mapped_receptive_field", "rule's RF", "{}"),
+    ("stride", "stride", "{}"),
     ("boundary", "boundary", "{}"), ("k_schedule", "rule's k (high noise first)", "{}"),
     ("predicted_coherence", "coherence pred.", "{:.3f}"), ("coherence", "coherence trained", "{:.3f}"),
     ("predicted_artefact_rate", "artefacts pred.", "{:.3f}"), ("artefact_rate", "artefacts trained", "{:.3f}"),
