@@ -42,12 +42,10 @@ class Geometry:
     stride: int
     padding: str
     local_receptive_field: int
-    attention: bool = False
 
 
 def describe(config: BackboneConfig) -> Geometry:
     net = build_backbone(config, channels=1)
-    attention = config.name == "unet_attn"
-    local = build_backbone(replace(config, name="unet"), channels=1) if attention else net
+    local = build_backbone(replace(config, name="unet"), channels=1) if config.name == "unet_attn" else net
     return Geometry(net.receptive_field(), config.stride, config.padding,  # type: ignore[operator]
-                    local.receptive_field(), attention)  # type: ignore[operator]
+                    local.receptive_field())  # type: ignore[operator]

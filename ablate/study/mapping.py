@@ -72,9 +72,7 @@ class MappingRule:
 
     def receptive_field(self, geometry: Geometry) -> int | None:
         """The receptive field the rule scales (None: global, the largest patch the machine allows)."""
-        if geometry.attention and self.attention == "local":
-            return geometry.local_receptive_field
-        return geometry.receptive_field
+        return geometry.local_receptive_field if self.attention == "local" else geometry.receptive_field
 
     def k_top(self, receptive_field: int | None, allowed: int) -> int:
         """The high-noise patch size for a receptive field (None: global) under the machine's limit."""
