@@ -1,28 +1,38 @@
-"""How well does the oracle predict what a trained network generates?
+"""How well does the oracle predict what a network generates? Any network: ablate's or yours.
 
     python evaluate.py runs/train/NAME/checkpoints/final.ckpt
     python evaluate.py CKPT --machines els,ideal --seeds 64 --samplers ddim
     python evaluate.py "$(python train.py | tail -n 1)"
+    python evaluate.py runs/pipe data.name=mnist5k data.n=200 data.image_size=14 --machines els,ideal --seeds 16
+    python evaluate.py runs/pipe data.name=mnist5k --samplers ddim,euler,dpm++
+    python evaluate.py mypkg.nets:build net.prediction_type=epsilon net.time_input=sigma net.weights=w.safetensors data.name=digits
+
+MODEL is an ablate checkpoint, a diffusers folder (save_pretrained of a UNet2DModel with its scheduler
+config, or of a pipeline), a TorchScript file or package.module:factory. A network that did not come
+from ablate names its training data with train.py's data.* keys; net.* keys declare what it predicts
+and how it takes time where no scheduler config says (see ablate/models/foreign.py).
 
 Calibrates the ELS and LS machines to the network (one patch size per step,
-saved beside the checkpoint), draws the same seeds through the same sampler
-with the network, calibrated ELS, LS and IS (DDIM, and DDPM replaying the same
-noise), and writes agreement.json with pictures into <run>/evaluation/. The
-last line printed is the path of agreement.json.
+saved beside the checkpoint), draws the same seeds through the same samplers
+with the network, calibrated ELS, LS and IS (the same x_T and injected noise),
+and writes agreement.json with pictures. The first sampler gives the headline
+figures. The last line printed is the path of agreement.json.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 
-from ablate.evaluation import EvalConfig, evaluate_checkpoint
+from ablate.evaluation import EvalConfig, evaluate_source
+from ablate.sampling import SAMPLERS
 
 
 def main(argv: list[str] | None = None) -> None:
     d = EvalConfig()
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("checkpoint")
+    p.add_argument("model", metavar="MODEL", help="checkpoint, diffusers folder, TorchScript file or module:factory")
+    p.add_argument("items", nargs="*", metavar="key=value", help="data.* (training data) and net.* (declaration)")
     p.add_argument("--machines", default=",".join(d.machines), help="of ideal, ls, els, es (default %(default)s)")
     p.add_argument("--seeds", type=int, default=d.seeds, help="M agreement seeds (default %(default)s)")
     p.add_argument("--seed-offset", type=int, default=d.seed_offset, help="first seed (default %(default)s)")
@@ -30,12 +40,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--boundary", default=d.boundary, choices=["auto", "zeros", "circular"],
                    help="auto: the network's padding")
     p.add_argument("--k-max", type=int, default=None, help="largest candidate k (default: receptive field)")
-    p.add_argument("--samplers", default=",".join(d.samplers), help="ddim first; ddpm replays identical noise")
+    p.add_argument("--samplers", "--sampler", default=",".join(d.samplers),
+                   help=f"comma-separated, first = headline (default %(default)s); of {', '.join(SAMPLERS)}")
     p.add_argument("--steps", type=int, default=d.steps)
     p.add_argument("--no-per-step", action="store_true", help="skip the per-step denoiser agreement")
     p.add_argument("--recalibrate", action="store_true", help="ignore a saved calibration")
     p.add_argument("--wandb", default=d.wandb_mode, choices=["auto", "offline", "online", "disabled"])
     p.add_argument("--out", default=None, help="output folder (default: <run>/evaluation)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (network, machines and sampler)")
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args(argv)
     try:
@@ -43,17 +55,20 @@ def main(argv: list[str] | None = None) -> None:
                             seed_offset=a.seed_offset, calibration_seeds=a.calibration_seeds, k_max=a.k_max,
                             steps=a.steps, samplers=tuple(a.samplers.split(",")), per_step=not a.no_per_step,
                             recalibrate=a.recalibrate, wandb_mode=a.wandb, progress=not a.quiet)
-        result = evaluate_checkpoint(a.checkpoint, config, a.out)
+        result = evaluate_source(a.model, a.items, config, a.out, a.device)
     except ValueError as err:
         sys.exit(f"evaluate.py: {err}")
     s = result.summary
+    print(f"{s['headline_sampler']}, {config.steps} steps, {len(s['seeds'])} seeds (median over seeds, 95% CI):")
     for name in config.machines:
-        ci = s[name]["median_r2_ci95"]
+        ci, ci2 = s[name]["median_r_ci95"], s[name]["median_r2_ci95"]
         beat = s[name].get("fraction_beating_ideal")
-        print(f"{name:6} median r2 {s[name]['median_r2']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]  median R2 "
-              f"{s[name]['median_R2']:.3f}" + (f"  beats IS on {beat:.0%} of seeds" if beat is not None else ""))
+        print(f"{name:6} median r {s[name]['median_r']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]  r2 {s[name]['median_r2']:.3f} "
+              f"[{ci2[0]:.3f}, {ci2[1]:.3f}]  R2 {s[name]['median_R2']:.3f}"
+              + (f"  beats IS on {beat:.0%} of seeds" if beat is not None else ""))
     for sampler, machines in s["samplers"].items():
-        print(f"{sampler}: " + ", ".join(f"{n} median r2 {m['median_r2']:.3f}" for n, m in machines.items()))
+        print(f"{sampler}: " + ", ".join(f"{n} median r {m['median_r']:.3f} (r2 {m['median_r2']:.3f})"
+                                         for n, m in machines.items()))
     print(f"pictures: {', '.join(s['figures'].values())}")
     print(result.path)
 

@@ -59,6 +59,8 @@ def build_config(cls: type[T], values: Mapping[str, Any] | None, where: str = ""
     import typing
 
     values = dict(values or {})
+    if hasattr(cls, "absorb_unknown"):  # a config that passes some keys through (e.g. diffusers settings)
+        values = cls.absorb_unknown(values)  # type: ignore[attr-defined]
     hints = typing.get_type_hints(cls)
     fields = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     kwargs: dict[str, Any] = {}

@@ -16,7 +16,7 @@ import torch
 from scipy.stats import bootstrap
 
 from ablate.metrics import ELSAgreement, pairwise_agreement
-from ablate.sampling import Denoiser, SampleResult, sample
+from ablate.sampling import Denoiser, SampleResult, Schedule, sample
 
 
 def median_ci(values: torch.Tensor, seed: int = 0) -> tuple[float, float]:
@@ -33,8 +33,8 @@ def median_ci(values: torch.Tensor, seed: int = 0) -> tuple[float, float]:
 class SamplerAgreement:
     """One sampler's outcome. samples: name -> ``[M, C, H, W]`` (``"network"`` included);
     metrics: machine -> its :class:`ELSAgreement` against the network (per seed: :attr:`per_seed`);
-    per_step: machine -> median r2 of the denoiser outputs on the network's trajectory ``[T]``;
-    alpha_bars ``[T]``."""
+    per_step: machine -> median r2 of the denoiser outputs on the network's trajectory, one per denoiser call
+    ``[E]`` (``E = T`` but for Heun); alpha_bars ``[E]``."""
 
     sampler: str
     samples: dict[str, torch.Tensor]
@@ -52,7 +52,7 @@ class SamplerAgreement:
         per_seed = self.per_seed
         for name, stats in per_seed.items():
             entry = {key: float(v) for key, v in self.metrics[name].compute().items()}
-            for key in ("r2", "R2"):
+            for key in ("r", "r2", "R2"):
                 low, high = median_ci(stats[key])
                 entry[f"median_{key}_ci95"] = [low, high]
             entry["per_seed"] = {key: v.tolist() for key, v in stats.items()}
@@ -66,11 +66,12 @@ class SamplerAgreement:
 
 def run_agreement(network: Denoiser, machines: Mapping[str, Denoiser], seeds: Sequence[int],
                   shape: tuple[int, int, int], sampler: str = "ddim", steps: int = 20,
-                  noise_schedule: str = "cosine", labels: torch.Tensor | None = None,
+                  noise_schedule: Schedule = "cosine", labels: torch.Tensor | None = None,
                   per_step: bool = True, progress: bool = False,
                   device: str | torch.device = "cpu") -> SamplerAgreement:
-    """Sample the network and every machine from ``seeds`` on ``device``; compare pair by pair and step
-    by step. The samples come back on the CPU."""
+    """Sample the network and every machine from ``seeds`` on ``device`` with ``sampler`` (ablate's ``ddim``/
+    ``ddpm`` or a diffusers scheduler: the same one, the same ``x_T`` and injected noise for all); compare pair
+    by pair and, at every denoiser call of the network's trajectory, call by call. Samples come back on the CPU."""
     kw = dict(steps=steps, sampler=sampler, schedule=noise_schedule, labels=labels, device=device)
     net: SampleResult = sample(network, seeds, shape, keep_trajectory=per_step, progress=progress, **kw)
     samples = {"network": net.samples.cpu()}
@@ -83,7 +84,7 @@ def run_agreement(network: Denoiser, machines: Mapping[str, Denoiser], seeds: Se
         metrics[name].update(samples[name], samples["network"])
         steps_r2[name] = []
         if per_step:
-            for i in range(steps):
+            for i in range(len(net.alpha_bars)):
                 x, ab = net.xs[i], float(net.alpha_bars[i])
                 r2 = pairwise_agreement(machine.denoise(x, ab, labels).cpu(), net.x0_hats[i].cpu())["r2"]
                 steps_r2[name].append(float(r2.median()))

@@ -17,7 +17,7 @@ from typing import Sequence
 import torch
 
 from ablate.oracle import Oracle, PatchSchedule
-from ablate.sampling import Denoiser, sample
+from ablate.sampling import Denoiser, Schedule, sample
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ def score(x_t: torch.Tensor, x0_hat: torch.Tensor, alpha_bar: float) -> torch.Te
 
 
 def calibrate(network: Denoiser, oracle: Oracle, candidates: Sequence[int], seeds: Sequence[int],
-              shape: tuple[int, int, int], steps: int = 20, noise_schedule: str = "cosine",
+              shape: tuple[int, int, int], steps: int = 20, noise_schedule: Schedule = "cosine",
               labels: torch.Tensor | None = None, progress: bool = False,
               device: str | torch.device = "cpu") -> Calibration:
     """Choose one k per step for ``oracle``'s machine (its boundary and knobs are kept; only the

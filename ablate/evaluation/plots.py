@@ -50,9 +50,11 @@ def r2_scatter(x: torch.Tensor, y: torch.Tensor, path: Path, xlabel: str = "IS r
 
 
 def per_step_plot(alpha_bars: Sequence[float], per_step: Mapping[str, Sequence[float]],
-                  calibrated_k: Mapping[str, Sequence[int]], path: Path, title: str | None = None) -> Path:
+                  calibrated_k: Mapping[str, tuple[Sequence[float], Sequence[int]]], path: Path,
+                  title: str | None = None) -> Path:
     """Left: median r² of each machine's denoiser output against the network's, on the network's own
-    trajectory, by noise level. Right: the calibrated k of each calibrated machine by noise level."""
+    trajectory, by noise level. Right: the calibrated k of each calibrated machine by noise level
+    (``calibrated_k``: machine -> (its calibration's alpha_bars, ks))."""
     plt = _pyplot()
     logsnr = [math.log(a / (1 - a)) for a in alpha_bars]
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6))
@@ -63,8 +65,8 @@ def per_step_plot(alpha_bars: Sequence[float], per_step: Mapping[str, Sequence[f
     if left.get_legend_handles_labels()[0]:
         left.legend(fontsize=8)
     left.set_title("denoiser agreement per step", fontsize=9)
-    for name, ks in calibrated_k.items():
-        right.step(logsnr, ks, where="mid", marker="o", ms=3, label=name.upper())
+    for name, (abs_, ks) in calibrated_k.items():
+        right.step([math.log(a / (1 - a)) for a in abs_], ks, where="mid", marker="o", ms=3, label=name.upper())
     right.set(xlabel="log SNR (noise falls to the right)", ylabel="calibrated patch size k")
     if right.get_legend_handles_labels()[0]:
         right.legend(fontsize=8)

@@ -1,10 +1,15 @@
 """``evaluate(...)``: how well does the oracle predict what a network generates? (``evaluate.py``)
 
-1. Calibrate each patch machine (ELS, LS) to the network: one k per sampler
+The network is any denoiser: an ablate checkpoint (:func:`checkpoint_subject`) or any network
+:func:`ablate.models.load_denoiser` reads, with the training data it learned (:func:`network_subject`).
+
+1. Calibrate each patch machine (ELS, LS) to the network: one k per DDIM
    step (:mod:`ablate.evaluation.calibrate`), saved as JSON beside the checkpoint.
-2. Draw M fixed seeds through DDIM (and DDPM with replayed noise) with the
+2. Draw M fixed seeds through each sampler (ablate's DDIM and DDPM with replayed
+   noise, or diffusers' schedulers: Euler, Heun, DPM-Solver++, ...) with the
    network and each machine (calibrated ELS and LS; IS as the memorisation
-   baseline) and compare per seed (:mod:`ablate.evaluation.agreement`).
+   baseline) and compare per seed (:mod:`ablate.evaluation.agreement`). The first
+   sampler gives the headline figures.
 3. Write ``agreement.json``, a comparison grid, the per-seed scatter and the
    per-step plot, and log them to W&B.
 """
@@ -14,7 +19,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Sequence
 
 import torch
 
@@ -24,7 +29,7 @@ from ablate.evaluation.agreement import SamplerAgreement, run_agreement
 from ablate.evaluation.calibrate import Calibration, calibrate
 from ablate.evaluation.plots import comparison_grid, per_step_plot, r2_scatter
 from ablate.oracle import MACHINES, OracleConfig, build_oracle
-from ablate.sampling import SAMPLERS, Denoiser
+from ablate.sampling import Denoiser, Schedule, sampler_name
 
 CALIBRATED = ("els", "ls")  # machines with a patch size to calibrate; "ideal" and "es" compare whole images
 
@@ -62,10 +67,12 @@ class EvalConfig:
         check_int("steps", self.steps, low=1)
         if self.k_max is not None:
             check_int("k_max", self.k_max, low=3, odd=True)
-        if not self.samplers or self.samplers[0] != "ddim":
-            raise ValueError(f"samplers must start with 'ddim' (the headline figures); got {self.samplers}")
-        for s in self.samplers:
-            check_choice("sampler", s, SAMPLERS)
+        if not self.samplers:
+            raise ValueError("samplers is empty; name at least one (the first gives the headline figures)")
+        canonical = tuple(sampler_name(s) for s in self.samplers)
+        if len(set(canonical)) != len(canonical):
+            raise ValueError(f"samplers {list(self.samplers)} name one sampler twice")
+        object.__setattr__(self, "samplers", canonical)
         check_choice("wandb_mode", self.wandb_mode, tracking.MODES)
 
 
@@ -77,7 +84,7 @@ class Subject:
     train_images: torch.Tensor  # [N, C, H, W] in [-1, 1]
     padding: str = "zeros"
     receptive_field: int | None = None
-    noise_schedule: str = "cosine"
+    noise_schedule: Schedule = "cosine"  # a continuous schedule's name or a diffusers DiscreteSchedule
     train_labels: torch.Tensor | None = None
     num_classes: int | None = None
     name: str = "network"
@@ -161,30 +168,35 @@ def evaluate(subject: Subject, config: EvalConfig, out_dir: str | Path, calibrat
 def write_outputs(subject: Subject, config: EvalConfig, out: Path, results: dict[str, SamplerAgreement],
                   calibrations: dict[str, Calibration], seeds: list[int], cal_seeds: list[int], boundary: str,
                   timings: dict[str, float]) -> dict[str, Any]:
-    ddim = results["ddim"]
-    headline = ddim.summary()
+    first = config.samplers[0]
+    head = results[first]
+    headline = head.summary()
     machine = "els" if "els" in headline else next(iter(headline))
-    figures = {"grid": str(comparison_grid(ddim.samples, out / "samples_ddim.png", machine,
-                                           title=f"{subject.name}: same seeds, 20-step DDIM"))}
+    figures = {"grid": str(comparison_grid(head.samples, out / f"samples_{first}.png", machine,
+                                           title=f"{subject.name}: same seeds, {config.steps}-step {first}"))}
     if "ideal" in headline and machine != "ideal":
-        figures["scatter"] = str(r2_scatter(ddim.per_seed["ideal"]["r2"], ddim.per_seed[machine]["r2"],
+        figures["scatter"] = str(r2_scatter(head.per_seed["ideal"]["r2"], head.per_seed[machine]["r2"],
                                             out / "scatter_r2.png", ylabel=f"{machine.upper()} r²"))
-    figures["per_step"] = str(per_step_plot(ddim.alpha_bars, ddim.per_step, {n: c.ks for n, c in calibrations.items()},
+    figures["per_step"] = str(per_step_plot(head.alpha_bars, head.per_step,
+                                            {n: (c.alpha_bars, c.ks) for n, c in calibrations.items()},
                                             out / "per_step.png", title=subject.name))
     summary: dict[str, Any] = {
         "network": {"name": subject.name, "padding": subject.padding, "receptive_field": subject.receptive_field,
                     **subject.description},
         "config": to_dict(config), "boundary": boundary, "seeds": seeds, "calibration_seeds": cal_seeds,
+        "headline_sampler": first,
+        "noise_schedule": subject.noise_schedule if isinstance(subject.noise_schedule, str)
+        else {"discrete": subject.noise_schedule.describe()},
         "r2": "squared Pearson correlation of the mean-centred flattened images (the paper's figure); "
               "R2: coefficient of determination with the network as reference",
         "calibration": {n: {"k": list(c.ks), "alpha_bar": list(c.alpha_bars), "candidates": list(c.candidates)}
                         for n, c in calibrations.items()},
         **headline,
-        "samplers": {s: r.summary() for s, r in results.items() if s != "ddim"},
+        "samplers": {s: r.summary() for s, r in results.items() if s != first},
         "figures": figures, "seconds": timings,
     }
     for sampler, r in results.items():
-        if sampler != "ddim":
+        if sampler != first:
             figures[f"grid_{sampler}"] = str(comparison_grid(r.samples, out / f"samples_{sampler}.png", machine,
                                                              title=f"{subject.name}: same seeds and noise, {sampler}"))
     return summary
@@ -226,6 +238,78 @@ def checkpoint_subject(checkpoint: str | Path, data=None, device: str | torch.de
         train_labels=labels, num_classes=model.num_classes,
         name=run_dir.name, description={"checkpoint": str(checkpoint), "step": model.step,
                                         "model": to_dict(tc.model), "data": to_dict(tc.data)})
+
+
+def network_subject(loaded, data, device: str | torch.device = "cpu", data_config: Any = None) -> Subject:
+    """Any network :func:`ablate.models.load_denoiser` read, as a :class:`Subject` over ``data`` (an
+    :class:`~ablate.data.ImageDataset`, the images it was trained on). Checks that the network fits the data
+    (channels, its declared size, one forward pass) and probes its geometry (:mod:`ablate.models.probe`):
+    the calibration candidates run up to its *local* receptive field."""
+    from ablate.models import probe_network
+
+    C, H, W = data.shape
+    shape = loaded.image_shape
+    if shape is not None and shape[0] != C:
+        raise ValueError(f"the network takes {shape[0]}-channel images but data {data.name!r} has {C} channels; "
+                         f"name the data it was trained on (data.name=..., data.channels=...)")
+    if shape is not None and tuple(shape[1:]) != (H, W):
+        raise ValueError(f"the network was built for {shape[1]}x{shape[2]} images (its sample_size) but data "
+                         f"{data.name!r} is {H}x{W}; set data.image_size={shape[1]} (or the data it was trained on)")
+    if loaded.num_classes is not None and data.num_classes is None:
+        raise ValueError(f"the network is class-conditional ({loaded.num_classes} classes) but data {data.name!r} "
+                         "has no labels")
+    try:
+        loaded.denoiser.denoise(data.train[:1].to(device), 0.5)
+    except ValueError:
+        raise
+    except Exception as err:  # the user's network, any error
+        raise ValueError(f"the network cannot run on data {data.name!r} of shape {C}x{H}x{W}: "
+                         f"{type(err).__name__}: {str(err).splitlines()[0][:300]}") from err
+    multiple = min(H & -H, W & -W, 32)  # canvases as divisible by 2 as the data's images
+    geometry = probe_network(loaded.module, loaded.raw, C, loaded.padding, multiple)
+    labels = data.train_labels.to(device) if loaded.num_classes else None
+    name = Path(loaded.source).name if Path(loaded.source).exists() else loaded.source.replace(":", "-")
+    return Subject(network=loaded.denoiser, train_images=data.train.to(device), padding=loaded.padding,
+                   receptive_field=geometry.local_receptive_field, noise_schedule=loaded.schedule,
+                   train_labels=labels, num_classes=loaded.num_classes, name=name,
+                   description={"source": loaded.source, "kind": loaded.kind, **loaded.description,
+                                "probe": geometry.as_dict(),
+                                "data": to_dict(data_config) if data_config is not None
+                                else {"name": data.name, "shape": list(data.shape), "n": len(data.train)}})
+
+
+def evaluate_source(source: str, overrides: Sequence[str] = (), config: EvalConfig | None = None,
+                    out_dir: str | Path | None = None, device: str | torch.device = "cpu") -> EvalResult:
+    """Evaluate any network (``evaluate.py MODEL key=value ...``). ``overrides``: ``data.*`` (the training
+    data of a network that did not come from ablate, with ``train.py``'s keys) and ``net.*`` (its
+    :class:`~ablate.models.NetworkSpec`). Outputs go to ``out_dir``, else ``<run>/evaluation`` for an ablate
+    checkpoint, ``<folder>/evaluation`` for a diffusers folder, ``runs/evaluate/<name>`` otherwise."""
+    from ablate.config import apply_overrides, build_config
+    from ablate.data import DataConfig, load_dataset
+    from ablate.models import NetworkSpec, load_denoiser
+
+    config = config or EvalConfig()
+    for item in overrides:
+        if "=" not in item or not item.split("=", 1)[0].startswith(("data.", "net.")):
+            raise ValueError(f"{item!r}: evaluate.py takes data.<key>=value (the network's training data, as in "
+                             "train.py) and net.<key>=value (how a foreign network takes time and what it predicts)")
+    values = apply_overrides({}, overrides)
+    spec = build_config(NetworkSpec, values.get("net"), "net.")
+    loaded = load_denoiser(source, spec, device)
+    if loaded.kind == "ablate":
+        if "data" in values:
+            raise ValueError(f"{source} is an ablate checkpoint: it is evaluated on the data it was trained on; "
+                             "drop the data.* settings")
+        return evaluate_checkpoint(source, config, out_dir)
+    if "data" not in values:
+        raise ValueError(f"{source} did not come from ablate: name the data it was trained on with train.py's keys, "
+                         "e.g. data.name=mnist5k data.n=200 data.image_size=14")
+    data_config = build_config(DataConfig, values["data"], "data.")
+    subject = network_subject(loaded, load_dataset(data_config), device, data_config)
+    path = Path(source)
+    out = Path(out_dir) if out_dir is not None else (path / "evaluation" if path.is_dir()
+                                                    else Path("runs/evaluate") / subject.name)
+    return evaluate(subject, config, out)
 
 
 def evaluate_checkpoint(checkpoint: str | Path, config: EvalConfig | None = None,

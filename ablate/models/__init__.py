@@ -4,6 +4,8 @@
 >>> eps_hat = net(x_t, alpha_bar)                       # [B, C, H, W], [B] -> [B, C, H, W]
 >>> NetworkDenoiser(net).denoise(x_t, alpha_bar)        # x0_hat, the oracle's interface
 >>> describe(BackboneConfig(name="unet", depth=2))      # receptive field and equivariance stride
+>>> net = load_denoiser("runs/my_pipeline")              # any network: ablate .ckpt, diffusers folder, module:factory
+>>> probe_network(net.module, net.raw, channels=1)       # its receptive field, stride, global mixing, measured
 """
 from __future__ import annotations
 
@@ -13,13 +15,24 @@ from torch import nn
 
 from ablate.models.config import BACKBONES, NORMS, PADDINGS, BackboneConfig, backbone_config
 from ablate.models.denoiser import NetworkDenoiser, x0_from_eps
+from ablate.models.foreign import ForeignDenoiser, NetworkSpec, TimeMap
+from ablate.models.load import LoadedNetwork, load_denoiser
+from ablate.models.probe import ProbeResult, probe_network
 from ablate.models.resnet import ResNet
 from ablate.models.unet import UNet
 
 __all__ = ["BackboneConfig", "backbone_config", "BACKBONES", "PADDINGS", "NORMS", "build_backbone", "describe", "Geometry",
-           "NetworkDenoiser", "x0_from_eps", "ResNet", "UNet"]
+           "NetworkDenoiser", "x0_from_eps", "ResNet", "UNet", "ForeignDenoiser", "NetworkSpec", "TimeMap",
+           "LoadedNetwork", "load_denoiser", "ProbeResult", "probe_network"]
 
-REGISTRY: dict[str, type[nn.Module]] = {"resnet": ResNet, "unet": UNet, "unet_attn": UNet}
+
+def _diffusers_unet(config: BackboneConfig, channels: int, num_classes: int | None = None) -> nn.Module:
+    from ablate.models.diffusers_unet import DiffusersUNet  # imports diffusers (a few seconds) only when used
+
+    return DiffusersUNet(config, channels, num_classes)
+
+
+REGISTRY = {"resnet": ResNet, "unet": UNet, "unet_attn": UNet, "diffusers_unet": _diffusers_unet}
 
 
 def build_backbone(config: BackboneConfig, channels: int, num_classes: int | None = None) -> nn.Module:
@@ -45,6 +58,11 @@ class Geometry:
 
 
 def describe(config: BackboneConfig) -> Geometry:
+    """ablate's analytic figures for its own backbones; the probes' measurement for ``diffusers_unet``."""
+    if config.name == "diffusers_unet":
+        g = build_backbone(config, channels=1).geometry()  # type: ignore[operator]
+        return Geometry(g.receptive_field, g.stride or config.stride, config.padding,
+                        g.local_receptive_field or 10**6)
     net = build_backbone(config, channels=1)
     local = build_backbone(replace(config, name="unet"), channels=1) if config.name == "unet_attn" else net
     return Geometry(net.receptive_field(), config.stride, config.padding,  # type: ignore[operator]

@@ -1,12 +1,12 @@
 """Typed, frozen configuration of a diffusion backbone."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping
 
 from ablate.config import check_choice, check_int
 
-BACKBONES = ("resnet", "unet", "unet_attn")
+BACKBONES = ("resnet", "unet", "unet_attn", "diffusers_unet")
 PADDINGS = ("zeros", "circular")
 NORMS = ("none", "group")
 
@@ -27,9 +27,12 @@ class BackboneConfig:
     ``group`` (GroupNorm with ``groups`` groups; note that its statistics are
     global, so it weakens locality). emb_dim: size of the noise-level
     embedding. heads: attention heads (``unet_attn``).
+    ``diffusers_unet``: diffusers' ``UNet2DModel`` (:mod:`ablate.models.diffusers_unet`); its own settings
+    (``block_out_channels``, ``layers_per_block``, ``down_block_types``, ``norm_num_groups``, ...) are given
+    as ``model.<key>`` and kept in ``options``; ``depth``/``width``/``norm`` do not apply to it.
     """
 
-    name: Literal["resnet", "unet", "unet_attn"] = "resnet"
+    name: Literal["resnet", "unet", "unet_attn", "diffusers_unet"] = "resnet"
     depth: int = 6
     width: int = 32
     stage_widths: tuple[int, ...] = ()
@@ -38,9 +41,31 @@ class BackboneConfig:
     groups: int = 8
     emb_dim: int = 128
     heads: int = 4
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def absorb_unknown(cls, values: Mapping[str, Any]) -> dict[str, Any]:
+        """For ``diffusers_unet``, move keys that are not fields into ``options`` (``model.block_out_channels=...``
+        on the command line); they are checked against ``UNet2DModel`` in ``__post_init__``."""
+        values = dict(values)
+        if values.get("name") != "diffusers_unet":
+            return values
+        fields = set(cls.__dataclass_fields__)
+        extra = {k: values.pop(k) for k in list(values) if k not in fields}
+        values["options"] = {**dict(values.get("options") or {}), **extra}
+        return values
 
     def __post_init__(self) -> None:
         check_choice("backbone", self.name, BACKBONES)
+        if not isinstance(self.options, dict):
+            raise ValueError(f"model.options must be a mapping, got {self.options!r}")
+        if self.name == "diffusers_unet":
+            from ablate.models.diffusers_unet import check_options
+
+            check_options(self.options)
+            return
+        if self.options:
+            raise ValueError(f"model options {sorted(self.options)} apply to name=diffusers_unet only, not {self.name!r}")
         check_choice("padding", self.padding, PADDINGS)
         check_choice("norm", self.norm, NORMS)
         check_int("depth", self.depth, low=1 if self.name != "resnet" else 0, high=64)
@@ -65,24 +90,39 @@ class BackboneConfig:
         """Channels per stage: one entry for the ResNet, ``D + 1`` for the UNets."""
         if self.name == "resnet":
             return (self.width,)
+        if self.name == "diffusers_unet":
+            from ablate.models.diffusers_unet import check_options
+
+            return tuple(check_options(self.options)["block_out_channels"])
         return self.stage_widths or tuple(self.width * 2**level for level in range(self.depth + 1))
 
     @property
     def stride(self) -> int:
-        """Equivariance stride: shifts by multiples of it commute with the network (``2**D`` for a UNet)."""
+        """Equivariance stride: shifts by multiples of it commute with the network (``2**D`` for a UNet; a
+        ``UNet2DModel`` down-samples after every block but the last: ``2**(levels - 1)``)."""
+        if self.name == "diffusers_unet":
+            from ablate.models.diffusers_unet import levels
+
+            return 2 ** (levels(self.options) - 1)
         return 1 if self.name == "resnet" else 2**self.depth
 
     def check_image_size(self, height: int, width: int) -> None:
         """A UNet needs both sides divisible by ``2**D`` (so that every pooling stage is exact)."""
         if height % self.stride or width % self.stride:
+            if self.name == "diffusers_unet":
+                raise ValueError(f"diffusers_unet with {len(self.widths)} levels needs image sides divisible by "
+                                 f"{self.stride}; got {height}x{width}")
             raise ValueError(f"{self.name} with depth {self.depth} needs image sides divisible by "
                              f"2**{self.depth} = {self.stride}; got {height}x{width}")
 
 
 def backbone_config(knobs: Mapping[str, Any]) -> BackboneConfig:
-    """The backbone that architecture knobs describe (``attention: true`` turns a UNet into ``unet_attn``)."""
+    """The backbone that architecture knobs describe (``attention: true`` turns a UNet into ``unet_attn``;
+    ``name: diffusers_unet`` takes ``UNet2DModel`` settings under ``options``)."""
     d = BackboneConfig()
     name = knobs.get("name", d.name)
+    if name == "diffusers_unet":
+        return BackboneConfig(name=name, padding=knobs.get("padding", d.padding), options=dict(knobs.get("options") or {}))
     if knobs.get("attention"):
         if name not in ("unet", "unet_attn"):
             raise ValueError(f"attention=true needs a UNet; got name={name!r}")

@@ -44,7 +44,15 @@ class Oracle:
                              f"{type(train_images).__name__} of shape {tuple(getattr(train_images, 'shape', ()))}")
         if len(train_images) == 0:
             raise ValueError("train_images is empty; the oracle needs at least one training image")
+        if not train_images.is_floating_point():
+            raise ValueError(f"train_images has dtype {train_images.dtype}; give float images scaled to [-1, 1] "
+                             "(for uint8 0..255: images.float() / 127.5 - 1)")
         _check_finite("train_images", train_images)
+        low, high = float(train_images.min()), float(train_images.max())
+        if low < -1 - 1e-4 or high > 1 + 1e-4:
+            raise ValueError(f"train_images lie in [{low:g}, {high:g}] but every machine assumes data in [-1, 1] "
+                             "(the forward process of spec section 1); rescale them, e.g. x / 127.5 - 1 for 0..255 "
+                             "or 2 x - 1 for 0..1")
         self.config = config
         self.device = torch.device(device) if device is not None else train_images.device
         self.dtype = _DTYPES[config.dtype]

@@ -1,19 +1,23 @@
-"""Samplers: deterministic DDIM and stochastic DDPM, from explicit seeds.
+"""Samplers: ablate's own deterministic DDIM and stochastic DDPM, and diffusers' schedulers, from
+explicit seeds.
 
 The sampler never owns a model: it calls ``denoiser.denoise(x, alpha_bar, labels)``
-(any object with that method: the oracle, a trained backbone) and applies a
-pure step function, so the oracle and a network can replay the same noise.
+(any object with that method: the oracle, a trained backbone, a user's network) and applies a
+pure step function, so the oracle and a network can replay the same noise. ``ddim`` and ``ddpm``
+are the step functions below; every other name is a diffusers scheduler
+(:mod:`ablate.sampling.schedulers`). ablate's ``ddim`` gives the same trajectory as diffusers'
+``DDIMScheduler`` on the same ``alphas_cumprod`` and timesteps (tested to 1e-5).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Protocol, Sequence
+from typing import Protocol, Sequence
 
 import torch
 
-from ablate.sampling.schedules import get_schedule, time_grid
+from ablate.sampling.schedulers import ALL_SAMPLERS, Schedule, own_grid, sampler_name, scheduler_sample
 
-SAMPLERS = ("ddim", "ddpm")
+SAMPLERS = ALL_SAMPLERS
 
 
 class Denoiser(Protocol):
@@ -69,8 +73,10 @@ def seed_noise(seeds: Sequence[int], shape: tuple[int, int, int], steps: int) ->
 
 @dataclass(frozen=True)
 class SampleResult:
-    """samples ``[B, C, H, W]``; x0_hats ``[T, B, C, H, W]`` (denoiser outputs, first step first) and
-    xs ``[T + 1, B, C, H, W]`` (states, x_T first) when the trajectory was kept; alpha_bars ``[T]``."""
+    """samples ``[B, C, H, W]``; alpha_bars ``[E]``: the noise level of each of the ``E`` denoiser calls
+    (``E = T`` but for Heun, ``2 T - 1``); when the trajectory was kept, x0_hats ``[E, B, C, H, W]``
+    (denoiser outputs, first call first) and xs ``[E + 1, B, C, H, W]`` (the denoiser's input at each call,
+    x_T first, then the final sample)."""
 
     samples: torch.Tensor
     alpha_bars: torch.Tensor
@@ -78,20 +84,23 @@ class SampleResult:
     xs: torch.Tensor | None = None
 
 
-def sample(denoiser: Denoiser, seeds: Sequence[int], shape: tuple[int, int, int], steps: int = 20,
-           sampler: Literal["ddim", "ddpm"] = "ddim", schedule: str = "cosine",
+def sample(denoiser: Denoiser, seeds: Sequence[int], shape: tuple[int, ...], steps: int = 20,
+           sampler: str = "ddim", schedule: Schedule = "cosine",
            labels: torch.Tensor | None = None, keep_trajectory: bool = False,
            dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
            progress: bool = False) -> SampleResult:
-    """Run the reverse process from ``x_T`` of each seed on the grid ``t_i = i / T``."""
-    if sampler not in SAMPLERS:
-        raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
+    """Run the reverse process from ``x_T`` of each seed. ``schedule``: a continuous schedule's name (own
+    samplers on the grid ``t_i = i / T``) or a :class:`~ablate.sampling.DiscreteSchedule` (a diffusers
+    config: its DDIM/DDPM timesteps). ``sampler``: ``ddim``, ``ddpm`` or a diffusers scheduler's name."""
+    sampler = sampler_name(sampler)
     if len(seeds) == 0:
         raise ValueError("seeds is empty; pass at least one seed")
-    alpha_bar_fn = get_schedule(schedule)
-    ab = alpha_bar_fn(time_grid(steps))  # [T + 1], ab[0] at t = 1, ab[T] = alpha_bar(0)
     x_T, noise = seed_noise(seeds, shape, steps)
     x = x_T.to(device, dtype)
+    if sampler not in ("ddim", "ddpm"):
+        traj = scheduler_sample(denoiser, sampler, schedule, x, seeds, steps, labels, keep_trajectory, progress)
+        return SampleResult(traj.samples, traj.alpha_bars, traj.x0_hats, traj.xs)
+    ab, ab_prev = own_grid(schedule, steps, sampler)  # [T] each: the step's level and the level it goes to
     B = len(seeds)
     x0s, xs = [], [x]
     loop = range(steps)
@@ -99,7 +108,7 @@ def sample(denoiser: Denoiser, seeds: Sequence[int], shape: tuple[int, int, int]
         from tqdm.auto import tqdm
         loop = tqdm(loop, desc=f"{sampler} sampling", unit="step", leave=False)
     for i in loop:
-        a_t, a_prev = ab[i].expand(B), ab[i + 1].expand(B)
+        a_t, a_prev = ab[i].expand(B), ab_prev[i].expand(B)
         x0_hat = denoiser.denoise(x, a_t.to(device), labels).to(dtype)
         if sampler == "ddim":
             x = ddim_step(x, x0_hat, a_t.to(device), a_prev.to(device))
@@ -108,5 +117,5 @@ def sample(denoiser: Denoiser, seeds: Sequence[int], shape: tuple[int, int, int]
         if keep_trajectory:
             x0s.append(x0_hat)
             xs.append(x)
-    return SampleResult(x, ab[:-1].clone(), torch.stack(x0s) if keep_trajectory else None,
+    return SampleResult(x, ab.clone(), torch.stack(x0s) if keep_trajectory else None,
                         torch.stack(xs) if keep_trajectory else None)

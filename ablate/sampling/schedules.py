@@ -31,3 +31,16 @@ def time_grid(steps: int) -> torch.Tensor:
     if steps < 1:
         raise ValueError(f"steps={steps} must be >= 1")
     return torch.arange(steps, -1, -1, dtype=torch.float64) / steps
+
+
+def inverse_schedule(name: str, alpha_bar: torch.Tensor) -> torch.Tensor:
+    """The time ``t`` in [0, 1] with ``alpha_bar(t) = alpha_bar`` (float64), in closed form:
+    cosine ``t = 1.008 * 2 / pi * arccos(sqrt(ab))``; linear: the positive root of
+    ``(beta_max - beta_min) t^2 / 2 + beta_min t + log(ab) = 0``."""
+    get_schedule(name)
+    ab = torch.as_tensor(alpha_bar, dtype=torch.float64)
+    if name == "cosine":
+        return 1.008 * 2 / math.pi * torch.arccos(ab.sqrt().clamp(max=1.0))
+    b0, b1 = 0.1, 20.0
+    c = torch.log(ab)
+    return (-b0 + torch.sqrt(b0 * b0 - 2 * (b1 - b0) * c)) / (b1 - b0)
