@@ -144,7 +144,7 @@ def test_probe_of_a_diffusers_unet_without_attention():
 
 
 def test_oracle_refuses_images_outside_minus_one_one():
-    images = torch.randint(0, 256, (4, 1, 6, 6), dtype=torch.uint8)
+    images = torch.linspace(0, 255, 144).round().reshape(4, 1, 6, 6).to(torch.uint8)
     with pytest.raises(ValueError, match="float images scaled to"):
         build_oracle(OracleConfig(), images)
     with pytest.raises(ValueError, match=r"lie in \[0, 255\].*x / 127.5 - 1"):
@@ -188,3 +188,174 @@ def test_folders_that_are_not_diffusers_models(tmp_path):
     unet.save_pretrained(tmp_path / "pickled", safe_serialization=False)
     with pytest.raises(ValueError, match="only safetensors"):
         load_denoiser(tmp_path / "pickled", NetworkSpec(time_input="discrete", beta_schedule="linear"))
+
+
+def train_outside_ablate(folder, steps=300):
+    """A tiny UNet2DModel trained the way diffusers' examples train one (DDPMScheduler.add_noise, epsilon MSE),
+    saved as a DDPMPipeline folder: a network ablate has never seen."""
+    from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
+
+    torch.manual_seed(0)
+    images = load_dataset("digits", n=200).train
+    unet = UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(16, 32), layers_per_block=1,
+                       down_block_types=("DownBlock2D",) * 2, up_block_types=("UpBlock2D",) * 2, norm_num_groups=8,
+                       add_attention=False)
+    scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2")
+    opt = torch.optim.AdamW(unet.parameters(), lr=2e-3)
+    losses = []
+    for step in range(steps):
+        x0 = images[torch.randint(0, len(images), (32,))]
+        noise = torch.randn_like(x0)
+        t = torch.randint(0, 1000, (32,))
+        loss = torch.nn.functional.mse_loss(unet(scheduler.add_noise(x0, noise, t), t).sample, noise)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    DDPMPipeline(unet=unet, scheduler=scheduler).save_pretrained(folder)
+    return np.mean(losses[:20]), np.mean(losses[-20:])
+
+
+def test_unet_trained_outside_ablate_loads_from_its_pipeline_folder_and_evaluates(tmp_path, capsys):
+    import json
+
+    import evaluate
+
+    first, last = train_outside_ablate(tmp_path / "pipe")
+    assert last < 0.7 * first  # it learned something
+    net = load_denoiser(tmp_path / "pipe")
+    assert net.kind == "diffusers" and net.description["prediction_type"] == "epsilon"
+    assert net.description["schedule"]["beta_schedule"] == "squaredcos_cap_v2" and net.image_shape == (1, 8, 8)
+    evaluate.main([str(tmp_path / "pipe"), "data.name=digits", "data.n=200", "--machines", "els,ideal", "--seeds", "4",
+                   "--calibration-seeds", "2", "--steps", "6", "--samplers", "ddim,euler,dpm++", "--wandb", "disabled",
+                   "--quiet", "--out", str(tmp_path / "eval")])
+    last_line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last_line == str(tmp_path / "eval" / "agreement.json")
+    s = json.loads(open(last_line).read())
+    assert s["network"]["kind"] == "diffusers" and s["network"]["probe"]["stride"] == 2
+    assert s["network"]["probe"]["global_mixing"] and s["network"]["probe"]["receptive_field"] is None
+    assert set(s["samplers"]) == {"euler", "dpm++"} and s["headline_sampler"] == "ddim"
+    for figures in [s, *s["samplers"].values()]:
+        assert -1 <= figures["els"]["median_r"] <= 1 and figures["els"]["median_r2"] == pytest.approx(
+            np.median(np.square(figures["els"]["per_seed"]["r"])), abs=0.3)
+    assert (tmp_path / "eval" / "samples_ddim.png").is_file() and (tmp_path / "eval" / "samples_euler.png").is_file()
+
+
+@pytest.mark.parametrize("channels, argv, message", [
+    (3, ["data.name=digits"], "takes 3-channel images but data 'digits' has 1"),
+    (1, [], "did not come from ablate: name the data it was trained on"),
+    (1, ["data.name=digits", "data.image_size=6"], "built for 8x8 images"),
+    (1, ["data.name=digits", "--samplers", "ddim,eular"], "unknown sampler 'eular'"),
+    (1, ["data.name=digits", "net.prediction_type=x0"], "net.prediction_type='x0' is not allowed"),
+    (1, ["data.name=digits", "model.depth=3"], "takes data.<key>=value"),
+])
+def test_evaluate_cli_refuses_bad_input_clearly(tmp_path, channels, argv, message):
+    import evaluate
+    from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
+
+    unet = UNet2DModel(sample_size=8, in_channels=channels, out_channels=channels, block_out_channels=(8, 8), layers_per_block=1,
+                       down_block_types=("DownBlock2D",) * 2, up_block_types=("UpBlock2D",) * 2, norm_num_groups=4)
+    DDPMPipeline(unet=unet, scheduler=DDPMScheduler()).save_pretrained(tmp_path / "pipe")
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate.main([str(tmp_path / "pipe"), *argv, "--quiet", "--wandb", "disabled"])
+    assert message in str(exit_info.value)
+
+
+TINY = ["data.name=digits", "data.n=40", "batch_size=8", "epoch_images=32", "sample_seeds=2", "sample_steps=3",
+        "progress=false", "wandb.mode=disabled", "max_steps=6", "agreement_every=null"]
+
+
+@pytest.mark.parametrize("model", [
+    ["model.name=diffusers_unet", "model.block_out_channels=[8,16]", "model.norm_num_groups=4", "model.layers_per_block=1"],
+    ["model.name=module", "model.factory=standin_nets:tiny_cnn", "model.time_input=log_snr", "model.kwargs={width: 4}"],
+])
+def test_train_py_trains_a_diffusers_unet_and_any_module_with_ablates_stack(tmp_path, model, capsys):
+    import train
+
+    from ablate.training import load_checkpoint
+
+    train.main([*TINY, *model, f"out={tmp_path}", "name=run"])
+    ckpt = capsys.readouterr().out.strip().splitlines()[-1]
+    trained = load_checkpoint(ckpt)  # rebuilt from the checkpoint's own config, options included
+    assert trained.config.model.name == model[0].split("=")[1]
+    net = load_denoiser(ckpt)
+    assert net.kind == "ablate"
+    out = sample(net.denoiser, [0, 1], (1, 8, 8), steps=3).samples
+    assert out.shape == (2, 1, 8, 8) and torch.isfinite(out).all()
+    g = trained.backbone.geometry()
+    if model[0].endswith("module"):
+        assert (g.receptive_field, g.stride, g.global_mixing) == (7, 1, False)  # three 3x3 convs
+    else:
+        assert g.stride == 2 and g.global_mixing and g.receptive_field is None  # GroupNorm
+
+
+@pytest.mark.parametrize("items, message", [
+    (["model.name=diffusers_unet", "model.block_out_channel=[8,16]"], "did you mean model.block_out_channels"),
+    (["model.name=diffusers_unet", "model.block_out_channels=[8,12]"], "not all divisible by norm_num_groups=32"),
+    (["model.name=diffusers_unet", "model.in_channels=3"], "set by ablate from the data"),
+    (["model.name=module", "model.time_input=sigma"], "needs model.factory=package.module:factory"),
+    (["model.name=module", "model.factory=standin_nets:tiny_cnn", "model.time_input=steps"], "model.time_input='steps'"),
+    (["model.name=resnet", "model.block_out_channels=[8]"], "unknown config key 'model.block_out_channels'"),
+])
+def test_foreign_backbone_settings_are_checked_where_they_enter(items, message):
+    from ablate.training import load_config
+
+    with pytest.raises(ValueError, match=message):
+        load_config(None, items)
+
+
+def test_describe_prints_the_probe_and_the_predicted_machine(tmp_path, capsys):
+    import train
+
+    from ablate.study.__main__ import main as study
+
+    train.main([*TINY, "model.name=unet", "model.depth=1", "model.width=8", f"out={tmp_path}", "name=u"])
+    ckpt = capsys.readouterr().out.strip().splitlines()[-1]
+    study(["describe", ckpt, "--json"])
+    import json
+
+    d = json.loads(capsys.readouterr().out)
+    assert d["probe"]["receptive_field"] == d["analytic"]["receptive_field"] == 22
+    assert d["probe"]["stride"] == d["oracle"]["stride"] == 2 and d["oracle"]["boundary"] == "zeros"
+    assert d["oracle"]["k_per_step"][0] == 15 and d["oracle"]["k_per_step"][-1] == 3  # odd nearest 0.65 x 22, at high noise
+    study(["describe", "standin_nets:tiny_cnn", "net.prediction_type=epsilon", "net.time_input=sigma",
+           "data.name=digits"])
+    text = capsys.readouterr().out
+    assert "receptive field            7 px" in text and "equivariance stride        1" in text
+
+
+def test_design_sweep_lists_diffusers_and_module_architectures():
+    from ablate.sweep.definition import parse_definition
+
+    raw = {"name": "d", "kind": "design", "data": {"name": "digits", "n": 40},
+           "architectures": {"resnet": {"name": "resnet", "depth": 1},
+                             "hf": {"name": "diffusers_unet", "options": {"block_out_channels": [8, 16],
+                                                                          "norm_num_groups": 4}},
+                             "mine": {"name": "module", "options": {"factory": "standin_nets:tiny_cnn"}}},
+           "objectives": {"coherence": "maximize"}, "sampler": {"name": "grid"}, "seeds": 4, "steps": 4}
+    d = parse_definition(raw, where="test")
+    assert set(d.architectures) == {"resnet", "hf", "mine"}
+    from ablate.study.mapping import MappingRule, predict_oracle
+
+    p = predict_oracle(d.architectures["mine"], (1, 8, 8), MappingRule(), 4)
+    assert p.geometry.receptive_field == 7 and p.oracle.stride == 1
+    raw["architectures"]["bad"] = {"name": "diffusers_unet", "options": {"block_out_channels": [8, 12]}}
+    with pytest.raises(ValueError, match="architectures.bad: block_out_channels"):
+        parse_definition(raw, where="test")
+
+
+@pytest.mark.parametrize("prediction", ["epsilon", "sample", "v_prediction"])
+def test_evaluating_the_machine_as_a_foreign_network_gives_r2_one_and_calibrates_back(tmp_path, prediction):
+    from ablate.evaluation import EvalConfig, evaluate_source
+
+    config = EvalConfig(machines=("els", "ideal"), seeds=3, calibration_seeds=2, steps=5,
+                        samplers=("euler", "ddim", "dpm++", "heun"), wandb_mode="disabled", progress=False)
+    with pytest.warns(UserWarning, match="could not probe"):  # the stand-in only takes 8x8 images
+        s = evaluate_source("standin_nets:unet", [f"net.prediction_type={prediction}", "net.time_input=discrete",
+                                                  "net.beta_schedule=linear", f"net.kwargs.prediction_type={prediction}",
+                                                  "data.name=digits", "data.n=30"], config, tmp_path).summary
+    assert s["calibration"]["els"]["k"] == [5] * 5  # the machine inside has k = 5
+    for figures in [s, *s["samplers"].values()]:
+        assert figures["els"]["median_r2"] == pytest.approx(1.0, abs=1e-6)
+        assert figures["els"]["median_r2_ci95"][0] > 1 - 1e-6
+    assert len(s["samplers"]["heun"]["els"]["per_step_median_r2"]) == 9  # Heun calls the network 2 T - 1 times

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Sequence
@@ -266,14 +267,19 @@ def network_subject(loaded, data, device: str | torch.device = "cpu", data_confi
         raise ValueError(f"the network cannot run on data {data.name!r} of shape {C}x{H}x{W}: "
                          f"{type(err).__name__}: {str(err).splitlines()[0][:300]}") from err
     multiple = min(H & -H, W & -W, 32)  # canvases as divisible by 2 as the data's images
-    geometry = probe_network(loaded.module, loaded.raw, C, loaded.padding, multiple)
+    try:
+        probe = probe_network(loaded.module, loaded.raw, C, loaded.padding, multiple).as_dict()
+    except Exception as err:  # a network that only takes its own image size, or is not differentiable
+        probe = {"error": f"{type(err).__name__}: {str(err).splitlines()[0][:300]}", "local_receptive_field": None}
+        warnings.warn(f"could not probe the network's geometry ({probe['error']}); calibrating over every patch "
+                      "size the machine allows", stacklevel=2)
     labels = data.train_labels.to(device) if loaded.num_classes else None
     name = Path(loaded.source).name if Path(loaded.source).exists() else loaded.source.replace(":", "-")
     return Subject(network=loaded.denoiser, train_images=data.train.to(device), padding=loaded.padding,
-                   receptive_field=geometry.local_receptive_field, noise_schedule=loaded.schedule,
+                   receptive_field=probe["local_receptive_field"], noise_schedule=loaded.schedule,
                    train_labels=labels, num_classes=loaded.num_classes, name=name,
                    description={"source": loaded.source, "kind": loaded.kind, **loaded.description,
-                                "probe": geometry.as_dict(),
+                                "probe": probe,
                                 "data": to_dict(data_config) if data_config is not None
                                 else {"name": data.name, "shape": list(data.shape), "n": len(data.train)}})
 

@@ -32,7 +32,13 @@ def _diffusers_unet(config: BackboneConfig, channels: int, num_classes: int | No
     return DiffusersUNet(config, channels, num_classes)
 
 
-REGISTRY = {"resnet": ResNet, "unet": UNet, "unet_attn": UNet, "diffusers_unet": _diffusers_unet}
+def _module(config: BackboneConfig, channels: int, num_classes: int | None = None) -> nn.Module:
+    from ablate.models.module_backbone import ModuleBackbone
+
+    return ModuleBackbone(config, channels, num_classes)
+
+
+REGISTRY = {"resnet": ResNet, "unet": UNet, "unet_attn": UNet, "diffusers_unet": _diffusers_unet, "module": _module}
 
 
 def build_backbone(config: BackboneConfig, channels: int, num_classes: int | None = None) -> nn.Module:
@@ -54,15 +60,15 @@ class Geometry:
     receptive_field: int | None
     stride: int
     padding: str
-    local_receptive_field: int
+    local_receptive_field: int | None
 
 
 def describe(config: BackboneConfig) -> Geometry:
-    """ablate's analytic figures for its own backbones; the probes' measurement for ``diffusers_unet``."""
-    if config.name == "diffusers_unet":
+    """ablate's analytic figures for its own backbones; the probes' measurement for ``diffusers_unet`` and
+    ``module`` (a stride of None, no shift commuting, maps to 1: the rule then has nothing to restrict)."""
+    if config.name in ("diffusers_unet", "module"):
         g = build_backbone(config, channels=1).geometry()  # type: ignore[operator]
-        return Geometry(g.receptive_field, g.stride or config.stride, config.padding,
-                        g.local_receptive_field or 10**6)
+        return Geometry(g.receptive_field, g.stride or 1, g.padding, g.local_receptive_field)
     net = build_backbone(config, channels=1)
     local = build_backbone(replace(config, name="unet"), channels=1) if config.name == "unet_attn" else net
     return Geometry(net.receptive_field(), config.stride, config.padding,  # type: ignore[operator]

@@ -6,7 +6,8 @@ from typing import Any, Literal, Mapping
 
 from ablate.config import check_choice, check_int
 
-BACKBONES = ("resnet", "unet", "unet_attn", "diffusers_unet")
+BACKBONES = ("resnet", "unet", "unet_attn", "diffusers_unet", "module")
+FOREIGN = ("diffusers_unet", "module")  # backbones whose own settings pass through as ``options``
 PADDINGS = ("zeros", "circular")
 NORMS = ("none", "group")
 
@@ -30,9 +31,11 @@ class BackboneConfig:
     ``diffusers_unet``: diffusers' ``UNet2DModel`` (:mod:`ablate.models.diffusers_unet`); its own settings
     (``block_out_channels``, ``layers_per_block``, ``down_block_types``, ``norm_num_groups``, ...) are given
     as ``model.<key>`` and kept in ``options``; ``depth``/``width``/``norm`` do not apply to it.
+    ``module``: any ``nn.Module`` from ``model.factory=package.module:factory`` with ``model.time_input`` and
+    ``model.prediction_type`` (:mod:`ablate.models.module_backbone`), also kept in ``options``.
     """
 
-    name: Literal["resnet", "unet", "unet_attn", "diffusers_unet"] = "resnet"
+    name: Literal["resnet", "unet", "unet_attn", "diffusers_unet", "module"] = "resnet"
     depth: int = 6
     width: int = 32
     stage_widths: tuple[int, ...] = ()
@@ -45,10 +48,10 @@ class BackboneConfig:
 
     @classmethod
     def absorb_unknown(cls, values: Mapping[str, Any]) -> dict[str, Any]:
-        """For ``diffusers_unet``, move keys that are not fields into ``options`` (``model.block_out_channels=...``
-        on the command line); they are checked against ``UNet2DModel`` in ``__post_init__``."""
+        """For ``diffusers_unet`` and ``module``, move keys that are not fields into ``options``
+        (``model.block_out_channels=...`` on the command line); they are checked in ``__post_init__``."""
         values = dict(values)
-        if values.get("name") != "diffusers_unet":
+        if values.get("name") not in FOREIGN:
             return values
         fields = set(cls.__dataclass_fields__)
         extra = {k: values.pop(k) for k in list(values) if k not in fields}
@@ -59,13 +62,12 @@ class BackboneConfig:
         check_choice("backbone", self.name, BACKBONES)
         if not isinstance(self.options, dict):
             raise ValueError(f"model.options must be a mapping, got {self.options!r}")
-        if self.name == "diffusers_unet":
-            from ablate.models.diffusers_unet import check_options
-
-            check_options(self.options)
+        if self.name in FOREIGN:
+            self.foreign_options()
             return
         if self.options:
-            raise ValueError(f"model options {sorted(self.options)} apply to name=diffusers_unet only, not {self.name!r}")
+            raise ValueError(f"model options {sorted(self.options)} apply to name=diffusers_unet or module only, "
+                             f"not {self.name!r}")
         check_choice("padding", self.padding, PADDINGS)
         check_choice("norm", self.norm, NORMS)
         check_int("depth", self.depth, low=1 if self.name != "resnet" else 0, high=64)
@@ -85,10 +87,18 @@ class BackboneConfig:
                 raise ValueError(f"width {w} is not divisible by heads={self.heads}; attention needs "
                                  f"every width to be a multiple of the head count")
 
+    def foreign_options(self) -> dict[str, Any]:
+        """``options`` completed and checked by the foreign backbone's own module."""
+        if self.name == "diffusers_unet":
+            from ablate.models.diffusers_unet import check_options
+        else:
+            from ablate.models.module_backbone import check_options
+        return check_options(self.options)
+
     @property
     def widths(self) -> tuple[int, ...]:
         """Channels per stage: one entry for the ResNet, ``D + 1`` for the UNets."""
-        if self.name == "resnet":
+        if self.name in ("resnet", "module"):
             return (self.width,)
         if self.name == "diffusers_unet":
             from ablate.models.diffusers_unet import check_options
@@ -104,7 +114,7 @@ class BackboneConfig:
             from ablate.models.diffusers_unet import levels
 
             return 2 ** (levels(self.options) - 1)
-        return 1 if self.name == "resnet" else 2**self.depth
+        return 1 if self.name in ("resnet", "module") else 2**self.depth  # a module's stride is measured
 
     def check_image_size(self, height: int, width: int) -> None:
         """A UNet needs both sides divisible by ``2**D`` (so that every pooling stage is exact)."""
@@ -121,7 +131,7 @@ def backbone_config(knobs: Mapping[str, Any]) -> BackboneConfig:
     ``name: diffusers_unet`` takes ``UNet2DModel`` settings under ``options``)."""
     d = BackboneConfig()
     name = knobs.get("name", d.name)
-    if name == "diffusers_unet":
+    if name in FOREIGN:
         return BackboneConfig(name=name, padding=knobs.get("padding", d.padding), options=dict(knobs.get("options") or {}))
     if knobs.get("attention"):
         if name not in ("unet", "unet_attn"):

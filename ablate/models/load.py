@@ -149,7 +149,8 @@ def _load_diffusers(path: Path, spec: NetworkSpec, device) -> LoadedNetwork:
         raise ValueError(f"{model_dir} has no .safetensors weights; ablate loads only safetensors (pickled .bin "
                          "files can run code). Re-save with save_pretrained(..., safe_serialization=True)")
     try:
-        module = cls.from_pretrained(str(model_dir), use_safetensors=True, local_files_only=True)
+        module = cls.from_pretrained(str(model_dir), use_safetensors=True, local_files_only=True,
+                                     low_cpu_mem_usage=False)
     except (OSError, ValueError, RuntimeError, TypeError) as err:
         raise ValueError(f"cannot load {cls_name} from {model_dir}: {str(err).splitlines()[0][:300]}") from err
     scheduler = _read_json(scheduler_path) if scheduler_path is not None else {}

@@ -227,7 +227,8 @@ def probe_network(module: nn.Module, raw: RawFn, channels: int, padding: str = "
     dtype = params[0].dtype if params else torch.float32
     was_training = module.training
     module.eval()
-    module.double()
+    cast = nn.Module._apply  # not .to(): diffusers' models warn on a dtype cast through .to()
+    cast(module, lambda t: t.double() if t.is_floating_point() else t)
     try:
         p = _Probe(module, raw, channels, multiple, alpha_bar, seed)
         first, _ = p.receptive_field(1, local=True)
@@ -246,5 +247,5 @@ def probe_network(module: nn.Module, raw: RawFn, channels: int, padding: str = "
         return ProbeResult(rf, local_rf, stride, rf is None or effect > 1e-10, effect, global_modules(module),
                            padding, rf_canvas)
     finally:
-        module.to(dtype)
+        cast(module, lambda t: t.to(dtype) if t.is_floating_point() else t)
         module.train(was_training)

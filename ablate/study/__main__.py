@@ -4,6 +4,8 @@
     python -m ablate.study design-before-training --dataset fingers  # one of them
     python -m ablate.study design-before-training --report-only      # redraw the report from the studies
     python -m ablate.study fit-mapping runs/.../final.calibration-els-zeros-20steps.json --receptive-field 17
+    python -m ablate.study describe runs/pipe                         # any network: measured geometry, predicted machine
+    python -m ablate.study describe mypkg.nets:build net.prediction_type=epsilon net.time_input=sigma data.name=digits
 
 Re-running resumes: finished architectures are kept, interrupted ones are run again. The
 report goes to runs/sweeps/<name>/report.md and report.html; every trial is in the Optuna
@@ -30,9 +32,21 @@ def main(argv: list[str] | None = None) -> None:
     f = sub.add_parser("fit-mapping", help="fit the mapping rule's constants to one calibration JSON")
     f.add_argument("calibration", help="a calibration JSON written by evaluate.py")
     f.add_argument("--receptive-field", type=int, required=True, help="the calibrated network's receptive field")
+    g = sub.add_parser("describe", help="probe any network's geometry and print the machine the rule predicts")
+    g.add_argument("model", help="ablate checkpoint, diffusers folder, TorchScript file or package.module:factory")
+    g.add_argument("items", nargs="*", metavar="key=value", help="net.* (declaration) and data.* (image shape)")
+    g.add_argument("--steps", type=int, default=20, help="sampler steps for the k schedule (default 20)")
+    g.add_argument("--json", action="store_true", help="print JSON instead of text")
     a = p.parse_args(argv)
     try:
-        if a.command == "design-before-training":
+        if a.command == "describe":
+            import json
+
+            from ablate.study.describe import describe_network, format_description
+
+            d = describe_network(a.model, a.items, steps=a.steps)
+            print(json.dumps(d, indent=1) if a.json else format_description(d))
+        elif a.command == "design-before-training":
             if a.workers < 1:
                 raise ValueError(f"--workers={a.workers} must be >= 1")
             from ablate.study.run import run_design_study

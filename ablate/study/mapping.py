@@ -91,7 +91,9 @@ class Prediction:
     mapped_receptive_field: int | None  # what the rule scaled (None: global)
 
     def describe(self) -> dict[str, Any]:
-        return {"receptive_field": self.geometry.receptive_field, "mapped_receptive_field": self.mapped_receptive_field,
+        return {"receptive_field": self.geometry.receptive_field,
+                "local_receptive_field": self.geometry.local_receptive_field,
+                "mapped_receptive_field": self.mapped_receptive_field,
                 "stride": self.geometry.stride, "boundary": self.oracle.boundary, "k_schedule": " ".join(map(str, self.ks))}
 
 
@@ -106,7 +108,14 @@ def predict_oracle(knobs: Mapping[str, Any], image_shape: Sequence[int], rule: M
     model = backbone_config(knobs)
     _, H, W = image_shape
     model.check_image_size(H, W)
-    geometry = describe(model)
+    return predict_from_geometry(describe(model), image_shape, rule, steps)
+
+
+def predict_from_geometry(geometry: Geometry, image_shape: Sequence[int], rule: MappingRule,
+                          steps: int = 20) -> Prediction:
+    """The ELS machine the rule assigns to a network of ``geometry`` (analytic, or measured by
+    :func:`ablate.models.probe_network` for any network) on images ``[C, H, W]``."""
+    _, H, W = image_shape
     boundary = geometry.padding
     allowed = OracleConfig(machine="els", boundary=boundary).max_patch_size(H, W)
     mapped = rule.receptive_field(geometry)

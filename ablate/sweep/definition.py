@@ -57,7 +57,7 @@ KNOBS = {
     "oracle": ("machine", "boundary", "k", "k_min", "k_max", "shape", "stride", "shift_radius",
                "position_bandwidth", "conditional"),
     "train": ("name", "depth", "width", "padding", "norm", "lr", "max_steps", "batch_size", "ema_decay",
-              "noise_schedule", "conditional", "attention"),
+              "noise_schedule", "conditional", "attention", "options"),  # options: diffusers_unet / module settings
 }
 # design: the architecture and its training (train's knobs), the mapping rule's constants and its
 # attention rule (ablate.study.mapping) and the verification's calibration settings
@@ -172,6 +172,12 @@ def _architectures(raw: Any, kind: str, where: str) -> dict[str, dict[str, Any]]
             if knob not in KNOBS[kind] or knob == ARCH:
                 raise ValueError(f"{where}: architectures.{name} has unknown {kind} knob {knob!r}"
                                  f"{_near(knob, KNOBS[kind])}; allowed: {', '.join(KNOBS[kind])}")
+        from ablate.models import backbone_config  # the architecture itself, checked before any trial runs
+
+        try:
+            backbone_config(knobs)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{where}: architectures.{name}: {err}") from err
         out[str(name)] = dict(knobs)
     return out
 

@@ -1,0 +1,97 @@
+"""Any ``nn.Module`` as an ablate backbone (``model.name=module model.factory=package.module:factory``).
+
+So a design study or a training sweep can list a user's architecture beside ablate's own. The factory is
+called with ``channels`` (and ``num_classes`` when the run is conditional) plus ``model.kwargs``; the module
+is called as ``module(x_t, time)`` (``module(x_t, time, labels)`` with ``model.class_labels=true``), where
+``time`` follows ``model.time_input`` (``continuous``: the cosine schedule's ``t`` times
+``model.time_scale``; ``sigma``; ``log_snr``; ``alpha_bar``), and predicts ``model.prediction_type``
+(``epsilon``, ``sample``, ``v_prediction``). ablate trains it with its epsilon loss, the prediction turned
+into ``eps_hat`` exactly (spec section 1). Its geometry is measured (:mod:`ablate.models.probe`).
+"""
+from __future__ import annotations
+
+import importlib
+import re
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from ablate.config import check_choice, check_float
+
+KEYS = ("factory", "kwargs", "time_input", "time_scale", "prediction_type", "class_labels")
+TIME_INPUTS = ("continuous", "sigma", "log_snr", "alpha_bar")
+FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """``options`` with defaults (``time_input: log_snr``, ``prediction_type: epsilon``), checked."""
+    for key in options:
+        if key not in KEYS:
+            raise ValueError(f"model.{key} is not a setting of name=module; allowed: {', '.join(KEYS)}")
+    out = {"kwargs": {}, "time_input": "log_snr", "time_scale": 1.0, "prediction_type": "epsilon",
+           "class_labels": False, **options}
+    if not isinstance(out.get("factory"), str) or not FACTORY.match(out["factory"]):
+        raise ValueError(f"name=module needs model.factory=package.module:factory, got {out.get('factory')!r}")
+    check_choice("model.time_input", out["time_input"], TIME_INPUTS)
+    check_choice("model.prediction_type", out["prediction_type"], ("epsilon", "sample", "v_prediction"))
+    check_float("model.time_scale", out["time_scale"], low=0.0, low_open=True)
+    if not isinstance(out["kwargs"], Mapping):
+        raise ValueError(f"model.kwargs must be a mapping of the factory's keyword arguments, got {out['kwargs']!r}")
+    return out
+
+
+def build_module(factory: str, kwargs: Mapping[str, Any]) -> nn.Module:
+    module_name, attr = factory.split(":")
+    try:
+        fn = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as err:
+        raise ValueError(f"cannot import {factory!r} ({type(err).__name__}: {err})") from err
+    net = fn(**kwargs)
+    if not isinstance(net, nn.Module):
+        raise ValueError(f"{factory} returned {type(net).__name__}, not a torch.nn.Module")
+    return net
+
+
+class ModuleBackbone(nn.Module):
+    """``eps_hat = f(x_t, alpha_bar[, labels])`` from a user's module (``.net``)."""
+
+    def __init__(self, config, channels: int, num_classes: int | None = None) -> None:
+        super().__init__()
+        from ablate.models.foreign import TimeMap
+
+        self.config = config
+        self.options = check_options(config.options)
+        known = {"channels": channels, **({"num_classes": num_classes} if num_classes else {})}
+        self.net = build_module(self.options["factory"], {**known, **self.options["kwargs"]})
+        self.channels = channels
+        self.time_map = TimeMap(self.options["time_input"], "cosine", float(self.options["time_scale"]))
+        self.num_classes = num_classes
+        self._geometry = None
+
+    def forward(self, x_t: torch.Tensor, alpha_bar: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        ab = alpha_bar.double()
+        time = self.time_map(ab).to(x_t.dtype)
+        out = self.net(x_t, time, labels) if self.options["class_labels"] else self.net(x_t, time)
+        if out.shape != x_t.shape:
+            raise ValueError(f"{self.options['factory']} returned shape {tuple(out.shape)} for input "
+                             f"{tuple(x_t.shape)}; a denoiser returns one value per input value")
+        a = ab.to(x_t.dtype).view(-1, *([1] * (x_t.dim() - 1)))
+        kind = self.options["prediction_type"]
+        if kind == "sample":
+            return (x_t - a.sqrt() * out) / (1 - a).sqrt()
+        if kind == "v_prediction":
+            return a.sqrt() * out + (1 - a).sqrt() * x_t
+        return out
+
+    def geometry(self):
+        if self._geometry is None:
+            from ablate.models.load import conv_padding
+            from ablate.models.probe import probe_network
+
+            self._geometry = probe_network(self, lambda x, ab, labels=None: self(x, ab, labels), self.channels,
+                                           conv_padding(self.net), 8)
+        return self._geometry
+
+    def receptive_field(self) -> int | None:
+        return self.geometry().receptive_field

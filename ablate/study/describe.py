@@ -1,0 +1,68 @@
+"""``python -m ablate.study describe MODEL``: what the probes measure on any network, and the machine the
+mapping rule predicts for it (before, or instead of, calibrating it)."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from ablate.config import apply_overrides, build_config, to_dict
+from ablate.models.config import FOREIGN
+from ablate.models import Geometry, NetworkSpec, describe, load_denoiser, probe_network
+from ablate.study.mapping import MappingRule, predict_from_geometry
+
+
+def describe_network(source: str, overrides: Sequence[str] = (), rule: MappingRule | None = None,
+                     steps: int = 20) -> dict[str, Any]:
+    """Probe ``source`` (anything :func:`~ablate.models.load_denoiser` reads; ``overrides``: ``net.*`` and
+    ``data.*``, the data giving the image shape when the network does not) and map it with ``rule``."""
+    from ablate.data import DataConfig, load_dataset
+
+    rule = rule or MappingRule()
+    for item in overrides:
+        if not item.split("=", 1)[0].startswith(("data.", "net.")) or "=" not in item:
+            raise ValueError(f"{item!r}: describe takes data.<key>=value and net.<key>=value")
+    values = apply_overrides({}, overrides)
+    loaded = load_denoiser(source, build_config(NetworkSpec, values.get("net"), "net."))
+    shape = loaded.image_shape
+    if "data" in values:
+        shape = load_dataset(build_config(DataConfig, values["data"], "data.")).shape
+    if shape is None:
+        raise ValueError(f"{source} does not say its image size: name its data (data.name=... data.image_size=...)")
+    C, H, W = shape
+    probe = probe_network(loaded.module, loaded.raw, C, loaded.padding, min(H & -H, W & -W, 32))
+    geometry = Geometry(probe.receptive_field, probe.stride or 1, probe.padding, probe.local_receptive_field)
+    prediction = predict_from_geometry(geometry, shape, rule, steps)
+    out = {"network": {"source": loaded.source, "kind": loaded.kind, "image_shape": list(shape), **loaded.description},
+           "probe": probe.as_dict(), "rule": to_dict(rule), "prediction": prediction.describe(),
+           "oracle": {"machine": prediction.oracle.machine, "boundary": prediction.oracle.boundary,
+                      "stride": prediction.oracle.stride, "k_per_step": list(prediction.ks)}}
+    if loaded.train_config is not None and loaded.train_config.model.name not in FOREIGN:  # ablate's own backbones
+        analytic = describe(loaded.train_config.model)
+        out["analytic"] = {"receptive_field": analytic.receptive_field, "stride": analytic.stride,
+                           "local_receptive_field": analytic.local_receptive_field}
+    return out
+
+
+def format_description(d: dict[str, Any]) -> str:
+    p, o, n = d["probe"], d["oracle"], d["network"]
+    rf = "global" if p["receptive_field"] is None else f"{p['receptive_field']} px"
+    mixers = ", ".join(p["global_modules"]) or "none found"
+    lines = [f"network: {n['source']} ({n['kind']}{', ' + n['class'] if 'class' in n else ''}), "
+             f"images {'x'.join(map(str, n['image_shape']))}",
+             f"measured (float64 probes, canvas {p['canvas']} px):",
+             f"  receptive field            {rf}",
+             f"  local receptive field      {p['local_receptive_field'] or 'global'} px (convolutional path; "
+             "normalisation statistics and attention cut)",
+             f"  equivariance stride        {p['stride'] or 'none (no shift in 1..32 commutes)'}",
+             f"  padding                    {p['padding']}",
+             f"  global mixing              {'yes' if p['global_mixing'] else 'no'} (a far pixel moves the centre "
+             f"output by {p['global_effect']:.2g} of its size; global modules: {mixers})"]
+    if "analytic" in d:
+        a = d["analytic"]
+        lines.append(f"  ablate's analytic figures  receptive field {a['receptive_field'] or 'global'}, stride "
+                     f"{a['stride']}, local {a['local_receptive_field']}")
+    r = d["rule"]
+    lines += [f"predicted machine (rule: rf_fraction {r['rf_fraction']}, shape {r['shape']}, k_low {r['k_low']}, "
+              f"attention/global mixing -> {r['attention']}):",
+              f"  {o['machine'].upper()}, boundary {o['boundary']}, stride {o['stride']}, k per step (high noise "
+              f"first): {' '.join(map(str, o['k_per_step']))}"]
+    return "\n".join(lines)
