@@ -359,3 +359,36 @@ def test_evaluating_the_machine_as_a_foreign_network_gives_r2_one_and_calibrates
         assert figures["els"]["median_r2"] == pytest.approx(1.0, abs=1e-6)
         assert figures["els"]["median_r2_ci95"][0] > 1 - 1e-6
     assert len(s["samplers"]["heun"]["els"]["per_step_median_r2"]) == 9  # Heun calls the network 2 T - 1 times
+
+
+def test_torchscript_files_load_with_a_declaration(tmp_path):
+    from standin_nets import tiny_cnn
+
+    scripted = torch.jit.script(tiny_cnn(1, 4))
+    scripted.save(str(tmp_path / "net.pt"))
+    with pytest.raises(ValueError, match="declare what it predicts"):
+        load_denoiser(tmp_path / "net.pt")
+    net = load_denoiser(tmp_path / "net.pt", NetworkSpec(prediction_type="sample", time_input="log_snr"))
+    assert net.kind == "torchscript"
+    x = torch.randn(2, 1, 8, 8)
+    ab = torch.tensor([0.3, 0.7], dtype=torch.float64)
+    want = scripted(x, torch.log(ab / (1 - ab)).float()).clamp(-1, 1)
+    assert torch.allclose(net.denoiser.denoise(x, ab), want, atol=1e-6)  # sample prediction: x0_hat itself
+    assert probe_network(net.module, net.raw, 1).receptive_field == 7
+
+
+def test_scheduler_config_with_an_unknown_prediction_type(tmp_path):
+    import json
+
+    from diffusers import DDPMScheduler, UNet2DModel
+
+    unet = UNet2DModel(in_channels=1, out_channels=1, sample_size=8, block_out_channels=(8, 8), layers_per_block=1,
+                       down_block_types=("DownBlock2D",) * 2, up_block_types=("UpBlock2D",) * 2, norm_num_groups=4)
+    unet.save_pretrained(tmp_path / "m")
+    DDPMScheduler().save_pretrained(tmp_path / "m")
+    config = json.loads((tmp_path / "m" / "scheduler_config.json").read_text())
+    assert load_denoiser(tmp_path / "m").description["prediction_type"] == config["prediction_type"] == "epsilon"
+    config["prediction_type"] = "flow"
+    (tmp_path / "m" / "scheduler_config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="prediction_type 'flow' is not supported; allowed: epsilon, sample"):
+        load_denoiser(tmp_path / "m")
