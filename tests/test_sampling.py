@@ -53,8 +53,8 @@ def test_ideal_machine_samples_are_training_images():
 
 
 def test_bad_sampler_arguments():
-    with pytest.raises(ValueError, match="ddim"):
-        sample(Constant(torch.zeros(1, 1, 2, 2)), [0], (1, 2, 2), sampler="euler")
+    with pytest.raises(ValueError, match="did you mean .heun.*choose one of ddim"):
+        sample(Constant(torch.zeros(1, 1, 2, 2)), [0], (1, 2, 2), sampler="heunn")
     with pytest.raises(ValueError, match="cosine"):
         sample(Constant(torch.zeros(1, 1, 2, 2)), [0], (1, 2, 2), schedule="sigmoid")
     with pytest.raises(ValueError, match="at least one seed"):

@@ -84,16 +84,26 @@ def test_sweep_runs_resumes_without_duplicates_and_tracks_every_trial(in_tmp):
     assert 0 <= t.values[0] <= 1 and Path(t.user_attrs["grid"]).is_file()
 
 
-def test_failed_trials_are_recorded_and_do_not_stall(in_tmp):
+def test_failed_trials_are_recorded_and_do_not_stall(in_tmp, monkeypatch):
     import wandb
 
-    d = write(in_tmp, fixed={"stride": 2}, space={"machine": {"choice": ["els", "ls"]}},
-              sampler={"name": "grid", "seed": 0}, trials=2)
+    from ablate.sweep import trials
+
+    real = trials.TRIALS["oracle"]
+
+    def fails_for_ls(ctx, knobs, tag, trial=None):  # a failure no validation can foresee (e.g. out of memory)
+        if knobs["machine"] == "ls":
+            raise MemoryError("out of memory in the LS trial")
+        return real(ctx, knobs, tag, trial)
+
+    monkeypatch.setitem(trials.TRIALS, "oracle", fails_for_ls)
+    d = write(in_tmp, fixed={}, space={"machine": {"choice": ["els", "ls"]}}, sampler={"name": "grid", "seed": 0},
+              trials=2)
     study = run_sweep(d, progress=False)
     c = counts(study)
     assert c["complete"] == 1 and c["fail"] == 1 and c["waiting"] == c["running"] == 0
     failed = next(t for t in study.trials if t.state == TrialState.FAIL)
-    assert failed.params["machine"] == "ls" and "apply to machine 'els' only" in failed.user_attrs["error"]
+    assert failed.params["machine"] == "ls" and "out of memory in the LS trial" in failed.user_attrs["error"]
     assert wandb.run is None
 
 
@@ -234,12 +244,75 @@ def test_training_trial_is_pruned_through_the_lightning_callback(in_tmp):
     assert len(reported) == 1 and next(iter(reported.values())) > 1e-9
 
 
-def test_status_and_report_of_a_study_never_run_say_how_to_start_it(in_tmp):
+def test_status_and_report_of_a_study_never_run_say_how_to_start_it_and_write_nothing(in_tmp):
     d = write(in_tmp)
+    before = sorted(p for p in in_tmp.rglob("*"))
     for command in ("status", "report"):
         out = subprocess.run([sys.executable, "-m", "ablate.sweep", command, str(d.path)], cwd=in_tmp,
                              capture_output=True, text=True, timeout=120)
-        assert out.returncode != 0 and "no study 'tiny'" in out.stderr and "ablate.sweep run" in out.stderr
+        assert out.returncode != 0 and "'tiny' has not been run yet" in out.stderr
+        assert f"start it with: python -m ablate.sweep run {d.path}" in out.stderr
+    assert sorted(p for p in in_tmp.rglob("*")) == before  # looking wrote nothing, not even an empty database
+    from ablate.study.__main__ import main as study
+
+    design = ROOT / "sweeps" / "design_before_training.yaml"
+    with pytest.raises(SystemExit, match="start it with: python -m ablate.study design-before-training --dataset"):
+        study(["design-before-training", "--definition", str(design), "--report-only"])
+    assert sorted(p for p in in_tmp.rglob("*")) == before
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(fixed={"machine": "elss"}), "machine='elss' is not allowed; choose one of"),
+    (dict(fixed={"machine": "els", "boundary": "circular"}, space={"k_max": {"int": [5, 19], "step": 2}}),
+     "k_max=19 would fail: patch size 9 is too large for machine 'els' with boundary 'circular' on 8x8 images; "
+     "allowed: odd k <= 7"),
+    (dict(kind="train", fixed={"name": "unet", "depth": 4}, space={"lr": {"float": [1e-4, 1e-2]}},
+          objectives={"els_r2": "maximize"}), r"needs image sides divisible by 2\*\*4 = 16; got 8x8"),
+    (dict(space={"k": {"int": [3, 5], "step": 2}, "k_max": {"int": [5, 7], "step": 2}}), "both set the patch size"),
+])
+def test_a_space_that_would_fail_is_refused_before_any_trial_and_the_cli_exits_nonzero(in_tmp, change, message):
+    path = in_tmp / "tiny.yaml"
+    path.write_text(yaml.safe_dump({**TINY, **change}))
+    with pytest.raises(ValueError, match=message):
+        run_sweep(load_definition(path), progress=False)
+    assert not (in_tmp / "runs").exists() or not any((in_tmp / "runs").rglob("*.db"))  # nothing was queued
+    out = subprocess.run([sys.executable, "-m", "ablate.sweep", "run", str(path)], cwd=in_tmp,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode != 0 and "ablate.sweep:" in out.stderr
+
+
+def test_a_run_whose_trials_all_fail_exits_nonzero(in_tmp, monkeypatch):
+    from ablate.sweep import trials
+
+    def broken(ctx, knobs, tag, trial=None):
+        raise RuntimeError("the machine broke")
+
+    monkeypatch.setitem(trials.TRIALS, "oracle", broken)
+    with pytest.raises(ValueError, match=r"every trial of 'tiny' failed \(4\); the first: RuntimeError: the machine"):
+        run_sweep(write(in_tmp), progress=False)
+
+
+def test_a_changed_definition_never_mixes_into_the_old_study(in_tmp, capsys):
+    from ablate.sweep.__main__ import main as cli
+
+    d = write(in_tmp, trials=2)
+    run_sweep(d, progress=False)
+    changed = write(in_tmp, trials=2, fixed={"machine": "els", "boundary": "circular"},
+                    space={"k_min": {"int": [1, 3], "step": 2}, "k_max": {"int": [3, 5], "step": 2}})
+    with pytest.raises(ValueError, match=r"another condition.*fixed.boundary: \(absent\) -> 'circular'.*"
+                                         r"space.k_max.high: 7 -> 5.*--new-version"):
+        run_sweep(changed, progress=False)
+    with pytest.raises(SystemExit, match="another condition"):
+        cli(["status", str(changed.path)])  # looking at the changed definition does not show the old trials
+    study = run_sweep(changed, progress=False, new_version=True)
+    assert study.study_name == "tiny-v2" and counts(study)["complete"] == 2
+    assert all(t.params["k_max"] <= 5 for t in study.trials)
+    cli(["status", str(changed.path)])  # now finds its own version, and shows the fixed knobs
+    lines = capsys.readouterr().out.splitlines()
+    status = lines[next(i for i, line in enumerate(lines) if line.startswith("tiny-v2 (")):]
+    assert "fixed: boundary=circular, machine=els" in status[2] and "coherence (maximize)" in status[1]
+    again = run_sweep(load_definition(d.path), progress=False)  # the old definition still finds its own study
+    assert again.study_name == "tiny" and counts(again)["complete"] == 2
 
 
 def test_training_sweep_trains_scores_and_measures_agreement(in_tmp):

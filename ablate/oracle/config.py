@@ -162,6 +162,16 @@ class OracleConfig:
             return self.patch_size
         return PatchSchedule(kind="power", k_min=self.patch_size, k_max=self.patch_size)
 
+    def check_image_size(self, height: int, width: int) -> None:
+        """Every patch size of the schedule fits ``height x width`` images (the oracle's own check, usable
+        before any training image is loaded: a sweep validates its whole space with it)."""
+        kmax = self.max_patch_size(height, width)
+        if self.machine in ("ls", "els"):
+            for k in self.schedule().all_ks():
+                if k > kmax:
+                    raise ValueError(f"patch size {k} is too large for machine {self.machine!r} with boundary "
+                                     f"{self.boundary!r} on {height}x{width} images; allowed: odd k <= {kmax}")
+
     def max_patch_size(self, height: int, width: int) -> int:
         """Largest k the machine allows on ``height x width`` images (spec: bad input)."""
         if self.machine == "els" and self.boundary == "circular":

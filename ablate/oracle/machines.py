@@ -71,12 +71,7 @@ class Oracle:
         self._offsets: dict[int, list] = {}
 
     def _check_patch_sizes(self, config: OracleConfig) -> None:
-        kmax = config.max_patch_size(self.H, self.W)
-        if config.machine in ("ls", "els"):
-            for k in config.schedule().all_ks():
-                if k > kmax:
-                    raise ValueError(f"patch size {k} is too large for machine {config.machine!r} with boundary "
-                                     f"{config.boundary!r} on {self.H}x{self.W} images; allowed: odd k <= {kmax}")
+        config.check_image_size(self.H, self.W)
 
     def with_patch_size(self, patch_size: int | PatchSchedule) -> "Oracle":
         """The same machine with another patch size or schedule, sharing this one's training images and

@@ -1,6 +1,8 @@
 """``run_design_study``: run (or resume) every dataset's study, compare, report, log to W&B."""
 from __future__ import annotations
 
+import dataclasses
+
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +47,7 @@ def run_design_study(path: str | Path, datasets: list[str] | None = None, storag
     from ablate.sweep import study as studies
 
     start = time.perf_counter()
-    comparisons, samples_dirs = [], {}
+    comparisons, samples_dirs, resolved = [], {}, []
     defs = definitions(path, datasets)
     if not report_only:
         from ablate.oracle.fused import kernel
@@ -53,19 +55,21 @@ def run_design_study(path: str | Path, datasets: list[str] | None = None, storag
     for d in defs:
         url = storage or studies.default_storage(d)
         if report_only:
-            study = studies.load_existing(d, url)
+            d, study = studies.load_existing(d, url)
         else:
             study = studies.run_sweep(d, url, workers=workers, progress=progress)
+            d = dataclasses.replace(d, name=study.study_name)  # the version that holds this condition
         done = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
         if not done:
             raise ValueError(f"study {d.name!r} has no completed trial; see `python -m ablate.sweep status "
                              f"{path} --dataset {d.dataset}` for the errors")
         comparisons.append(compare(d.name, rows_of(done, list(d.architectures))))
+        resolved.append(d)
         samples_dirs[d.name] = studies.out_dir(d) / "samples"
         if progress:
             print(f"{d.name}:", *verdict(comparisons[-1]), sep="\n", flush=True)
     report = write_report(comparisons, samples_dirs, study_dir(path))
-    for d, c in zip(defs, comparisons):
+    for d, c in zip(resolved, comparisons):
         log_to_wandb(d, c, report)
     return DesignResult(comparisons, report, time.perf_counter() - start)
 

@@ -3,6 +3,7 @@
     python -m ablate.sweep run sweeps/oracle_patch_schedule.yaml              # SQLite under runs/sweeps/
     python -m ablate.sweep run sweeps/X.yaml --workers 2 --trials 40
     python -m ablate.sweep run sweeps/X.yaml --storage postgresql://postgres@127.0.0.1/ablate
+    python -m ablate.sweep run sweeps/X.yaml --new-version   # the definition changed: a new study beside the old
     python -m ablate.sweep resume sweeps/X.yaml          # finish the queued and interrupted trials
     python -m ablate.sweep status sweeps/X.yaml
     python -m ablate.sweep report sweeps/X.yaml          # static HTML: Pareto front, knobs, sample grids
@@ -28,6 +29,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--trials", type=int, help="completed trials wanted (default: the definition's)")
     p.add_argument("--heartbeat", type=int, default=10, help="seconds between worker heartbeats")
     p.add_argument("--worker-index", type=int, help="worker: offsets the sampler seed (default: process id)")
+    p.add_argument("--new-version", action="store_true",
+                   help="run: the definition changed since its study ran; start <name>-vN beside it")
     p.add_argument("--out", help="report: the HTML file (default: runs/sweeps/<name>/report.html)")
     p.add_argument("--port", type=int, default=8080, help="dashboard port on 127.0.0.1")
     a = p.parse_args(argv)
@@ -39,21 +42,27 @@ def main(argv: list[str] | None = None) -> None:
         if a.command in ("run", "resume"):
             if a.workers < 1:
                 raise ValueError(f"--workers={a.workers} must be >= 1")
-            studies.run_sweep(definition, url, a.workers, a.trials, a.heartbeat)
+            studies.run_sweep(definition, url, a.workers, a.trials, a.heartbeat, new_version=a.new_version)
         elif a.command == "worker":
             studies.work(definition, url, a.heartbeat, a.worker_index)
         elif a.command == "status":
-            study = studies.load_existing(definition, url)
+            from ablate.sweep.report import knob_text
+
+            definition, study = studies.load_existing(definition, url)
             print(f"{definition.name} ({url}): " + ", ".join(f"{v} {k}" for k, v in studies.counts(study).items() if v))
+            print(f"  objectives: " + ", ".join(f"{n} ({d})" for n, d in definition.objectives.items()))
+            print(f"  fixed: {knob_text(definition.fixed) or 'none'}; {definition.seeds} seeds, {definition.steps} steps")
             for t in studies.pareto(study):
-                print(f"  pareto trial {t.number}: " + ", ".join(f"{n}={v:.4g}" for n, v in
-                                                                 zip(definition.objectives, t.values)) + f"  {t.params}")
+                took = (t.datetime_complete - t.datetime_start).total_seconds()
+                print(f"  pareto trial {t.number} ({took:.1f} s): " + ", ".join(
+                    f"{n}={v:.4g}" for n, v in zip(definition.objectives, t.values)) + f"  {knob_text(t.params)}")
         elif a.command == "report":
             from ablate.sweep.report import write_report
             print(write_report(definition, url, a.out))
         else:
             from optuna_dashboard import run_server
             print(f"optuna-dashboard on http://127.0.0.1:{a.port} (Ctrl-C stops it)", flush=True)
+            studies.load_existing(definition, url)  # a clear error, and no empty database, for a study never run
             run_server(studies.open_storage(url, a.heartbeat), host="127.0.0.1", port=a.port)
     except ValueError as err:
         sys.exit(f"ablate.sweep: {err}")

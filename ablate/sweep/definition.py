@@ -234,6 +234,10 @@ def parse_definition(raw: Mapping[str, Any], where: str = "sweep", dataset: str 
     for name in list(fixed) + [p.name for p in space if p.name != ARCH]:
         if name not in knobs:
             raise ValueError(f"{where}: unknown {kind} knob {name!r}{_near(name, knobs)}; allowed: {', '.join(knobs)}")
+    named = set(fixed) | {p.name for p in space}
+    if kind == "oracle" and "k" in named and named & {"k_min", "k_max", "shape"}:
+        raise ValueError(f"{where}: 'k' (one patch size) and {sorted(named & {'k_min', 'k_max', 'shape'})} (a "
+                         "schedule) both set the patch size; keep one of them")
     both = set(fixed) & {p.name for p in space}
     if both:
         raise ValueError(f"{where}: {sorted(both)} are both fixed and searched; keep each in one place")

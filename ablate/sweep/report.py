@@ -93,8 +93,17 @@ def knob_plots(names: list[str], params: list[str], trials) -> str:
     return _png(fig)
 
 
+def fmt(value) -> str:
+    """A knob or figure for people: 4 significant digits for floats."""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def knob_text(knobs: dict) -> str:
+    return ", ".join(f"{k}={fmt(v)}" for k, v in knobs.items())
+
+
 def write_report(definition: SweepDefinition, url: str, path: str | Path | None = None) -> Path:
-    study = load_existing(definition, url)
+    definition, study = load_existing(definition, url)
     done = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
     if not done:
         raise ValueError(f"study {definition.name!r} has no completed trial yet; run it first")
@@ -108,6 +117,9 @@ def write_report(definition: SweepDefinition, url: str, path: str | Path | None 
              f"<p class=counts>{c['complete']} complete, {c['pruned']} pruned, {c['fail']} failed, "
              f"{c['running']} running, {c['waiting']} queued &middot; objectives: "
              + ", ".join(f"{html.escape(n)} ({d})" for n, d in definition.objectives.items()) + "</p>",
+             f"<p class=fixed>fixed knobs: {html.escape(knob_text(definition.fixed) or 'none')} &middot; data: "
+             f"{html.escape(knob_text({k: v for k, v in vars(definition.data).items() if v is not None}))} "
+             f"&middot; {definition.seeds} seeds, {definition.steps} steps</p>",
              f"<img alt='Pareto front' src='{pareto_plot(names, done, front_ids)}'>"]
     if params:
         parts += [f"<img alt='parallel coordinates' src='{parallel_plot(names, params, done, front_ids)}'>",
@@ -117,7 +129,7 @@ def write_report(definition: SweepDefinition, url: str, path: str | Path | None 
     for t in front:
         grid = t.user_attrs.get("grid")
         label = ", ".join(f"{n}={v:.4g}" for n, v in zip(names, t.values))
-        parts.append(f"<h3>trial {t.number}: {html.escape(label)}</h3><p>{html.escape(str(t.params))}</p>")
+        parts.append(f"<h3>trial {t.number}: {html.escape(label)}</h3><p>{html.escape(knob_text(t.params))}</p>")
         if grid and Path(grid).is_file():
             data = base64.b64encode(Path(grid).read_bytes()).decode()
             parts.append(f"<img class=grid alt='samples of trial {t.number}' src='data:image/png;base64,{data}'>")
@@ -125,10 +137,14 @@ def write_report(definition: SweepDefinition, url: str, path: str | Path | None 
     for t in study.get_trials(deepcopy=False):
         vals = "".join(f"<td>{v:.4g}</td>" for v in t.values) if t.values else "<td></td>" * len(names)
         err = html.escape(str(t.user_attrs.get("error", "")))
+        took = f"{(t.datetime_complete - t.datetime_start).total_seconds():.1f}" \
+            if t.datetime_complete and t.datetime_start else ""
         rows.append(f"<tr class='trial {t.state.name.lower()}'><td>{t.number}</td><td>{t.state.name}</td>{vals}"
-                    f"<td>{html.escape(str(t.params))}</td><td>{err}</td></tr>")
-    head = "".join(f"<th>{html.escape(n)}</th>" for n in names)
-    parts.append(f"<h2>All trials</h2><table><tr><th>#</th><th>state</th>{head}<th>knobs</th><th>error</th></tr>"
+                    f"<td>{took}</td><td>{html.escape(knob_text(t.params))}</td><td>{err}</td></tr>")
+    head = "".join(f"<th>{html.escape(n)} ({'max' if d == 'maximize' else 'min'})</th>"
+                   for n, d in definition.objectives.items())
+    parts.append(f"<h2>All trials</h2><table><tr><th>#</th><th>state</th>{head}<th>seconds</th><th>knobs</th>"
+                 "<th>error</th></tr>"
                  + "".join(rows) + "</table>")
     style = ("body{font-family:sans-serif;margin:2em;max-width:1400px} img{max-width:100%;display:block;"
              "margin:1em 0} table{border-collapse:collapse;font-size:12px} td,th{border:1px solid #ccc;"

@@ -9,6 +9,10 @@
   (Optuna's claim is atomic in the database), so ``N`` requested trials give
   exactly ``N`` completed ones however many workers run, die or restart.
   Re-running tops the queue up to ``N``; it never duplicates the study.
+* Records: the whole search space is checked before any trial is queued
+  (:func:`~ablate.sweep.trials.validate_space`), and a study holds one experimental
+  condition (:mod:`ablate.sweep.condition`): a changed definition is refused or, with
+  ``--new-version``, gets a study of its own. Looking (``status``, ``report``) never writes.
 * Tracking: every trial is a W&B run (offline unless a key is configured) in a
   group named after the study, closed in a ``finally`` whatever happens.
 """
@@ -29,8 +33,9 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_s
 from optuna.trial import TrialState
 
 from ablate import tracking
+from ablate.sweep.condition import condition, resolve
 from ablate.sweep.definition import ARCH, SweepDefinition
-from ablate.sweep.trials import TRIALS, TrialContext
+from ablate.sweep.trials import TRIALS, TrialContext, validate_space
 
 RUNS = Path("runs/sweeps")
 DONE = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -44,9 +49,22 @@ def default_storage(definition: SweepDefinition) -> str:
     return f"sqlite:///{(RUNS / f'{definition.name}.db').as_posix()}"
 
 
+def run_command(definition: SweepDefinition) -> str:
+    """The command that starts (or resumes) this definition's study."""
+    where = definition.path or "<definition>"
+    if definition.kind == "design":
+        return "python -m ablate.study design-before-training" + (f" --dataset {definition.dataset}"
+                                                                  if definition.dataset else "")
+    return f"python -m ablate.sweep run {where}" + (f" --dataset {definition.dataset}" if definition.dataset else "")
+
+
+def sqlite_path(url: str) -> Path | None:
+    return Path(url[len("sqlite:///"):]) if url.startswith("sqlite:///") else None
+
+
 def open_storage(url: str, heartbeat: int = 10, retries: int = 3) -> RDBStorage:
-    if url.startswith("sqlite:///"):
-        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    if sqlite_path(url) is not None:
+        sqlite_path(url).parent.mkdir(parents=True, exist_ok=True)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats: stable in use
     try:
         return RDBStorage(url, heartbeat_interval=heartbeat, grace_period=3 * heartbeat,
@@ -80,6 +98,7 @@ def create_study(definition: SweepDefinition, storage: RDBStorage, trials: int |
                          f"says {names}; use another storage or name")
     study.set_user_attr("objectives", names)
     study.set_user_attr("kind", definition.kind)
+    study.set_user_attr("condition", condition(definition))
     wanted = trials or definition.trials
     live = [t for t in study.get_trials(deepcopy=False)
             if t.state in DONE or t.state in (TrialState.WAITING, TrialState.RUNNING)]
@@ -96,14 +115,21 @@ def create_study(definition: SweepDefinition, storage: RDBStorage, trials: int |
     return study
 
 
-def load_existing(definition: SweepDefinition, url: str) -> optuna.Study:
-    """The study of a definition that has been run before; a clear error if there is none."""
+def load_existing(definition: SweepDefinition, url: str) -> tuple[SweepDefinition, optuna.Study]:
+    """The study that holds this definition's condition (and the definition under its name), for looking:
+    nothing is created, not even an empty SQLite file. A clear error if it was never run."""
+    path = sqlite_path(url)
+    if path is not None and not path.exists():
+        raise ValueError(f"{definition.name!r} has not been run yet (no {path}); start it with: "
+                         f"{run_command(definition)}")
     storage = open_storage(url)
-    names = [summary.study_name for summary in optuna.get_all_study_summaries(storage)]
-    if definition.name not in names:
+    try:
+        resolved = resolve(definition, storage, create=False)
+    except LookupError:
+        names = [summary.study_name for summary in optuna.get_all_study_summaries(storage)]
         raise ValueError(f"no study {definition.name!r} in {url} (it holds: {', '.join(names) or 'none'}); "
-                         f"start it with: python -m ablate.sweep run {definition.path or '<definition>'}")
-    return optuna.load_study(study_name=definition.name, storage=storage)
+                         f"start it with: {run_command(definition)}") from None
+    return resolved, optuna.load_study(study_name=resolved.name, storage=storage)
 
 
 def knobs_of(definition: SweepDefinition, trial: optuna.Trial) -> dict[str, Any]:
@@ -176,6 +202,11 @@ def work(definition: SweepDefinition, url: str, heartbeat: int = 10, worker: int
     A trial whose worker died goes stale after ``3 * heartbeat`` s and comes back as a waiting copy.
     ``worker`` offsets the sampler's seed (default: the process id, for workers started by hand)."""
     storage = open_storage(url, heartbeat)
+    try:
+        definition = resolve(definition, storage, create=False)
+    except LookupError:
+        raise ValueError(f"no study {definition.name!r} in {url} to work on; start it with: "
+                         f"{run_command(definition)} --storage {url}") from None
     sampler = make_sampler(definition, os.getpid() if worker is None else worker)
     study = optuna.load_study(study_name=definition.name, storage=storage, sampler=sampler)
     ctx = TrialContext.build(definition, out_dir(definition))
@@ -207,10 +238,16 @@ def worker_command(definition: SweepDefinition, url: str, heartbeat: int, index:
 
 
 def run_sweep(definition: SweepDefinition, storage: str | None = None, workers: int = 1, trials: int | None = None,
-              heartbeat: int = 10, progress: bool = True) -> optuna.Study:
-    """Create the study once, then run ``workers`` local worker processes (or work in this process)."""
+              heartbeat: int = 10, progress: bool = True, new_version: bool = False) -> optuna.Study:
+    """Check every corner of the space, create the study once (a new version with ``new_version`` when the
+    definition changed), then run ``workers`` local worker processes (or work in this process). Raises a
+    ``ValueError`` (the CLI then exits non-zero) when no trial completed and some failed."""
+    from ablate.data import load_dataset
+
     url = storage or default_storage(definition)
+    validate_space(definition, load_dataset(definition.data).shape)
     store = open_storage(url, heartbeat)
+    definition = resolve(definition, store, create=True, new_version=new_version)
     study = create_study(definition, store, trials)
     say = print if progress else (lambda *a, **k: None)
     c = counts(study)
@@ -231,6 +268,10 @@ def run_sweep(definition: SweepDefinition, storage: str | None = None, workers: 
     say(f"done in {time.perf_counter() - start:.0f} s: {c['complete']} complete, {c['pruned']} pruned, "
         f"{c['fail']} failed", flush=True)
     log_summary(definition, study)
+    if c["fail"] and not c["complete"] and not c["pruned"]:
+        first = next(t for t in study.get_trials(deepcopy=False) if t.state == TrialState.FAIL)
+        raise ValueError(f"every trial of {definition.name!r} failed ({c['fail']}); the first: "
+                         f"{first.user_attrs.get('error', 'no error recorded')}")
     return study
 
 

@@ -8,6 +8,7 @@ score its samples and measure its agreement with the calibrated oracle.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ from ablate.data import ImageDataset, load_dataset
 from ablate.metrics import MetricSuite, build_suite
 from ablate.oracle import OracleConfig, PatchSchedule, build_oracle
 from ablate.sampling import sample
-from ablate.sweep.definition import SweepDefinition
+from ablate.sweep.definition import ARCH, SweepDefinition
 from ablate.viz import save_grid
 
 
@@ -74,7 +75,7 @@ def run_oracle_trial(ctx: TrialContext, knobs: dict[str, Any], tag: str, trial=N
     return {**scores, "seconds": time.perf_counter() - start, "grid": str(grid)}
 
 
-def train_config(ctx: TrialContext, knobs: dict[str, Any], tag: str):
+def train_config(definition: SweepDefinition, out_dir: Path, knobs: dict[str, Any], tag: str):
     """The :class:`~ablate.training.TrainConfig` of a trial: the quick preset with the knobs' architecture,
     optimiser and budget, on the sweep's data, with no W&B run of its own (the trial has one)."""
     from ablate.models import backbone_config
@@ -82,12 +83,60 @@ def train_config(ctx: TrialContext, knobs: dict[str, Any], tag: str):
 
     d = TrainConfig()
     return dataclasses.replace(
-        d, data=ctx.definition.data, model=backbone_config(knobs), conditional=bool(knobs.get("conditional", False)),
+        d, data=definition.data, model=backbone_config(knobs), conditional=bool(knobs.get("conditional", False)),
         optim=dataclasses.replace(d.optim, lr=float(knobs.get("lr", d.optim.lr)),
                                   ema_decay=knobs.get("ema_decay", d.optim.ema_decay)),
         max_steps=int(knobs.get("max_steps", d.max_steps)), batch_size=int(knobs.get("batch_size", d.batch_size)),
-        noise_schedule=knobs.get("noise_schedule", d.noise_schedule), out=str(ctx.out_dir / "runs"), name=tag,
+        noise_schedule=knobs.get("noise_schedule", d.noise_schedule), out=str(out_dir / "runs"), name=tag,
         progress=False, wandb=WandbConfig(mode="disabled"), sample_every=10**6, agreement_every=None)
+
+
+def space_corners(definition: SweepDefinition) -> list[dict[str, Any]]:
+    """Every combination of each searched knob's extremes (a range's ends, every choice), each with the fixed
+    knobs and, for an ``arch``, that architecture's knobs: the knob sets a trial can meet at its limits."""
+    values = []
+    for p in definition.space:
+        if p.kind == "choice":
+            values.append(list(p.choices))
+        elif p.kind == "int":
+            grid = p.grid()
+            values.append(sorted({grid[0], grid[-1]}))
+        else:
+            values.append([p.low, p.high])
+    out = []
+    for combo in itertools.product(*values):
+        suggested = dict(zip((p.name for p in definition.space), combo))
+        out.append({**definition.fixed, **definition.architectures.get(suggested.get(ARCH), {}), **suggested})
+    return out
+
+
+def check_trial_knobs(definition: SweepDefinition, knobs: dict[str, Any], image_shape: tuple[int, ...]) -> None:
+    """Build what a trial with ``knobs`` builds, on images ``[C, H, W]``, without running it: the oracle config
+    (and that its patch sizes fit the images, as the oracle checks) or the training config (and that the
+    backbone fits the image size). Raises the same ``ValueError`` the trial would."""
+    _, H, W = image_shape
+    if definition.kind == "oracle":
+        oracle_config(knobs).check_image_size(H, W)
+        return
+    config = train_config(definition, Path("."), knobs, "check")
+    config.model.check_image_size(H, W)
+    if definition.kind == "design":
+        from ablate.study.mapping import MappingRule
+
+        MappingRule.from_knobs(knobs)
+
+
+def validate_space(definition: SweepDefinition, image_shape: tuple[int, ...]) -> int:
+    """Check every corner of the search space before any trial is queued (:func:`space_corners`); the error
+    names the knob set and says what is wrong and allowed. Returns how many knob sets were checked."""
+    corners = space_corners(definition)
+    for knobs in corners:
+        try:
+            check_trial_knobs(definition, knobs, image_shape)
+        except (TypeError, ValueError) as err:
+            shown = ", ".join(f"{k}={v}" for k, v in knobs.items())
+            raise ValueError(f"{definition.path or definition.name}: trials with {shown} would fail: {err}") from err
+    return len(corners)
 
 
 def train_and_measure(ctx: TrialContext, knobs: dict[str, Any], tag: str, trial=None, eval_config=None,
@@ -100,7 +149,7 @@ def train_and_measure(ctx: TrialContext, knobs: dict[str, Any], tag: str, trial=
     from ablate.evaluation import EvalConfig, checkpoint_subject, evaluate_checkpoint
     from ablate.training import run
 
-    config = train_config(ctx, knobs, tag)
+    config = train_config(ctx.definition, ctx.out_dir, knobs, tag)
     callbacks = []
     if trial is not None and ctx.definition.prune:
         from optuna_integration import PyTorchLightningPruningCallback
