@@ -311,7 +311,7 @@ def test_a_changed_definition_never_mixes_into_the_old_study(in_tmp, capsys):
     lines = capsys.readouterr().out.splitlines()
     status = lines[next(i for i, line in enumerate(lines) if line.startswith("tiny-v2 (")):]
     assert "fixed: boundary=circular, machine=els" in status[2] and "coherence (maximize)" in status[1]
-    again = run_sweep(load_definition(d.path), progress=False)  # the old definition still finds its own study
+    again = run_sweep(d, progress=False)  # the old definition (the file now holds the new one) finds its own study
     assert again.study_name == "tiny" and counts(again)["complete"] == 2
 
 
