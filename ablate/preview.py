@@ -86,7 +86,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--k-max", type=int, default=9)
     p.add_argument("--seeds", type=int, default=8)
     p.add_argument("--out", default="runs/preview")
+    p.add_argument("--threads", type=int, help="CPU threads (default: $ABLATE_THREADS, else all cores)")
     a = p.parse_args(argv)
+    from ablate.threads import apply_threads
+
+    apply_threads(a.threads)
     size = None if a.image_size <= 0 else a.image_size
     cfg = PreviewConfig(data=DataConfig(name=a.dataset, n=a.n, image_size=size), boundary=a.boundary,
                         k_min=a.k_min, k_max=a.k_max, seeds=tuple(range(a.seeds)), out=a.out)

@@ -298,3 +298,20 @@ def test_fused_fold_equals_torch_fold(dtype, channels, monkeypatch):
     tol = 1e-6 if dtype == torch.float32 else 1e-13
     assert torch.allclose(fast.m, plain.m) and torch.allclose(fast.l, plain.l, rtol=tol)
     assert torch.allclose(fast.result(), plain.result(), rtol=tol, atol=tol)
+
+
+def test_fused_kernel_cache_key_follows_what_makes_the_binary_differ(monkeypatch):
+    import torch
+
+    from ablate.oracle import fused
+
+    tag = fused.build_tag()
+    assert tag == fused.build_tag() and len(tag) == 12  # stable within one environment
+    monkeypatch.setattr(torch, "__version__", "9.9.9+other")
+    assert fused.build_tag() != tag  # another torch build never loads (or rebuilds over) this one's binary
+    monkeypatch.undo()
+    monkeypatch.setattr(fused, "_SOURCE", fused._SOURCE + "\n// changed")
+    assert fused.build_tag() != tag
+    monkeypatch.undo()
+    monkeypatch.setattr(fused, "CFLAGS", fused.CFLAGS + ["-O2"])
+    assert fused.build_tag() != tag

@@ -143,9 +143,25 @@ _module = None
 _tried = False
 
 
-def _cpu_tag() -> str:
-    """A short hash of the CPU's feature flags: the kernel is built with ``-march=native``, so a build
-    cached for one CPU is never loaded on another (a home directory shared between machines)."""
+CFLAGS = ["-O3", "-march=native", "-ffast-math", "-fopenmp"]
+LDFLAGS = ["-fopenmp", "-lmvec"]
+
+
+def _compiler() -> str:
+    import subprocess
+
+    cxx = os.environ.get("CXX", "c++")
+    try:
+        return cxx + subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=10).stdout.split("\n")[0]
+    except (OSError, subprocess.SubprocessError):
+        return cxx
+
+
+def build_tag() -> str:
+    """A short hash of everything that makes the binary differ: the source, the flags, torch's version and
+    build (its ABI), Python's version, the compiler and the CPU's feature flags (the build uses
+    ``-march=native``). Two environments with the same torch share one build; a different torch, compiler or
+    CPU never loads another's, and so never rebuilds over it."""
     import hashlib
     import platform
 
@@ -154,7 +170,9 @@ def _cpu_tag() -> str:
             flags = next((line for line in f if line.startswith(("flags", "Features"))), "")
     except OSError:
         flags = ""
-    return hashlib.sha1((platform.machine() + flags).encode()).hexdigest()[:8]
+    parts = [_SOURCE, " ".join(CFLAGS + LDFLAGS), torch.__version__, str(torch.version.git_version),
+             platform.python_version(), _compiler(), platform.machine(), flags]
+    return hashlib.sha1("\0".join(parts).encode()).hexdigest()[:12]
 
 
 def kernel():
@@ -170,9 +188,8 @@ def kernel():
 
         # the venv's ninja (a dependency) when the interpreter was started without activating the venv
         os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
-        _module = load_inline(name=f"ablate_fused_fold_{_cpu_tag()}", cpp_sources=_SOURCE, functions=["fold_"],
-                              extra_cflags=["-O3", "-march=native", "-ffast-math", "-fopenmp"],
-                              extra_ldflags=["-fopenmp", "-lmvec"], verbose=False)
+        _module = load_inline(name=f"ablate_fused_fold_{build_tag()}", cpp_sources=_SOURCE, functions=["fold_"],
+                              extra_cflags=CFLAGS, extra_ldflags=LDFLAGS, verbose=False)
     except Exception as err:  # no compiler, no ninja, ...: the torch path gives the same results, slower
         warnings.warn(f"the oracle's fused softmax kernel could not be built ({type(err).__name__}: "
                       f"{str(err).strip().splitlines()[-1] if str(err).strip() else ''}); using plain torch ops")

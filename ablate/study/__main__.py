@@ -37,8 +37,18 @@ def main(argv: list[str] | None = None) -> None:
     g.add_argument("items", nargs="*", metavar="key=value", help="net.* (declaration) and data.* (image shape)")
     g.add_argument("--steps", type=int, default=20, help="sampler steps for the k schedule (default 20)")
     g.add_argument("--json", action="store_true", help="print JSON instead of text")
+    for sp in (d, f, g):
+        sp.add_argument("--threads", type=int, help="CPU threads (default: $ABLATE_THREADS, else all cores; "
+                        "with --workers W, cores // W each)")
     a = p.parse_args(argv)
     try:
+        import os
+
+        from ablate.threads import apply_threads, share
+
+        if getattr(a, "workers", 1) > 1 and a.threads is None and not os.environ.get("ABLATE_THREADS"):
+            a.threads = share(a.workers)
+        apply_threads(a.threads)
         if a.command == "describe":
             import json
 

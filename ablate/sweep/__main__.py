@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from ablate.sweep.definition import load_definition
@@ -29,12 +30,19 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--trials", type=int, help="completed trials wanted (default: the definition's)")
     p.add_argument("--heartbeat", type=int, default=10, help="seconds between worker heartbeats")
     p.add_argument("--worker-index", type=int, help="worker: offsets the sampler seed (default: process id)")
+    p.add_argument("--threads", type=int, help="CPU threads per process (default: $ABLATE_THREADS, else all "
+                   "cores; with --workers W, cores // W each)")
     p.add_argument("--new-version", action="store_true",
                    help="run: the definition changed since its study ran; start <name>-vN beside it")
     p.add_argument("--out", help="report: the HTML file (default: runs/sweeps/<name>/report.html)")
     p.add_argument("--port", type=int, default=8080, help="dashboard port on 127.0.0.1")
     a = p.parse_args(argv)
     try:
+        from ablate.threads import apply_threads, share
+
+        if a.command in ("run", "resume") and a.workers > 1 and a.threads is None and not os.environ.get("ABLATE_THREADS"):
+            a.threads = share(a.workers)  # the workers share the cores (they inherit ABLATE_THREADS)
+        apply_threads(a.threads)
         definition = load_definition(a.definition, a.dataset)
         from ablate.sweep import study as studies
 

@@ -261,7 +261,10 @@ def run_sweep(definition: SweepDefinition, storage: str | None = None, workers: 
             raise ValueError("several workers need a definition file (load it with load_definition)")
         from ablate.metrics import build_suite
         build_suite(definition.data)  # train and cache the classifier once, not in every worker at once
-        procs = [subprocess.Popen(worker_command(definition, url, heartbeat, i)) for i in range(workers)]
+        from ablate.threads import ENV, share
+
+        env = {**os.environ, ENV: os.environ.get(ENV) or str(share(workers))}  # the workers share the cores
+        procs = [subprocess.Popen(worker_command(definition, url, heartbeat, i), env=env) for i in range(workers)]
         for p in procs:
             p.wait()
     c = counts(study)
