@@ -1,5 +1,5 @@
 """A deliberately naive reference for the score machines: enumerate every key of every pixel
-(spec sections 3-5), materialise all logits, softmax, average. Tiny sizes only."""
+(theory sections 3-5), materialise all logits, softmax, average. Tiny sizes only."""
 from __future__ import annotations
 
 import math

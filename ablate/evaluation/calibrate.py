@@ -1,4 +1,4 @@
-"""Calibration of the oracle's patch size to a trained network (spec section 6).
+"""Calibration of the oracle's patch size to a trained network (theory section 6).
 
 Along the network's own DDIM trajectories from a handful of seeds, at every
 step, each candidate machine (one odd ``k``) denoises the network's state
@@ -66,7 +66,7 @@ class Calibration:
 
 
 def score(x_t: torch.Tensor, x0_hat: torch.Tensor, alpha_bar: float) -> torch.Tensor:
-    """``-(x_t - sqrt(ab) x0_hat) / (1 - ab)`` (spec section 1), flattened per image ``[B, D]``."""
+    """``-(x_t - sqrt(ab) x0_hat) / (1 - ab)`` (theory section 1), flattened per image ``[B, D]``."""
     return (-(x_t - alpha_bar ** 0.5 * x0_hat) / (1 - alpha_bar)).flatten(1)
 
 

@@ -1,4 +1,4 @@
-"""ELS-agreement: how well one set of images predicts another, pair by pair (spec section 7).
+"""ELS-agreement: how well one set of images predicts another, pair by pair (theory section 7).
 
 Per pair (e.g. the network's and the oracle's sample from the same seed), both
 images flattened and mean-centred: Pearson ``r``, its square ``r2``, and the

@@ -1,7 +1,7 @@
 """A trained backbone behind the same denoiser interface as the oracle (``ablate.sampling.Denoiser``).
 
 The backbone predicts the noise; the denoiser returns the clean-image estimate
-``x0_hat = (x_t - sqrt(1 - ab) eps_hat) / sqrt(ab)`` (spec section 1), clipped to
+``x0_hat = (x_t - sqrt(1 - ab) eps_hat) / sqrt(ab)`` (theory section 1), clipped to
 the data range [-1, 1] by default, as every machine's output is.
 """
 from __future__ import annotations

@@ -11,7 +11,7 @@ line); :class:`ForeignDenoiser` turns it into ``x0_hat = D(x_t, alpha_bar)``, th
   Heun schedulers (``interpolation_type="linear"``) hand the network; clamped to ``[0, N - 1]``.
   ``continuous``: ``time_scale * t`` with ``alpha_bar(t)`` the named schedule (closed-form inverse).
   ``sigma``: ``sqrt((1 - ab) / ab)``; ``log_snr``: ``log(ab / (1 - ab))``; ``alpha_bar``: itself.
-* output (spec section 1): ``epsilon``: ``x0 = (x_t - sqrt(1 - ab) eps) / sqrt(ab)``; ``sample``:
+* output (theory section 1): ``epsilon``: ``x0 = (x_t - sqrt(1 - ab) eps) / sqrt(ab)``; ``sample``:
   ``x0`` itself; ``v_prediction``: ``x0 = sqrt(ab) x_t - sqrt(1 - ab) v``; clipped to [-1, 1] when
   ``clip_sample`` (a diffusers config's own ``clip_sample``; ablate's networks clip too).
 """
@@ -134,7 +134,7 @@ class TimeMap:
 
 
 def x0_from_prediction(x_t: torch.Tensor, out: torch.Tensor, alpha_bar: torch.Tensor, prediction_type: str) -> torch.Tensor:
-    """The clean-image estimate from a network's output (spec section 1); alpha_bar ``[B]``."""
+    """The clean-image estimate from a network's output (theory section 1); alpha_bar ``[B]``."""
     ab = alpha_bar.to(x_t.dtype).view(-1, *([1] * (x_t.dim() - 1)))
     if prediction_type == "epsilon":
         return (x_t - (1 - ab).sqrt() * out) / ab.sqrt()

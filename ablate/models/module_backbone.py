@@ -6,7 +6,7 @@ is called as ``module(x_t, time)`` (``module(x_t, time, labels)`` with ``model.c
 ``time`` follows ``model.time_input`` (``continuous``: the cosine schedule's ``t`` times
 ``model.time_scale``; ``sigma``; ``log_snr``; ``alpha_bar``), and predicts ``model.prediction_type``
 (``epsilon``, ``sample``, ``v_prediction``). ablate trains it with its epsilon loss, the prediction turned
-into ``eps_hat`` exactly (spec section 1). Its geometry is measured (:mod:`ablate.models.probe`).
+into ``eps_hat`` exactly (theory section 1). Its geometry is measured (:mod:`ablate.models.probe`).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The score-machine oracle (``../shared/ELS_SPEC.md``).
+"""The score-machine oracle (``docs/theory.md``).
 
 >>> oracle = build_oracle(OracleConfig(machine="els", patch_size=7, boundary="zeros"), train_images)
 >>> x0_hat = oracle.denoise(x_t, alpha_bar)   # [B, C, H, W]

@@ -1,4 +1,4 @@
-"""Typed, frozen configuration of a score machine (``../shared/ELS_SPEC.md`` sections 3-5)."""
+"""Typed, frozen configuration of a score machine (``docs/theory.md`` sections 3-5)."""
 from __future__ import annotations
 
 import json
@@ -110,7 +110,7 @@ class OracleConfig:
     :class:`PatchSchedule` (ignored by ``ideal`` and ``es``, which compare whole
     images). boundary: ``circular`` or ``zeros`` (``ls`` and ``els``; ``es`` is
     circular by definition). shift_radius / stride / position_bandwidth: the
-    partial-equivariance knobs of spec section 5 (``els`` only).
+    partial-equivariance knobs of theory section 5 (``els`` only).
     dtype: ``float32`` or ``float64``. chunk_bytes: the size of one tile of logits
     or keys (a few MB keeps tiles in cache). cache_bytes: the budget for key sets that are extracted,
     deduplicated and kept between calls, all pixel groups and patch sizes together (zero-boundary ELS

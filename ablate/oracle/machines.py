@@ -1,4 +1,4 @@
-"""The score machines of ``../shared/ELS_SPEC.md``: IS, LS, ELS (and its partial-equivariance
+"""The score machines of ``docs/theory.md``: IS, LS, ELS (and its partial-equivariance
 family) and ES, each returning the posterior mean of the clean image ``x0_hat``.
 
 Every machine is a softmax-weighted average of values over keys with logits
@@ -51,7 +51,7 @@ class Oracle:
         low, high = float(train_images.min()), float(train_images.max())
         if low < -1 - 1e-4 or high > 1 + 1e-4:
             raise ValueError(f"train_images lie in [{low:g}, {high:g}] but every machine assumes data in [-1, 1] "
-                             "(the forward process of spec section 1); rescale them, e.g. x / 127.5 - 1 for 0..255 "
+                             "(the forward process of theory section 1); rescale them, e.g. x / 127.5 - 1 for 0..255 "
                              "or 2 x - 1 for 0..1")
         self.config = config
         self.device = torch.device(device) if device is not None else train_images.device

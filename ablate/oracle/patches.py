@@ -1,4 +1,4 @@
-"""Patch extraction and the key positions of each machine (spec sections 2, 4, 5).
+"""Patch extraction and the key positions of each machine (theory sections 2, 4, 5).
 
 Shapes: images ``[n, C, H, W]``; a patch is flattened channel-major to
 ``D = C * k * k`` numbers; positions are flat pixel indices ``i * W + j``.
@@ -69,7 +69,7 @@ def patches_at(padded: torch.Tensor, k: int, positions: torch.Tensor, width: int
 
 
 def boundary_classes(size: int, d: int) -> torch.Tensor:
-    """Row (or column) class of each coordinate, spec section 4: ``i`` if ``i < d``,
+    """Row (or column) class of each coordinate, theory section 4: ``i`` if ``i < d``,
     ``i - size`` if ``i >= size - d``, else the interior class (encoded as ``size``)."""
     i = torch.arange(size)
     return torch.where(i < d, i, torch.where(i >= size - d, i - size, torch.full_like(i, size)))
@@ -89,7 +89,7 @@ def shared_key_groups(height: int, width: int, k: int, boundary: str, stride: in
     circular: one group: every pixel sees the patches lying fully inside the
     training images. zeros: one group per (row class, column class); a pixel
     sees the zero-padded patches at positions of its own class. ``stride`` s > 1
-    (spec section 5) splits them by ``(row mod s, column mod s)``; with
+    (theory section 5) splits them by ``(row mod s, column mod s)``; with
     ``circular`` the keys are then the circularly padded patches at every
     position of the class, as for the other knobs.
     """
@@ -124,7 +124,7 @@ class Offset:
 
 def offset_table(height: int, width: int, k: int, boundary: str, shift_radius: int | None,
                  stride: int, bandwidth: float | None, local_only: bool = False) -> list[Offset]:
-    """Per-pixel key positions of the position-aware machines (LS and ELS with knobs, spec section 5).
+    """Per-pixel key positions of the position-aware machines (LS and ELS with knobs, theory section 5).
 
     Keys are the (zero- or circularly-) padded training patches at every
     position ``p'``; pixel ``p`` keeps those with the same boundary class

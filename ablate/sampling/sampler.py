@@ -32,14 +32,14 @@ class Denoiser(Protocol):
 
 
 def eps_from_x0(x_t: torch.Tensor, x0_hat: torch.Tensor, alpha_bar: torch.Tensor) -> torch.Tensor:
-    """``eps_hat = (x_t - sqrt(ab) x0_hat) / sqrt(1 - ab)`` (spec section 1); alpha_bar broadcast per image."""
+    """``eps_hat = (x_t - sqrt(ab) x0_hat) / sqrt(1 - ab)`` (theory section 1); alpha_bar broadcast per image."""
     ab = alpha_bar.to(x_t.dtype).view(-1, 1, 1, 1)
     return (x_t - ab.sqrt() * x0_hat) / (1 - ab).sqrt()
 
 
 def ddim_step(x_t: torch.Tensor, x0_hat: torch.Tensor, alpha_bar: torch.Tensor,
               alpha_bar_prev: torch.Tensor) -> torch.Tensor:
-    """Deterministic DDIM (spec section 6): ``sqrt(ab_prev) x0_hat + sqrt(1 - ab_prev) eps_hat``."""
+    """Deterministic DDIM (theory section 6): ``sqrt(ab_prev) x0_hat + sqrt(1 - ab_prev) eps_hat``."""
     eps = eps_from_x0(x_t, x0_hat, alpha_bar)
     abp = alpha_bar_prev.to(x_t.dtype).view(-1, 1, 1, 1)
     return abp.sqrt() * x0_hat + (1 - abp).sqrt() * eps

@@ -3,7 +3,7 @@
 A scheduler never calls the model (diffusers' own design): :func:`scheduler_sample` loops
 ``x_in = scale_model_input(x, t)``, asks the denoiser for ``x0_hat`` at the noise level
 ``alpha_bar`` of that model call, turns it into ``eps_hat = (x_in - sqrt(ab) x0_hat) / sqrt(1 - ab)``
-(spec section 10) and hands ``eps_hat`` to ``scheduler.step``. The network and every machine run
+(theory section 10) and hands ``eps_hat`` to ``scheduler.step``. The network and every machine run
 through this same loop, from the same ``x_T`` and, for stochastic schedulers, with the same injected
 noise (one ``torch.Generator`` per seed, seeded from the seed).
 
@@ -145,7 +145,7 @@ def own_grid(schedule: Schedule, steps: int, sampler: str = "ddim") -> tuple[tor
     """``(alpha_bar, alpha_bar_prev)``, float64 ``[T]`` each: the noise level of each step of ablate's own
     DDIM/DDPM and the level it steps to.
 
-    Continuous: ``t_i = i / T`` (spec section 6); each step goes to the next grid point and the last to
+    Continuous: ``t_i = i / T`` (theory section 6); each step goes to the next grid point and the last to
     ``alpha_bar(0)``. Discrete: diffusers' DDIM/DDPM timesteps for the config's ``timestep_spacing``
     (``alphas_cumprod[t]``), each stepping to ``t - N // T`` as diffusers does (with ``linspace`` spacing
     that is not the next timestep), and below 0 to 1 (``set_alpha_to_one``, diffusers' default) or

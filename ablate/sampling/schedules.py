@@ -8,7 +8,7 @@ import torch
 
 
 def cosine(t: torch.Tensor) -> torch.Tensor:
-    """The paper's cosine schedule (spec section 1): ``cos(t / 1.008 * pi / 2)^2``; ``alpha_bar(0) = 1``."""
+    """The paper's cosine schedule (theory section 1): ``cos(t / 1.008 * pi / 2)^2``; ``alpha_bar(0) = 1``."""
     return torch.cos(t / 1.008 * math.pi / 2) ** 2
 
 
@@ -27,7 +27,7 @@ def get_schedule(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
 
 
 def time_grid(steps: int) -> torch.Tensor:
-    """``t_i = i / T`` for ``i = T, T-1, ..., 0`` (spec section 6), float64 ``[T + 1]``."""
+    """``t_i = i / T`` for ``i = T, T-1, ..., 0`` (theory section 6), float64 ``[T + 1]``."""
     if steps < 1:
         raise ValueError(f"steps={steps} must be >= 1")
     return torch.arange(steps, -1, -1, dtype=torch.float64) / steps

@@ -1,6 +1,6 @@
 """Architecture -> oracle: the rule that predicts a network's machine before it is trained.
 
-Theory (Kamb & Ganguli; ``../shared/ELS_SPEC.md`` sections 4-6) says which machine a
+Theory (Kamb & Ganguli; ``docs/theory.md`` sections 4-6) says which machine a
 convolutional denoiser becomes; this module turns an architecture into that machine:
 
 * **padding -> boundary.** Zero padding tells the network where the border is: the
@@ -9,7 +9,7 @@ convolutional denoiser becomes; this module turns an architecture into that mach
   multiples of ``2**D`` (``BackboneConfig.stride``): the ELS with ``stride = 2**D``.
 * **receptive field -> patch-size schedule.** A calibrated network uses a patch that grows
   with the noise level, from 3 pixels at low noise to a fraction of its receptive field at
-  high noise (spec section 6, and every calibration in this project). The rule is the
+  high noise (theory section 6, and every calibration in this project). The rule is the
   ``power`` family of :class:`~ablate.oracle.PatchSchedule`::
 
       k(alpha_bar) = nearest_odd(k_low + (k_top - k_low) * (1 - alpha_bar) ** shape)
@@ -24,7 +24,7 @@ convolutional denoiser becomes; this module turns an architecture into that mach
 * **attention -> its convolutional path** (``attention="local"``, the default). Self-attention
   gives every pixel the whole image in theory, but the paper found a *local* ELS machine still
   explains most of an attention UNet's output (median r about 0.77 against 0.94-0.96 without
-  attention; spec section 7): what attention adds is not a larger patch. So the rule maps an
+  attention; theory section 7): what attention adds is not a larger patch. So the rule maps an
   attention UNet to the machine of its convolutional path alone (the residual attention layers
   taken as the identity: :attr:`~ablate.models.Geometry.local_receptive_field`), i.e. to its
   plain UNet's machine; the oracle cannot tell the two apart, which is the part of attention the
@@ -98,7 +98,7 @@ class Prediction:
 
 
 def step_alpha_bars(steps: int) -> list[float]:
-    """alpha_bar at each step of the cosine DDIM grid ``t_i = i / T``, high noise first (spec section 6)."""
+    """alpha_bar at each step of the cosine DDIM grid ``t_i = i / T``, high noise first (theory section 6)."""
     return [cosine_alpha_bar(i / steps) for i in range(steps, 0, -1)]
 
 

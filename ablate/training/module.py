@@ -1,7 +1,7 @@
 """The LightningModule: eps-prediction MSE over continuous time, AdamW, EMA of weights.
 
 It is *handed* its backbone (``ablate.models``); the loss follows the forward
-process of ``../shared/ELS_SPEC.md`` section 1: ``t ~ U(t_min, 1)``,
+process of ``docs/theory.md`` section 1: ``t ~ U(t_min, 1)``,
 ``x_t = sqrt(ab(t)) x_0 + sqrt(1 - ab(t)) eps``, loss ``||eps_hat - eps||^2``.
 All training noise comes from the module's own generator, saved in every
 checkpoint, so a resumed run draws the numbers the uninterrupted run would.
