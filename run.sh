@@ -21,9 +21,9 @@ job="${1:-main}"
 [ $# -gt 0 ] && shift
 case "$job" in
   main)
-    mkdir -p runs
-    .venv/bin/python train.py "$@" | tee runs/train.log   # pipefail: a failed training stops here
-    exec .venv/bin/python evaluate.py "$(tail -n 1 runs/train.log)" ;;
+    # progress goes to the terminal; the run keeps its own clean log (runs/train/<name>/train.log)
+    ckpt="$(.venv/bin/python train.py "$@" | tee /dev/stderr | tail -n 1)"   # pipefail: a failed training stops here
+    exec .venv/bin/python evaluate.py "$ckpt" ;;
   preview) exec .venv/bin/python -m ablate.preview "$@" ;;
   test) exec .venv/bin/python -m pytest "$@" ;;
   *) echo "usage: ./run.sh [main|test|preview] [args...]" >&2; exit 2 ;;

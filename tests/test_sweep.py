@@ -326,3 +326,10 @@ def test_training_sweep_trains_scores_and_measures_agreement(in_tmp):
         a = t.user_attrs
         assert 0 <= t.values[0] <= 1 and 0 <= a["is_r2"] <= 1 and 0 <= a["coherence"] <= 1
         assert Path(a["checkpoint"]).is_file() and a["train_seconds"] > 0
+
+
+def test_objectives_take_the_american_spelling_and_errors_read_well():
+    d = parse_definition({**TINY, "objectives": {"coherence": "maximize", "artifact_rate": "minimize"}})
+    assert list(d.objectives) == ["coherence", "artefact_rate"]
+    with pytest.raises(ValueError, match="an oracle trial reports"):
+        parse_definition({**TINY, "objectives": {"sharpness": "maximize"}})

@@ -103,6 +103,15 @@ def test_corrupt_and_foreign_checkpoints_are_clear_errors(tmp_path):
     for path in (truncated, garbage):
         with pytest.raises(ValueError, match="corrupt, truncated or not a PyTorch checkpoint"):
             load_checkpoint(path)
+    empty = tmp_path / "empty.ckpt"
+    empty.write_bytes(b"")
+    with pytest.raises(ValueError, match="is empty \\(0 bytes\\)"):
+        load_checkpoint(empty)
+    pickled = tmp_path / "pickled.ckpt"
+    torch.save({"module": torch.nn.Linear(2, 2)}, pickled)
+    with pytest.raises(ValueError, match="pickled Python objects, which ablate never unpickles") as info:
+        load_checkpoint(pickled)
+    assert "weights_only=False" not in str(info.value) and "still be loaded" not in str(info.value)
     plain = tmp_path / "plain.ckpt"
     torch.save({"weights": torch.zeros(3)}, plain)
     with pytest.raises(ValueError, match="not an ablate training checkpoint"):

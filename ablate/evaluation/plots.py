@@ -19,19 +19,30 @@ def _pyplot():
 
 
 def comparison_grid(samples: Mapping[str, torch.Tensor], path: Path, machine: str = "els",
-                    baseline: str = "ideal", columns: int = 16, title: str | None = None) -> Path:
-    """Per seed (columns): the network's sample, the machine's, the baseline's, and |network - machine|
-    (rescaled to [-1, 1] for display: black = equal, white = differ by 2)."""
-    net = samples["network"][:columns]
-    rows, titles = [net], ["network"]
-    for name in (machine, baseline):
-        if name in samples:
-            rows.append(samples[name][:columns])
-            titles.append(name.upper() if name != "ideal" else "IS")
-    if machine in samples:
-        rows.append((samples[machine][:columns] - net).abs() - 1)
-        titles.append(f"|net - {machine.upper()}|")
-    return save_grid(rows, titles, path, title=title)
+                    baseline: str = "ideal", columns: int = 16, title: str | None = None,
+                    seeds: Sequence[int] | None = None, r2: Sequence[float] | None = None) -> Path:
+    """Every seed, ``columns`` per block of rows: the network's sample, the machine's, the baseline's, and
+    ``|network - machine|`` in a colour map with its scale. Above each network sample: its seed and the
+    machine's r² for it."""
+    net = samples["network"]
+    rows, titles, cells, diffs = [], [], {}, []
+    for start in range(0, len(net), columns):
+        block = slice(start, start + columns)
+        labels = [f"seed {s}" for s in (seeds or range(len(net)))[block]]
+        if r2 is not None:
+            labels = [f"{lab}\n{machine.upper()} r² {v:.2f}" for lab, v in zip(labels, list(r2)[block])]
+        cells[len(rows)] = labels
+        rows.append(net[block])
+        titles.append("network")
+        for name in (machine, baseline):
+            if name in samples:
+                rows.append(samples[name][block])
+                titles.append(name.upper() if name != "ideal" else "IS")
+        if machine in samples:
+            diffs.append(len(rows))
+            rows.append((samples[machine][block] - net[block]).abs())
+            titles.append(f"|net - {machine.upper()}|")
+    return save_grid(rows, titles, path, title=title, cell_titles=cells, diff_rows=diffs)
 
 
 def r2_scatter(x: torch.Tensor, y: torch.Tensor, path: Path, xlabel: str = "IS r²", ylabel: str = "ELS r²",

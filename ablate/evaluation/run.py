@@ -173,8 +173,12 @@ def write_outputs(subject: Subject, config: EvalConfig, out: Path, results: dict
     head = results[first]
     headline = head.summary()
     machine = "els" if "els" in headline else next(iter(headline))
+    def r2_of(result: SamplerAgreement):
+        return result.per_seed[machine]["r2"].tolist() if machine in result.metrics else None
+
     figures = {"grid": str(comparison_grid(head.samples, out / f"samples_{first}.png", machine,
-                                           title=f"{subject.name}: same seeds, {config.steps}-step {first}"))}
+                                           title=f"{subject.name}: same seeds, {config.steps}-step {first}",
+                                           seeds=seeds, r2=r2_of(head)))}
     if "ideal" in headline and machine != "ideal":
         figures["scatter"] = str(r2_scatter(head.per_seed["ideal"]["r2"], head.per_seed[machine]["r2"],
                                             out / "scatter_r2.png", ylabel=f"{machine.upper()} r²"))
@@ -200,7 +204,8 @@ def write_outputs(subject: Subject, config: EvalConfig, out: Path, results: dict
     for sampler, r in results.items():
         if sampler != first:
             figures[f"grid_{sampler}"] = str(comparison_grid(r.samples, out / f"samples_{sampler}.png", machine,
-                                                             title=f"{subject.name}: same seeds and noise, {sampler}"))
+                                                             title=f"{subject.name}: same seeds and noise, {sampler}",
+                                                             seeds=seeds, r2=r2_of(r)))
     return summary
 
 

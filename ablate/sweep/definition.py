@@ -52,6 +52,8 @@ OBJECTIVES = {
 PREDICTED = ("coherence", "artefact_rate", "fidelity", "novelty", "memorisation_rate")
 OBJECTIVES["design"] = OBJECTIVES["train"] + tuple(f"predicted_{m}" for m in PREDICTED) + (
     "prediction_r2", "prediction_seconds", "artefact_map_iou")
+# other spellings people use for an objective's name
+SPELLINGS = {"artifact_rate": "artefact_rate", "predicted_artifact_rate": "predicted_artefact_rate"}
 # the knobs a trial understands (fixed or searched)
 KNOBS = {
     "oracle": ("machine", "boundary", "k", "k_min", "k_max", "shape", "stride", "shift_radius",
@@ -244,10 +246,11 @@ def parse_definition(raw: Mapping[str, Any], where: str = "sweep", dataset: str 
     objectives = raw["objectives"]
     if not isinstance(objectives, Mapping) or not objectives:
         raise ValueError(f"{where}: objectives must map at least one metric to maximize/minimize")
+    objectives = {SPELLINGS.get(k, k): v for k, v in objectives.items()}
     for name, direction in objectives.items():
         if name not in OBJECTIVES[kind]:
             raise ValueError(f"{where}: unknown objective {name!r}{_near(name, OBJECTIVES[kind])}; "
-                             f"a {kind} trial reports: {', '.join(OBJECTIVES[kind])}")
+                             f"{'an' if kind[0] in 'aeiou' else 'a'} {kind} trial reports: {', '.join(OBJECTIVES[kind])}")
         if direction not in DIRECTIONS:
             raise ValueError(f"{where}: objective {name!r} has direction {direction!r}; choose maximize or minimize")
     sampler = dict(raw.get("sampler") or {"name": "tpe"})

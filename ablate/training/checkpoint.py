@@ -38,8 +38,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for truncated / foreign / pickled-object files
-        raise ValueError(f"cannot read checkpoint {str(path)!r}: the file is corrupt, truncated or not a "
-                         f"PyTorch checkpoint ({type(err).__name__}: {str(err).splitlines()[0][:200]})") from err
+        raise ValueError(f"cannot read checkpoint {str(path)!r}: {why_unreadable(path, err)}") from err
     if not isinstance(ckpt, dict) or "ablate" not in ckpt or "state_dict" not in ckpt:
         raise ValueError(f"{path} is a PyTorch file but not an ablate training checkpoint "
                          "(no 'ablate' section); train one with train.py")
@@ -47,6 +46,22 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"{path} has checkpoint format {ckpt['ablate'].get('format')!r}; this version reads "
                          f"format {CHECKPOINT_FORMAT}")
     return ckpt
+
+
+def why_unreadable(path: Path, err: Exception) -> str:
+    """What is wrong with a file ``torch.load(weights_only=True)`` refused, without torch's advice to load it
+    unsafely (``weights_only=False`` would run any code a pickle holds)."""
+    if path.stat().st_size == 0:
+        return "the file is empty (0 bytes): the run that wrote it was probably killed while saving"
+    text = str(err)
+    found = [line.split(" was not")[0].split("Unsupported global:")[-1].strip() for line in text.splitlines()
+             if "Unsupported global" in line]
+    if found:
+        return f"it holds pickled Python objects, which ablate never unpickles (they can run code): {found[0]}"
+    lines = [line.strip() for line in text.splitlines() if line.strip() and "weights_only" not in line
+             and "can still be loaded" not in line and "Weights only load failed" not in line]
+    return f"the file is corrupt, truncated or not a PyTorch checkpoint ({type(err).__name__}" + \
+        (f": {lines[0][:200]})" if lines else ")")
 
 
 def config_of(ckpt: dict[str, Any]) -> TrainConfig:

@@ -1,7 +1,8 @@
 """``run(config) -> TrainResult``: the whole training job as one library function (``train.py`` and
 sweep trials call it).
 
-Run directory ``<out>/<name>/``: ``config.yaml`` (resolved), ``checkpoints/``
+Run directory ``<out>/<name>/``: ``config.yaml`` (resolved), ``train.log`` (one clean line per finished
+run or resumption), ``checkpoints/``
 (every ``checkpoint_every`` epochs, ``last.ckpt``, and ``final.ckpt``),
 ``metrics.csv``, ``samples/*.png``, ``wandb/`` (the W&B run, offline by default).
 """
@@ -143,6 +144,11 @@ def run(config: TrainConfig, resume: str | Path | None = None,
             final_loss=sum(module.recent_losses) / max(len(module.recent_losses), 1),
             val_loss=float(val) if val is not None else None, receptive_field=receptive_field,
             stride=config.model.stride, wandb_dir=Path(wandb_logger.experiment.dir).parent if wandb_logger else None)
+        with open(run_dir / "train.log", "a") as log:  # one clean line per finished (or resumed) run
+            log.write(f"{datetime.now():%Y-%m-%d %H:%M:%S} trained steps {first_step}-{steps} in {seconds:.0f} s "
+                      f"({result.images_per_second:.0f} images/s), final loss {result.final_loss:.4f}, val loss "
+                      f"{result.val_loss if result.val_loss is not None else 'n/a'}, receptive field "
+                      f"{receptive_field}, checkpoint {final}\n")
         if wandb_logger is not None:
             wandb_logger.experiment.summary.update({"final_loss": result.final_loss, "steps": steps,
                                                     "images_per_second": result.images_per_second,
