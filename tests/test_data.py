@@ -134,3 +134,19 @@ def test_datamodule_batches():
     x, y = next(iter(dm.train_dataloader()))
     assert x.shape == (32, 1, 8, 8) and y.dtype == torch.long and (y >= 0).all()
     assert len(dm.val_dataloader().dataset) == len(dm.data.heldout)
+
+
+def test_a_cifar_batch_carrying_code_is_refused_without_running_it(tmp_path):
+    import os
+    import pickle
+
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    (tmp_path / "data_batch_1").write_bytes(pickle.dumps({b"data": Payload(), b"labels": [0]}, protocol=2))
+    with pytest.raises(ValueError, match="refused to load posix.system"):
+        load_dataset(DataConfig(name="cifar10", path=str(tmp_path)))
+    assert not marker.exists()
