@@ -45,8 +45,9 @@ def save_grid(rows: Sequence[torch.Tensor], row_titles: Sequence[str], path: str
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    if shown is not None:
-        bar = fig.colorbar(shown, ax=[axes[r][c] for r in diff_rows for c in range(cols)], fraction=0.02, pad=0.01)
+    if shown is not None:  # a colour scale in a margin of its own, right of the grid
+        fig.subplots_adjust(right=1 - 0.7 / fig.get_figwidth())
+        bar = fig.colorbar(shown, cax=fig.add_axes((1 - 0.45 / fig.get_figwidth(), 0.15, 0.12 / fig.get_figwidth(), 0.7)))
         bar.set_label("|difference|", fontsize=7)
         bar.ax.tick_params(labelsize=6)
     path = Path(path)

@@ -28,7 +28,7 @@ def main() -> None:
     p.add_argument("--dataset", required=True)
     a = p.parse_args()
     (d,) = definitions(a.definition, [a.dataset])
-    study = studies.load_existing(d, studies.default_storage(d))
+    d, study = studies.load_existing(d, studies.default_storage(d))
     trials = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
     if not trials:
         raise SystemExit(f"study {d.name!r} has no completed trial")

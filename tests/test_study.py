@@ -149,7 +149,7 @@ def test_tiny_design_study_predicts_trains_compares_and_resumes(tmp_path, monkey
 
     from ablate.sweep.definition import load_definition
     d = load_definition(path, "fingers")
-    study = load_existing(d, f"sqlite:///{tmp_path}/runs/sweeps/tiny_design-fingers.db")
+    _, study = load_existing(d, f"sqlite:///{tmp_path}/runs/sweeps/tiny_design-fingers.db")
     before = [(t.number, t.datetime_complete) for t in study.get_trials()]
     assert len(before) == 3 and all(t.state == TrialState.COMPLETE for t in study.get_trials())
     again = run_design_study(path, progress=False)  # resumes: nothing left to train
