@@ -174,7 +174,9 @@ def balanced_subset(labels: torch.Tensor | None, total: int, n: int, balanced: b
 def load_dataset(cfg: DataConfig | str = "mnist5k", **overrides) -> ImageDataset:
     """Load, resize, split and subset a registered dataset."""
     if isinstance(cfg, str):
-        cfg = DataConfig(name=cfg, **overrides)
+        from ablate.config import build_config  # unknown options name the nearest valid one
+
+        cfg = build_config(DataConfig, {"name": cfg, **overrides})
     elif overrides:
         raise ValueError("pass either a DataConfig or a name with options, not both")
     images, labels = DATASETS[cfg.name](cfg)
@@ -193,7 +195,13 @@ def load_dataset(cfg: DataConfig | str = "mnist5k", **overrides) -> ImageDataset
     if cfg.class_label is not None:
         if labels is None:
             raise ValueError(f"class_label={cfg.class_label} asked but dataset {cfg.name!r} has no labels")
+        present = sorted(set(labels.tolist()))
+        if cfg.class_label not in present:
+            raise ValueError(f"class_label={cfg.class_label} has no images in {cfg.name!r}; its classes: {present}")
         tr, he = tr[labels[tr] == cfg.class_label], he[labels[he] == cfg.class_label]
+        if len(tr) == 0:
+            raise ValueError(f"class_label={cfg.class_label}: none of the {cfg.n} training images chosen by n= "
+                             "belongs to it; raise n or drop it")
     num_classes = None if labels is None else int(labels.max()) + 1
     pick = (lambda idx: labels[idx]) if labels is not None else (lambda idx: None)
     return ImageDataset(cfg.name, images[tr], pick(tr), images[he], pick(he), num_classes)

@@ -66,6 +66,9 @@ class PatchSchedule:
 
     @classmethod
     def from_list(cls, ks: Sequence[int], alpha_bars: Sequence[float] | None = None) -> "PatchSchedule":
+        for k in ks:
+            if isinstance(k, bool) or not isinstance(k, (int, float)) or float(k) != int(k):
+                raise ValueError(f"schedule k={k!r} must be a whole odd number (1, 3, 5, ...)")
         ks = tuple(int(k) for k in ks)
         if alpha_bars is None:
             T = len(ks)

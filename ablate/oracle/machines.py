@@ -59,7 +59,10 @@ class Oracle:
         self.images = train_images.to(self.device, self.dtype).contiguous()
         _, self.C, self.H, self.W = self.images.shape
         if train_labels is not None:
-            train_labels = torch.as_tensor(train_labels).to(self.device).long()
+            train_labels = torch.as_tensor(train_labels).to(self.device)
+            if train_labels.is_floating_point() and not torch.equal(train_labels, train_labels.round()):
+                raise ValueError("train_labels must be whole class numbers; got fractional values")
+            train_labels = train_labels.long()
             if train_labels.shape != (len(train_images),):
                 raise ValueError(f"train_labels must have shape [{len(train_images)}], got {tuple(train_labels.shape)}")
         self.labels = train_labels
@@ -266,8 +269,15 @@ class Oracle:
                              f"{(self.C, self.H, self.W)}; they must match")
         if len(x_t) == 0:
             raise ValueError("x_t is an empty batch; pass at least one image")
+        if not x_t.is_floating_point():
+            raise ValueError(f"x_t has dtype {x_t.dtype}; a noisy image is a float tensor (x_t = a x_0 + b eps)")
         _check_finite("x_t", x_t)
-        ab = torch.as_tensor(alpha_bar, dtype=torch.float64).to(self.device)
+        if isinstance(alpha_bar, (str, bytes)):
+            raise ValueError(f"alpha_bar must be a number or a [B] tensor in (0, 1), got the string {alpha_bar!r}")
+        try:
+            ab = torch.as_tensor(alpha_bar, dtype=torch.float64).to(self.device)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise ValueError(f"alpha_bar must be a number or a [B] tensor in (0, 1), got {alpha_bar!r}") from err
         if ab.dim() == 0:
             ab = ab.expand(len(x_t))
         if ab.shape != (len(x_t),):
@@ -278,7 +288,10 @@ class Oracle:
             if self.labels is None:
                 raise ValueError("labels were given to denoise() but the oracle was built without "
                                  "train_labels; pass labels to build_oracle for conditional use")
-            labels = torch.as_tensor(labels).to(self.device).long()
+            labels = torch.as_tensor(labels).to(self.device)
+            if labels.is_floating_point() and not torch.equal(labels, labels.round()):
+                raise ValueError(f"labels must be whole class numbers, got {labels.tolist()}")
+            labels = labels.long()
             if labels.dim() == 0:
                 labels = labels.expand(len(x_t))
             if labels.shape != (len(x_t),):

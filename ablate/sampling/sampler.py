@@ -93,8 +93,12 @@ def sample(denoiser: Denoiser, seeds: Sequence[int], shape: tuple[int, ...], ste
     samplers on the grid ``t_i = i / T``) or a :class:`~ablate.sampling.DiscreteSchedule` (a diffusers
     config: its DDIM/DDPM timesteps). ``sampler``: ``ddim``, ``ddpm`` or a diffusers scheduler's name."""
     sampler = sampler_name(sampler)
+    if isinstance(seeds, (int, str, bytes)) or not hasattr(seeds, "__len__"):
+        raise ValueError(f"seeds must be a sequence of integers (e.g. range(8)), got {seeds!r}")
     if len(seeds) == 0:
         raise ValueError("seeds is empty; pass at least one seed")
+    if any(isinstance(s, bool) or not isinstance(s, int) and not (hasattr(s, "__index__")) for s in seeds):
+        raise ValueError(f"seeds must be integers, got {list(seeds)[:8]}")
     x_T, noise = seed_noise(seeds, shape, steps)
     x = x_T.to(device, dtype)
     if sampler not in ("ddim", "ddpm"):
