@@ -4,7 +4,7 @@
     python train.py configs/mnist5k_unet_gpu.yaml     # a preset file (configs/)
     python train.py --print-config model.name=unet    # the resolved config and every key, without training
     python train.py model.name=unet model.depth=2 optim.lr=1e-3 max_steps=2000   # key=value overrides
-    python train.py --resume runs/train/NAME/checkpoints/last.ckpt max_steps=16000
+    python train.py --resume runs/train/NAME/checkpoints/last.ckpt max_steps=16000   # its own config, 16k steps
 
 The last line printed is the final checkpoint's path, so that
 ``python evaluate.py "$(python train.py | tail -n 1)"`` chains.
@@ -31,7 +31,14 @@ def main(argv: list[str] | None = None) -> None:
     overrides = a.items[1:] if path else a.items
     try:
         apply_threads(a.threads)
-        config = load_config(path, overrides)
+        base = None
+        if a.resume:  # the run continues with its own saved config; overrides change only what they name
+            from ablate.config import to_dict
+            from ablate.training import read_checkpoint
+            from ablate.training.checkpoint import config_of
+
+            base = to_dict(config_of(read_checkpoint(a.resume)))
+        config = load_config(path, overrides, base=base)
         if a.print_config:
             import yaml
 

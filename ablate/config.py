@@ -83,6 +83,20 @@ def build_config(cls: type[T], values: Mapping[str, Any] | None, where: str = ""
     return cls(**kwargs)  # type: ignore[call-arg]
 
 
+def merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` updated by ``update`` key by key at every depth: a nested mapping in ``update`` changes only
+    the keys it names (``{"data": {"n": 50}}`` keeps ``data.image_size``). Returns a new dict."""
+    import copy
+
+    out = copy.deepcopy(dict(base))
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
 def apply_overrides(values: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
     """Apply ``key.sub=value`` overrides (values parsed as YAML: ``3``, ``1e-3``, ``[3, 5]``,
     ``null``) to a nested plain dict, returning a new dict."""

@@ -87,7 +87,7 @@ def test_a_saved_calibration_of_the_wrong_length_is_a_clear_error(digits, tmp_pa
 def test_evaluate_checkpoint_end_to_end_and_cli(tmp_path, capsys):
     import evaluate as cli
 
-    trained = run(load_config(None, ["data.name=digits", "data.n=40", "model.depth=1", "model.width=8",
+    trained = run(load_config(None, ["data.name=digits", "data.n=40", "data.image_size=null", "model.depth=1", "model.width=8",
                                      "batch_size=8", "epoch_images=32", "max_steps=20", "sample_seeds=2",
                                      "sample_steps=2", "progress=false", "wandb.mode=disabled",
                                      f"out={tmp_path}", "name=tiny"]))

@@ -261,7 +261,7 @@ def test_evaluate_cli_refuses_bad_input_clearly(tmp_path, channels, argv, messag
     assert message in str(exit_info.value)
 
 
-TINY = ["data.name=digits", "data.n=40", "batch_size=8", "epoch_images=32", "sample_seeds=2", "sample_steps=3",
+TINY = ["data.name=digits", "data.n=40", "data.image_size=null", "batch_size=8", "epoch_images=32", "sample_seeds=2", "sample_steps=3",
         "progress=false", "wandb.mode=disabled", "max_steps=6", "agreement_every=null"]
 
 

@@ -13,7 +13,7 @@ from ablate.sampling import sample
 from ablate.training import load_checkpoint, load_config, read_checkpoint, run
 from ablate.training.module import DiffusionModule
 
-TINY = ["data.name=digits", "data.n=40", "model.depth=2", "model.width=16", "batch_size=8",
+TINY = ["data.name=digits", "data.n=40", "data.image_size=null", "model.depth=2", "model.width=16", "batch_size=8",
         "epoch_images=32", "sample_seeds=4", "sample_steps=4", "progress=false", "wandb.mode=disabled"]
 
 
@@ -118,7 +118,7 @@ def test_corrupt_and_foreign_checkpoints_are_clear_errors(tmp_path):
         load_checkpoint(plain)
     with pytest.raises(ValueError, match="does not exist"):
         load_checkpoint(tmp_path / "missing.ckpt")
-    with pytest.raises(ValueError, match="another architecture; differing model settings.*width: 16 vs 24"):
+    with pytest.raises(ValueError, match="other settings, which a resumed run cannot change.*model.width: 16 -> 24"):
         run(tiny(tmp_path, "max_steps=4", "model.width=24", name="good"), resume=good)
 
 
@@ -150,3 +150,37 @@ def test_agreement_with_the_oracle_is_logged_during_training(tmp_path):
         assert 0.0 <= float(r["agreement/els_r2"]) <= 1.0 and 0.0 <= float(r["agreement/ideal_r2"]) <= 1.0
     with pytest.raises(ValueError, match="agreement_every"):
         tiny(tmp_path, "agreement_every=0")
+
+
+def test_an_override_changes_its_key_only_at_every_depth(tmp_path):
+    base = load_config(None)
+    for item, key, unchanged in [("data.n=50", ("data", "n"), [("data", "image_size"), ("data", "name")]),
+                                 ("model.depth=2", ("model", "depth"), [("model", "width"), ("model", "padding")]),
+                                 ("optim.lr=1e-4", ("optim", "lr"), [("optim", "warmup_steps"), ("optim", "ema_decay")]),
+                                 ("wandb.mode=disabled", ("wandb", "mode"), [("wandb", "project")]),
+                                 ("max_steps=10", ("max_steps",), [("batch_size",), ("data", "n")])]:
+        config = load_config(None, [item])
+        get = lambda c, path: c if not path else get(getattr(c, path[0]), path[1:])  # noqa: E731
+        assert get(config, key) != get(base, key), item
+        for other in unchanged:
+            assert get(config, other) == get(base, other), (item, other)
+    assert load_config(None, ["data.n=50"]).data.image_size == 14  # the quick preset's, kept
+    assert load_config(None, ["data.image_size=null"]).data.image_size is None
+    preset = tmp_path / "p.yaml"
+    preset.write_text("data: {name: digits}\noptim: {lr: 1.0e-3}\n")
+    config = load_config(preset, ["optim.warmup_steps=7"])
+    assert (config.data.name, config.data.n, config.optim.lr, config.optim.warmup_steps) == ("digits", 200, 1e-3, 7)
+    assert config.optim.ema_decay == base.optim.ema_decay
+
+
+def test_resume_takes_the_checkpoints_own_config_and_refuses_other_data(tmp_path, capsys):
+    import train
+
+    first = run(tiny(tmp_path, "max_steps=4", "data.n=30", name="r")).checkpoint
+    train.main(["--resume", str(first), "max_steps=8"])  # no data.* or model.* given: the run's own are used
+    resumed = load_checkpoint(capsys.readouterr().out.strip().splitlines()[-1])
+    assert resumed.step == 8 and resumed.config.data.n == 30 and resumed.config.data.image_size is None
+    with pytest.raises(SystemExit, match=r"cannot change.*data.image_size: None -> 14.*data.n: 30 -> 200"):
+        train.main(["--resume", str(first), "data.image_size=14", "data.n=200"])
+    with pytest.raises(ValueError, match="continue it with train.py --resume"):
+        run(tiny(tmp_path, "max_steps=4", "data.n=30", name="r"))

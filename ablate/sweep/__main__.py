@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
 
             definition, study = studies.load_existing(definition, url)
             print(f"{definition.name} ({url}): " + ", ".join(f"{v} {k}" for k, v in studies.counts(study).items() if v))
-            print(f"  objectives: " + ", ".join(f"{n} ({d})" for n, d in definition.objectives.items()))
+            print("  objectives: " + ", ".join(f"{n} ({d})" for n, d in definition.objectives.items()))
             print(f"  fixed: {knob_text(definition.fixed) or 'none'}; {definition.seeds} seeds, {definition.steps} steps")
             for t in studies.pareto(study):
                 took = (t.datetime_complete - t.datetime_start).total_seconds()

@@ -1,7 +1,7 @@
 """Reading training checkpoints safely (``weights_only=True``) with errors that say what is wrong."""
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ablate.config import build_config
-from ablate.models import BackboneConfig, NetworkDenoiser, build_backbone
+from ablate.models import NetworkDenoiser, build_backbone
 from ablate.training.config import TrainConfig
 from ablate.training.module import CHECKPOINT_FORMAT
 
@@ -68,9 +68,28 @@ def config_of(ckpt: dict[str, Any]) -> TrainConfig:
     return build_config(TrainConfig, ckpt["ablate"]["config"])
 
 
-def model_differences(a: BackboneConfig, b: BackboneConfig) -> list[str]:
-    return [f"{f.name}: {getattr(a, f.name)!r} vs {getattr(b, f.name)!r}" for f in fields(BackboneConfig)
-            if getattr(a, f.name) != getattr(b, f.name)]
+# what a resumed run may not change: the data, the network, the loss and the noise it draws
+PROTECTED = ("data", "model", "optim", "noise_schedule", "t_min", "conditional", "label_dropout", "batch_size",
+             "epoch_images", "seed")
+
+
+def resume_differences(saved: TrainConfig, now: TrainConfig) -> list[str]:
+    """``key: saved -> now`` for every protected setting a resumed run would change."""
+    from ablate.config import to_dict
+
+    a, b = to_dict(saved), to_dict(now)
+    out: list[str] = []
+
+    def walk(x, y, path):
+        if isinstance(x, dict) and isinstance(y, dict):
+            for k in sorted(set(x) | set(y)):
+                walk(x.get(k), y.get(k), f"{path}.{k}")
+        elif x != y:
+            out.append(f"{path}: {x!r} -> {y!r}")
+
+    for key in PROTECTED:
+        walk(a[key], b[key], key)
+    return out
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", ema: bool = True) -> TrainedModel:

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Literal
+from typing import Any, Iterable, Literal, Mapping
 
 from ablate import tracking
-from ablate.config import apply_overrides, build_config, check_choice, check_float, check_int, to_dict
+from ablate.config import apply_overrides, build_config, check_choice, check_float, check_int, merge, to_dict
 from ablate.data import DataConfig
 from ablate.models import BackboneConfig
 from ablate.sampling import NOISE_SCHEDULES
@@ -124,9 +124,16 @@ class TrainConfig:
         return to_dict(self)
 
 
-def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> TrainConfig:
-    """The defaults, updated by the YAML file at ``path`` (if any), then by ``key.sub=value`` overrides.
-    Unknown keys are errors that name the nearest valid key."""
+def load_config(path: str | Path | None = None, overrides: Iterable[str] = (),
+                base: Mapping[str, Any] | None = None) -> TrainConfig:
+    """``base`` (default: the quick preset, every key), updated by the YAML file at ``path`` (if any), then by
+    ``key.sub=value`` overrides. Both change only the keys they name, at any depth: ``data.n=50`` keeps the
+    preset's ``data.image_size`` (``data.image_size=null`` clears it). Unknown keys are errors that name the
+    nearest valid key.
+
+    Why not OmegaConf, which does the same merge: its structured configs cannot type ``Literal`` choices or
+    ``int | PatchSchedule`` unions, which these frozen dataclasses use; their validation (``__post_init__``,
+    with what is allowed) and the nearest-key errors of :func:`~ablate.config.build_config` stay one path."""
     import yaml
 
     values: dict[str, Any] = {}
@@ -137,4 +144,5 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
             raise ValueError(f"cannot read training config {str(path)!r}: {err}") from err
         if not isinstance(values, dict):
             raise ValueError(f"{path}: a training config must be a mapping of keys, got {type(values).__name__}")
-    return build_config(TrainConfig, apply_overrides(values, overrides))
+    start = dict(base) if base is not None else to_dict(TrainConfig())
+    return build_config(TrainConfig, apply_overrides(merge(start, values), overrides))

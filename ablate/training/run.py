@@ -23,7 +23,7 @@ from ablate import tracking
 from ablate.data import ImageDataModule, load_dataset
 from ablate.models import build_backbone
 from ablate.training.callbacks import OracleAgreement, SampleGrid
-from ablate.training.checkpoint import config_of, model_differences, read_checkpoint
+from ablate.training.checkpoint import config_of, read_checkpoint, resume_differences
 from ablate.training.config import TrainConfig
 from ablate.training.module import DiffusionModule
 
@@ -63,14 +63,15 @@ def run(config: TrainConfig, resume: str | Path | None = None,
     run_dir = Path(config.out) / (config.name or default_name(config))
     ckpt = read_checkpoint(resume) if resume is not None else None
     if ckpt is not None:
-        diffs = model_differences(config_of(ckpt).model, config.model)
+        diffs = resume_differences(config_of(ckpt), config)
         if diffs:
-            raise ValueError(f"checkpoint {str(resume)!r} was trained with another architecture; differing "
-                             f"model settings (checkpoint vs config): {'; '.join(diffs)}")
+            raise ValueError(f"checkpoint {str(resume)!r} was trained with other settings, which a resumed run "
+                             f"cannot change (checkpoint -> now): {'; '.join(diffs)}. Resume with the checkpoint's "
+                             "own config (train.py --resume CKPT [max_steps=...]) or start a new run")
         run_dir = Path(resume).resolve().parent.parent
     elif (run_dir / "checkpoints").exists():
         raise ValueError(f"run directory {str(run_dir)!r} already holds a run; continue it with "
-                         f"resume={str(run_dir / 'checkpoints' / 'last.ckpt')!r} or choose another name")
+                         f"train.py --resume {run_dir / 'checkpoints' / 'last.ckpt'} or choose another name")
     pl.seed_everything(config.seed, workers=True, verbose=False)
 
     data = load_dataset(config.data)
