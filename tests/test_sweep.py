@@ -222,10 +222,52 @@ def test_local_workers_on_sqlite_give_exact_counts_and_different_proposals(in_tm
     from ablate.sweep.study import make_sampler
 
     d = write(in_tmp, space={"shape": {"float": [0.5, 2.0]}}, fixed={"machine": "els", "k_min": 3, "k_max": 5})
-    first = [optuna.create_study(sampler=make_sampler(d, w)).ask().suggest_float("shape", 0.5, 2.0) for w in (0, 1, 0)]
-    assert first[0] == first[2] and first[0] != first[1]  # reproducible per worker, different across workers
+    study = optuna.create_study(sampler=make_sampler(d))
+    first = [study.ask().suggest_float("shape", 0.5, 2.0) for _ in range(3)]
+    again = optuna.create_study(sampler=make_sampler(d)).ask().suggest_float("shape", 0.5, 2.0)
+    assert len(set(first)) == 3 and again == first[0]  # new knobs per trial number, reproducible per number
     study = run_sweep(d, workers=2, progress=False)
     assert counts(study)["complete"] == 4 and len(study.get_trials()) == 4
+    assert len({t.params["shape"] for t in study.trials}) == 4
+
+
+def _knob_sets(study):
+    return [tuple(sorted(t.params.items())) for t in study.trials if t.state == TrialState.COMPLETE]
+
+
+def test_a_killed_rerun_and_topped_up_sweep_never_repeats_a_knob_set(in_tmp):
+    d = write(in_tmp, space={"shape": {"float": [0.5, 2.0]}}, fixed={"machine": "els", "k_min": 3, "k_max": 5},
+              sampler={"name": "tpe", "seed": 0}, trials=4, seeds=8, steps=10)
+    cmd = [sys.executable, "-m", "ablate.sweep", "run", str(d.path), "--heartbeat", "1"]
+    proc = subprocess.Popen(cmd, cwd=in_tmp, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in proc.stdout:  # kill it as soon as one trial is complete
+        if " complete in " in line:
+            break
+    proc.kill()
+    proc.wait()
+    url = f"sqlite:///{in_tmp}/runs/sweeps/tiny.db"
+    study = run_sweep(d, url, heartbeat=1, progress=False)  # re-run: the killed trial goes stale and is redone
+    assert counts(study)["complete"] == 4
+    study = run_sweep(d, url, trials=8, heartbeat=1, progress=False)  # top up
+    sets = _knob_sets(study)
+    assert len(sets) == 8 and len(set(sets)) == 8, sets
+
+
+def test_two_concurrent_runs_on_a_fresh_sqlite_file_both_succeed_with_exactly_n(in_tmp):
+    d = write(in_tmp, space={"shape": {"float": [0.5, 2.0]}}, fixed={"machine": "els", "k_min": 3, "k_max": 5},
+              trials=4, seeds=4, steps=4)
+    from ablate.metrics import build_suite
+
+    build_suite(d.data)  # the reference classifier, cached once (not the subject of this test)
+    cmd = [sys.executable, "-m", "ablate.sweep", "run", str(d.path)]
+    env = {**os.environ, "ABLATE_THREADS": "1"}
+    procs = [subprocess.Popen(cmd, cwd=in_tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    study = optuna.load_study(study_name="tiny", storage=open_storage(f"sqlite:///{in_tmp}/runs/sweeps/tiny.db"))
+    assert counts(study)["complete"] == 4 and len(study.trials) == 4
+    assert len(set(_knob_sets(study))) == 4
 
 
 def test_training_trial_is_pruned_through_the_lightning_callback(in_tmp):

@@ -18,6 +18,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import subprocess
@@ -33,6 +34,7 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_s
 from optuna.trial import TrialState
 
 from ablate import tracking
+from ablate.sweep.claims import PerTrialSeed, storage_lock
 from ablate.sweep.condition import condition, resolve
 from ablate.sweep.definition import ARCH, SweepDefinition
 from ablate.sweep.trials import TRIALS, TrialContext, validate_space
@@ -63,27 +65,32 @@ def sqlite_path(url: str) -> Path | None:
 
 
 def open_storage(url: str, heartbeat: int = 10, retries: int = 3) -> RDBStorage:
-    if sqlite_path(url) is not None:
-        sqlite_path(url).parent.mkdir(parents=True, exist_ok=True)
+    """The Optuna storage at ``url``. Creating its tables is done by one process at a time (two ``run``s on a
+    fresh SQLite file raced to create them); an existing SQLite file is opened without a lock (or a write)."""
+    path = sqlite_path(url)
+    fresh = path is None or not path.exists()
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats: stable in use
     try:
-        return RDBStorage(url, heartbeat_interval=heartbeat, grace_period=3 * heartbeat,
-                          heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=retries))
+        with storage_lock(url, "tables") if fresh else contextlib.nullcontext():
+            return RDBStorage(url, heartbeat_interval=heartbeat, grace_period=3 * heartbeat,
+                              heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=retries))
+    except ValueError:
+        raise
     except Exception as err:  # SQLAlchemy raises many kinds for a bad URL or an unreachable server
         raise ValueError(f"cannot open study storage {url!r}: {type(err).__name__}: {str(err).splitlines()[0]}") from err
 
 
-def make_sampler(definition: SweepDefinition, worker: int = 0) -> optuna.samplers.BaseSampler:
-    """The definition's sampler; worker ``i`` offsets the seed by ``i`` so that parallel workers do not
-    propose the same knobs (a single worker is reproducible from the definition's seed)."""
-    seed = None if definition.sampler_seed is None else definition.sampler_seed + worker
-    if definition.sampler == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed)
-    if definition.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
+def make_sampler(definition: SweepDefinition) -> optuna.samplers.BaseSampler:
+    """The definition's sampler, seeded per trial from the definition's seed and the trial's number
+    (:class:`~ablate.sweep.claims.PerTrialSeed`): every worker, run and resumption proposes new knobs for a new
+    trial, and the same study history gives the same proposals. A grid's points are queued, never repeated."""
+    seed = definition.sampler_seed
     if definition.sampler == "grid":
         return optuna.samplers.GridSampler({p.name: p.grid() for p in definition.space}, seed=seed)
-    return optuna.samplers.TPESampler(seed=seed, multivariate=True)
+    kinds = {"nsga2": lambda s: optuna.samplers.NSGAIISampler(seed=s),
+             "random": lambda s: optuna.samplers.RandomSampler(seed=s),
+             "tpe": lambda s: optuna.samplers.TPESampler(seed=s, multivariate=True)}
+    return PerTrialSeed(kinds[definition.sampler], seed)
 
 
 def create_study(definition: SweepDefinition, storage: RDBStorage, trials: int | None = None) -> optuna.Study:
@@ -200,15 +207,15 @@ def work(definition: SweepDefinition, url: str, heartbeat: int = 10, worker: int
          poll: float = 1.0) -> None:
     """One worker: claim waiting trials until none is waiting and none is running elsewhere.
     A trial whose worker died goes stale after ``3 * heartbeat`` s and comes back as a waiting copy.
-    ``worker`` offsets the sampler's seed (default: the process id, for workers started by hand)."""
+    ``worker``: this worker's index among a run's local workers (only for its logs; proposals are seeded by
+    the trial's number)."""
     storage = open_storage(url, heartbeat)
     try:
         definition = resolve(definition, storage, create=False)
     except LookupError:
         raise ValueError(f"no study {definition.name!r} in {url} to work on; start it with: "
                          f"{run_command(definition)} --storage {url}") from None
-    sampler = make_sampler(definition, os.getpid() if worker is None else worker)
-    study = optuna.load_study(study_name=definition.name, storage=storage, sampler=sampler)
+    study = optuna.load_study(study_name=definition.name, storage=storage, sampler=make_sampler(definition))
     ctx = TrialContext.build(definition, out_dir(definition))
     objective = objective_fn(definition, ctx)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -247,8 +254,9 @@ def run_sweep(definition: SweepDefinition, storage: str | None = None, workers: 
     url = storage or default_storage(definition)
     validate_space(definition, load_dataset(definition.data).shape)
     store = open_storage(url, heartbeat)
-    definition = resolve(definition, store, create=True, new_version=new_version)
-    study = create_study(definition, store, trials)
+    with storage_lock(url, definition.name):  # one process at a time resolves, creates and tops up the queue
+        definition = resolve(definition, store, create=True, new_version=new_version)
+        study = create_study(definition, store, trials)
     say = print if progress else (lambda *a, **k: None)
     c = counts(study)
     say(f"study {definition.name!r} in {url}: {c['complete']} complete, {c['waiting']} queued, "
