@@ -25,6 +25,7 @@ import sys
 
 from ablate.evaluation import EvalConfig, evaluate_source
 from ablate.sampling import SAMPLERS
+from ablate.paths import set_runs_root
 from ablate.threads import apply_threads
 
 
@@ -49,11 +50,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--wandb", default=d.wandb_mode, choices=["auto", "offline", "online", "disabled"])
     p.add_argument("--out", default=None, help="output folder (default: <run>/evaluation)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (network, machines and sampler)")
+    p.add_argument("--runs", help="root of everything written (default: $ABLATE_RUNS, else runs/)")
     p.add_argument("--threads", type=int, help="CPU threads (default: $ABLATE_THREADS, else all cores)")
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args(argv)
     try:
         apply_threads(a.threads)
+        set_runs_root(a.runs)
         config = EvalConfig(machines=tuple(a.machines.split(",")), boundary=a.boundary, seeds=a.seeds,
                             seed_offset=a.seed_offset, calibration_seeds=a.calibration_seeds, k_max=a.k_max,
                             steps=a.steps, samplers=tuple(a.samplers.split(",")), per_step=not a.no_per_step,

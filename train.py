@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ablate.paths import set_runs_root
 from ablate.threads import apply_threads
 from ablate.training import load_config, run
 
@@ -24,6 +25,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("items", nargs="*", metavar="CONFIG.yaml | key=value",
                    help="an optional YAML config first, then overrides")
     p.add_argument("--resume", metavar="CHECKPOINT", help="continue the run of this checkpoint")
+    p.add_argument("--runs", help="root of everything written (default: $ABLATE_RUNS, else runs/)")
     p.add_argument("--threads", type=int, help="CPU threads (default: $ABLATE_THREADS, else all cores)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config (YAML) and exit")
     a = p.parse_args(argv)
@@ -31,6 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     overrides = a.items[1:] if path else a.items
     try:
         apply_threads(a.threads)
+        set_runs_root(a.runs)
         base = None
         if a.resume:  # the run continues with its own saved config; overrides change only what they name
             from ablate.config import to_dict

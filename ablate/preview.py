@@ -32,7 +32,7 @@ class PreviewConfig:
     shape: float = 1.0
     seeds: tuple[int, ...] = tuple(range(8))
     steps: int = 20
-    out: str = "runs/preview"
+    out: str | None = None  # None: <runs root>/preview
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,9 @@ def run(cfg: PreviewConfig, progress: bool = True) -> PreviewResult:
         titles += [name, "nearest train"]
         if progress:
             print(f"{name}: {seconds[name]:.1f} s for {len(cfg.seeds)} samples", flush=True)
-    outdir = Path(cfg.out)
+    from ablate.paths import runs_root
+
+    outdir = Path(cfg.out or runs_root() / "preview")
     grid = save_grid(rows, titles, outdir / "preview.png",
                      title=f"{cfg.data.name}, N={len(train)}, {shape[1]}x{shape[2]}, boundary={cfg.boundary}, "
                            f"{cfg.steps}-step DDIM, seeds {cfg.seeds[0]}..{cfg.seeds[-1]}")
@@ -85,12 +87,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--k-min", type=int, default=3)
     p.add_argument("--k-max", type=int, default=9)
     p.add_argument("--seeds", type=int, default=8)
-    p.add_argument("--out", default="runs/preview")
+    p.add_argument("--out", default=None, help="default: <runs root>/preview")
+    p.add_argument("--runs", help="root of everything written (default: $ABLATE_RUNS, else runs/)")
     p.add_argument("--threads", type=int, help="CPU threads (default: $ABLATE_THREADS, else all cores)")
     a = p.parse_args(argv)
     from ablate.threads import apply_threads
 
     apply_threads(a.threads)
+    from ablate.paths import set_runs_root
+
+    set_runs_root(a.runs)
     size = None if a.image_size <= 0 else a.image_size
     cfg = PreviewConfig(data=DataConfig(name=a.dataset, n=a.n, image_size=size), boundary=a.boundary,
                         k_min=a.k_min, k_max=a.k_max, seeds=tuple(range(a.seeds)), out=a.out)

@@ -375,3 +375,17 @@ def test_objectives_take_the_american_spelling_and_errors_read_well():
     assert list(d.objectives) == ["coherence", "artefact_rate"]
     with pytest.raises(ValueError, match="an oracle trial reports"):
         parse_definition({**TINY, "objectives": {"sharpness": "maximize"}})
+
+
+def test_everything_a_sweep_writes_goes_under_the_runs_root(in_tmp):
+    d = write(in_tmp, trials=1, seeds=2, steps=3)
+    out = subprocess.run([sys.executable, "-m", "ablate.sweep", "run", str(d.path), "--runs", "elsewhere"],
+                         cwd=in_tmp, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert not (in_tmp / "runs").exists() and not (in_tmp / "wandb").exists()
+    root = in_tmp / "elsewhere"
+    assert (root / "sweeps" / "tiny.db").is_file() and any((root / "classifiers").iterdir())
+    assert any((root / "sweeps" / "tiny" / "grids").iterdir())
+    status = subprocess.run([sys.executable, "-m", "ablate.sweep", "status", str(d.path)], cwd=in_tmp,
+                            capture_output=True, text=True, timeout=120, env={**os.environ, "ABLATE_RUNS": "elsewhere"})
+    assert status.returncode == 0 and status.stdout.startswith("tiny (sqlite:///elsewhere/sweeps/tiny.db): 1 complete")

@@ -25,6 +25,7 @@ from typing import Any, Literal, Sequence
 import torch
 
 from ablate import tracking
+from ablate.paths import runs_root
 from ablate.config import check_choice, check_int, to_dict
 from ablate.evaluation.agreement import SamplerAgreement, run_agreement
 from ablate.evaluation.calibrate import Calibration, calibrate
@@ -328,7 +329,7 @@ def evaluate_source(source: str, overrides: Sequence[str] = (), config: EvalConf
     subject = network_subject(loaded, load_dataset(data_config), device, data_config)
     path = Path(source)
     out = Path(out_dir) if out_dir is not None else (path / "evaluation" if path.is_dir()
-                                                    else Path("runs/evaluate") / subject.name)
+                                                    else runs_root() / "evaluate" / subject.name)
     return evaluate(subject, config, out)
 
 

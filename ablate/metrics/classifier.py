@@ -28,7 +28,7 @@ from torch.nn import functional as F
 from ablate.config import to_dict
 from ablate.data import DataConfig, load_dataset
 
-DEFAULT_CACHE = Path("runs/classifiers")
+DEFAULT_CACHE = None  # <runs root>/classifiers (ablate.paths)
 
 
 class DigitCNN(nn.Module):
@@ -164,9 +164,11 @@ def classifier_key(data: DataConfig) -> str:
     return f"{data.name}-{hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]}"
 
 
-def get_classifier(data: DataConfig, cache_dir: str | Path = DEFAULT_CACHE, progress: bool = False) -> ReferenceClassifier:
+def get_classifier(data: DataConfig, cache_dir: str | Path | None = DEFAULT_CACHE, progress: bool = False) -> ReferenceClassifier:
     """The cached classifier for ``data`` (its name, size, split), training it on first use."""
-    folder = Path(cache_dir) / classifier_key(data)
+    from ablate.paths import runs_root
+
+    folder = Path(cache_dir if cache_dir is not None else runs_root() / "classifiers") / classifier_key(data)
     weights, info_path = folder / "classifier.pt", folder / "info.json"
     if weights.is_file() and info_path.is_file():
         try:

@@ -73,7 +73,7 @@ class MetricSuite:
 
 
 def build_suite(data: DataConfig | ImageDataset, config: DataConfig | None = None,
-                cache_dir: str | Path = DEFAULT_CACHE, progress: bool = False) -> MetricSuite:
+                cache_dir: str | Path | None = DEFAULT_CACHE, progress: bool = False) -> MetricSuite:
     """The metric suite of a dataset. ``data``: a config (loaded here) or an already loaded dataset with
     its ``config``. Labelled datasets get the (cached) reference classifier."""
     if isinstance(data, DataConfig):

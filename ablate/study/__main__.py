@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     g.add_argument("--steps", type=int, default=20, help="sampler steps for the k schedule (default 20)")
     g.add_argument("--json", action="store_true", help="print JSON instead of text")
     for sp in (d, f, g):
+        sp.add_argument("--runs", help="root of everything written (default: $ABLATE_RUNS, else runs/)")
         sp.add_argument("--threads", type=int, help="CPU threads (default: $ABLATE_THREADS, else all cores; "
                         "with --workers W, cores // W each)")
     a = p.parse_args(argv)
@@ -49,6 +50,9 @@ def main(argv: list[str] | None = None) -> None:
         if getattr(a, "workers", 1) > 1 and a.threads is None and not os.environ.get("ABLATE_THREADS"):
             a.threads = share(a.workers)
         apply_threads(a.threads)
+        from ablate.paths import set_runs_root
+
+        set_runs_root(a.runs)
         if a.command == "describe":
             import json
 

@@ -34,9 +34,9 @@ def definitions(path: str | Path, datasets: list[str] | None = None) -> list[Swe
 def study_dir(path: str | Path) -> Path:
     import yaml
 
-    from ablate.sweep.study import RUNS
+    from ablate.sweep.study import sweeps_dir
 
-    return RUNS / str(yaml.safe_load(Path(path).read_text())["name"])
+    return sweeps_dir() / str(yaml.safe_load(Path(path).read_text())["name"])
 
 
 def run_design_study(path: str | Path, datasets: list[str] | None = None, storage: str | None = None,

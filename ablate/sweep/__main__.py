@@ -30,6 +30,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--trials", type=int, help="completed trials wanted (default: the definition's)")
     p.add_argument("--heartbeat", type=int, default=10, help="seconds between worker heartbeats")
     p.add_argument("--worker-index", type=int, help="worker: offsets the sampler seed (default: process id)")
+    p.add_argument("--runs", help="root of everything written: databases, grids, W&B, classifiers "
+                   "(default: $ABLATE_RUNS, else runs/)")
     p.add_argument("--threads", type=int, help="CPU threads per process (default: $ABLATE_THREADS, else all "
                    "cores; with --workers W, cores // W each)")
     p.add_argument("--new-version", action="store_true",
@@ -43,6 +45,9 @@ def main(argv: list[str] | None = None) -> None:
         if a.command in ("run", "resume") and a.workers > 1 and a.threads is None and not os.environ.get("ABLATE_THREADS"):
             a.threads = share(a.workers)  # the workers share the cores (they inherit ABLATE_THREADS)
         apply_threads(a.threads)
+        from ablate.paths import set_runs_root
+
+        set_runs_root(a.runs)
         definition = load_definition(a.definition, a.dataset)
         from ablate.sweep import study as studies
 

@@ -34,21 +34,26 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_s
 from optuna.trial import TrialState
 
 from ablate import tracking
+from ablate.paths import runs_root
 from ablate.sweep.claims import PerTrialSeed, storage_lock
 from ablate.sweep.condition import condition, resolve
 from ablate.sweep.definition import ARCH, SweepDefinition
 from ablate.sweep.trials import TRIALS, TrialContext, validate_space
 
-RUNS = Path("runs/sweeps")
+
+
+def sweeps_dir() -> Path:
+    """``<runs root>/sweeps`` (``--runs`` / ``ABLATE_RUNS``; default ``runs/sweeps``)."""
+    return runs_root() / "sweeps"
 DONE = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
 def out_dir(definition: SweepDefinition) -> Path:
-    return RUNS / definition.name
+    return sweeps_dir() / definition.name
 
 
 def default_storage(definition: SweepDefinition) -> str:
-    return f"sqlite:///{(RUNS / f'{definition.name}.db').as_posix()}"
+    return f"sqlite:///{(sweeps_dir() / f'{definition.name}.db').as_posix()}"
 
 
 def run_command(definition: SweepDefinition) -> str:

@@ -91,7 +91,7 @@ class TrainConfig:
     accelerator: str = "auto"
     devices: int = 1
     precision: Literal["32-true", "64-true", "bf16-mixed", "16-mixed"] = "32-true"
-    out: str = "runs/train"
+    out: str | None = None  # None: <runs root>/train (--runs / ABLATE_RUNS, default runs/train)
     name: str | None = None
     progress: bool = True
 

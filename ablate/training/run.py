@@ -60,7 +60,9 @@ def run(config: TrainConfig, resume: str | Path | None = None,
     own (e.g. a sweep's pruning callback)."""
     if not isinstance(config, TrainConfig):
         raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
-    run_dir = Path(config.out) / (config.name or default_name(config))
+    from ablate.paths import runs_root
+
+    run_dir = Path(config.out or runs_root() / "train") / (config.name or default_name(config))
     ckpt = read_checkpoint(resume) if resume is not None else None
     if ckpt is not None:
         diffs = resume_differences(config_of(ckpt), config)
