@@ -1,8 +1,11 @@
 """Training with Lightning on tiny real data: the loss falls, resuming is exact, W&B records the run,
 and bad input is refused clearly."""
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -184,3 +187,32 @@ def test_resume_takes_the_checkpoints_own_config_and_refuses_other_data(tmp_path
         train.main(["--resume", str(first), "data.image_size=14", "data.n=200"])
     with pytest.raises(ValueError, match="continue it with train.py --resume"):
         run(tiny(tmp_path, "max_steps=4", "data.n=30", name="r"))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
+def test_an_interrupted_run_resumed_from_its_last_checkpoint_ends_bit_identical(tmp_path, sig):
+    args = [a for a in TINY if not a.startswith("epoch_images")] + [
+        "epoch_images=64", "max_steps=400", "checkpoint_every=1", "val_every=1", f"out={tmp_path}"]
+    root = Path(__file__).parent.parent
+    env = {**os.environ, "ABLATE_THREADS": "1"}  # every run on one thread: the same reduction order
+    subprocess.run([sys.executable, "train.py", *args, "name=whole"], cwd=root, env=env, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=600)
+    cut = subprocess.Popen([sys.executable, "train.py", *args, "name=cut"], cwd=root, env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    folder = tmp_path / "cut" / "checkpoints"
+    deadline = time.time() + 300
+    while not (folder / "step0000016.ckpt").exists() and time.time() < deadline and cut.poll() is None:
+        time.sleep(0.02)
+    time.sleep(0.05)
+    cut.send_signal(sig)
+    cut.wait(timeout=120)
+    assert not (folder / "final.ckpt").exists(), "the run finished before it could be interrupted"
+    step = read_checkpoint(folder / "last.ckpt")["global_step"]
+    assert 16 <= step < 400 and step % 8 == 0  # an end-of-epoch checkpoint
+    out = subprocess.run([sys.executable, "train.py", "--resume", str(folder / "last.ckpt")], cwd=root, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    a, b = read_checkpoint(tmp_path / "whole" / "checkpoints" / "final.ckpt"), read_checkpoint(folder / "final.ckpt")
+    assert a["global_step"] == b["global_step"] == 400
+    for key in a["state_dict"]:
+        assert torch.equal(a["state_dict"][key], b["state_dict"][key]), key

@@ -109,7 +109,8 @@ def run(config: TrainConfig, resume: str | Path | None = None,
     checkpoints = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="step{step:07d}",
                                   auto_insert_metric_name=False, every_n_epochs=config.checkpoint_every,
                                   save_top_k=config.keep_checkpoints, monitor="step", mode="max",
-                                  save_last=True, save_on_train_epoch_end=True)
+                                  save_last=True, save_on_train_epoch_end=True,
+                                  enable_version_counter=False)  # a resumed epoch end rewrites its file, no -v1 copy
     callbacks = [checkpoints, samples, LearningRateMonitor(logging_interval="step"), *(callbacks or [])]
     if config.agreement_every is not None:
         callbacks.append(OracleAgreement(data.train, config.model.padding, config.agreement_every,
