@@ -389,3 +389,26 @@ def test_everything_a_sweep_writes_goes_under_the_runs_root(in_tmp):
     status = subprocess.run([sys.executable, "-m", "ablate.sweep", "status", str(d.path)], cwd=in_tmp,
                             capture_output=True, text=True, timeout=120, env={**os.environ, "ABLATE_RUNS": "elsewhere"})
     assert status.returncode == 0 and status.stdout.startswith("tiny (sqlite:///elsewhere/sweeps/tiny.db): 1 complete")
+
+
+def test_two_concurrent_runs_on_a_fresh_postgres_database_both_succeed_with_exactly_n(in_tmp):
+    conn, db = _postgres_url()
+    url = f"postgresql://postgres@127.0.0.1:5432/{db}"
+    try:
+        d = write(in_tmp, name="pgc", space={"shape": {"float": [0.5, 2.0]}},
+                  fixed={"machine": "els", "k_min": 3, "k_max": 5}, trials=4, seeds=4, steps=4)
+        from ablate.metrics import build_suite
+
+        build_suite(d.data)
+        cmd = [sys.executable, "-m", "ablate.sweep", "run", str(d.path), "--storage", url]
+        env = {**os.environ, "ABLATE_THREADS": "1"}
+        procs = [subprocess.Popen(cmd, cwd=in_tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  text=True) for _ in range(2)]
+        outs = [p.communicate(timeout=600)[0] for p in procs]
+        assert [p.returncode for p in procs] == [0, 0], outs
+        study = optuna.load_study(study_name="pgc", storage=open_storage(url))
+        assert counts(study)["complete"] == 4 and len(study.trials) == 4
+        assert len(set(_knob_sets(study))) == 4
+    finally:
+        conn.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+        conn.close()
