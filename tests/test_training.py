@@ -197,8 +197,10 @@ def test_an_interrupted_run_resumed_from_its_last_checkpoint_ends_bit_identical(
     env = {**os.environ, "ABLATE_THREADS": "1"}  # every run on one thread: the same reduction order
     subprocess.run([sys.executable, "train.py", *args, "name=whole"], cwd=root, env=env, check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=600)
+    # a shell's background job ignores SIGINT, and children inherit that: give the run the default handling
     cut = subprocess.Popen([sys.executable, "train.py", *args, "name=cut"], cwd=root, env=env,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     folder = tmp_path / "cut" / "checkpoints"
     deadline = time.time() + 300
     while not (folder / "step0000016.ckpt").exists() and time.time() < deadline and cut.poll() is None:
