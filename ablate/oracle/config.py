@@ -9,9 +9,13 @@ from typing import Literal, Sequence
 
 from ablate.config import check_choice, check_float, check_int
 
-Machine = Literal["ideal", "ls", "els", "es"]
+Machine = Literal["ideal", "ls", "els", "es", "wiener", "equivariant_wiener", "pca_locality", "nearest", "scfdm"]
 Boundary = Literal["circular", "zeros"]
-MACHINES = ("ideal", "ls", "els", "es")
+RIVALS = ("wiener", "equivariant_wiener", "pca_locality", "nearest", "scfdm")  # theory section 9 (ablate.oracle.rivals)
+MACHINES = ("ideal", "ls", "els", "es") + RIVALS
+# the knobs of the rival theories, and the machines they apply to
+RIVAL_KNOBS = {"mask_threshold": ("pca_locality",), "temperature": ("pca_locality",),
+               "smoothing_std": ("scfdm",), "num_noise": ("scfdm",), "noise_seed": ("scfdm",)}
 BOUNDARIES = ("circular", "zeros")
 
 
@@ -135,9 +139,35 @@ class OracleConfig:
     chunk_bytes: int = 4 * 2**20
     cache_bytes: int = 3 * 2**30
     prune_tol: float = 0.0
+    mask_threshold: float | None = None  # PCA locality's tau (None: 0.02)
+    temperature: float | None = None  # PCA locality's T (None: 1)
+    smoothing_std: float | None = None  # SCFDM's sigma_s (None: 0.1)
+    num_noise: int | None = None  # SCFDM's M (None: 8)
+    noise_seed: int | None = None  # SCFDM's generator seed (None: 0): the same input gives the same output
+
+    DEFAULTS = {"mask_threshold": 0.02, "temperature": 1.0, "smoothing_std": 0.1, "num_noise": 8, "noise_seed": 0}
+
+    def knob(self, name: str):
+        """A rival machine's knob, its default when unset."""
+        value = getattr(self, name)
+        return self.DEFAULTS[name] if value is None else value
 
     def __post_init__(self) -> None:
         check_choice("machine", self.machine, MACHINES)
+        for name, machines in RIVAL_KNOBS.items():
+            if getattr(self, name) is not None and self.machine not in machines:
+                raise ValueError(f"{name} applies to machine {' or '.join(map(repr, machines))} only, got machine="
+                                 f"{self.machine!r}")
+        if self.mask_threshold is not None:
+            check_float("mask_threshold", self.mask_threshold, low=0.0, high=1.0, low_open=True)
+        if self.temperature is not None:
+            check_float("temperature", self.temperature, low=0.0, low_open=True)
+        if self.smoothing_std is not None:
+            check_float("smoothing_std", self.smoothing_std, low=0.0)
+        if self.num_noise is not None:
+            check_int("num_noise", self.num_noise, low=1)
+        if self.noise_seed is not None:
+            check_int("noise_seed", self.noise_seed, low=0)
         check_choice("boundary", self.boundary, BOUNDARIES)
         check_choice("dtype", self.dtype, ("float32", "float64"))
         if isinstance(self.patch_size, PatchSchedule):

@@ -13,7 +13,8 @@ import dataclasses
 
 import torch
 
-from ablate.oracle.config import OracleConfig, PatchSchedule
+from ablate.oracle import rivals
+from ablate.oracle.config import RIVALS, OracleConfig, PatchSchedule
 from ablate.oracle.keys import KeySet, augment_queries, build_key_set, centre_index, stream_keys
 from ablate.oracle.patches import Group, offset_table, pad, patches_at, shared_key_groups
 from ablate.oracle.prune import dense_softmax, pruned_group_softmax
@@ -66,6 +67,9 @@ class Oracle:
             if train_labels.shape != (len(train_images),):
                 raise ValueError(f"train_labels must have shape [{len(train_images)}], got {tuple(train_labels.shape)}")
         self.labels = train_labels
+        if config.machine in rivals.COVARIANCE and len(train_images) < 2:
+            raise ValueError(f"machine {config.machine!r} needs a covariance, so at least 2 training images; "
+                             f"got {len(train_images)}")
         self._check_patch_sizes(config)
         self._keysets: dict[tuple, KeySet] = {}  # (k, label, group) -> key set, least recently used first
         self._cache_used = [0]  # bytes of all cached key sets (a list: shared with with_patch_size copies)
@@ -110,6 +114,8 @@ class Oracle:
         b2 = (1.0 - ab).to(self.dtype)
         if machine == "ideal":
             return self._ideal(x, a, b2, images)
+        if machine in RIVALS:
+            return rivals.denoise(self, x, a, b2, images, label)
         if machine == "es":
             return self._equivariant(x, a, b2, images)
         cfg = self.config

@@ -1,0 +1,173 @@
+"""The rival theories of theory section 9, behind the same ``denoise(x_t, alpha_bar)`` as the ELS family.
+
+Each returns ``x0_hat`` for queries ``x [B, C, H, W]`` (the oracle's dtype) at ``a = sqrt(alpha_bar)``,
+``b2 = 1 - alpha_bar`` (``[B]``) over ``images [N, C, H, W]`` (one class when conditional). The data
+statistics (mean, covariance and its eigendecomposition, the power spectrum) are computed once per training
+set (and class) in float64 and kept by the machine (:class:`Statistics`).
+
+* ``wiener``: ``mu + U diag(a lambda / (a^2 lambda + b2)) U^T (x - a mu)``.
+* ``equivariant_wiener``: ``m + F^-1[a S (a^2 S + b2 I)^-1 F(x - a m)]`` with the cross power spectrum ``S``.
+* ``pca_locality`` (Lukoianov et al.): the Wiener gain's rows normalised by their diagonal and binarised at
+  ``tau * max`` (float64), then, per output entry ``p``, a softmax over **all** N images (streamed, exact) of
+  ``-sum_m M[m, p] (x[m] - a z_j[m])^2 / (2 b2 T)``, averaging ``z_j[p]``.
+* ``nearest``: the training image with the largest IS logit.
+* ``scfdm``: IS averaged over ``num_noise`` inputs ``x + smoothing_std * eps_m``; the ``eps_m`` (one image
+  each, shared by the batch) come from a generator seeded with ``noise_seed`` at every call.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+
+from ablate.oracle.softmax import StreamingSoftmax
+
+if TYPE_CHECKING:
+    from ablate.oracle.machines import Oracle
+
+DIAGONAL_FLOOR = 1e-6  # a gain diagonal below this (a pixel constant over the training set) is taken as 1
+MASK_CACHE = 64  # masks kept per machine (one per noise level and class; a sampler visits about 20)
+
+
+@dataclass
+class Statistics:
+    """Float64 statistics of a training set ``[N, C, H, W]``: mean ``[D]``, covariance eigenvalues ``[D]``
+    (clamped at 0) and eigenvectors ``[D, D]`` (``Sigma = U diag(lambda) U^T``, divided by ``N - 1``), the
+    per-channel mean ``[C]`` and the cross power spectrum ``S [H, W, C, C]`` (complex)."""
+
+    mean: torch.Tensor
+    eigenvalues: torch.Tensor
+    eigenvectors: torch.Tensor
+    channel_mean: torch.Tensor
+    spectrum: torch.Tensor
+
+    @classmethod
+    def of(cls, images: torch.Tensor, needs: str) -> "Statistics":
+        N, C, H, W = images.shape
+        if N < 2:
+            raise ValueError(f"machine {needs!r} needs a covariance, so at least 2 training images; got {N}")
+        z = images.double().reshape(N, -1)
+        mean = z.mean(0)
+        centred = z - mean
+        cov = centred.T @ centred / (N - 1)
+        lam, U = torch.linalg.eigh(cov)
+        m = images.double().mean(dim=(0, 2, 3))
+        Y = torch.fft.fft2(images.double() - m[None, :, None, None])  # [N, C, H, W]
+        S = torch.einsum("nchw,ndhw->hwcd", Y, Y.conj()) / ((N - 1) * H * W)
+        return cls(mean, lam.clamp(min=0.0), U, m, S)
+
+
+def stats(oracle: "Oracle", images: torch.Tensor, label: int) -> Statistics:
+    cache = oracle.__dict__.setdefault("_rival_stats", {})
+    if label not in cache:
+        cache[label] = Statistics.of(images, oracle.config.machine)
+    return cache[label]
+
+
+def wiener(st: Statistics, x: torch.Tensor, a: torch.Tensor, b2: torch.Tensor) -> torch.Tensor:
+    B = len(x)
+    a, b2 = a.double()[:, None], b2.double()[:, None]
+    y = (x.double().reshape(B, -1) - a * st.mean) @ st.eigenvectors
+    gain = a * st.eigenvalues / (a * a * st.eigenvalues + b2)
+    return (st.mean + (y * gain) @ st.eigenvectors.T).reshape(x.shape).to(x.dtype)
+
+
+def equivariant_wiener(st: Statistics, x: torch.Tensor, a: torch.Tensor, b2: torch.Tensor) -> torch.Tensor:
+    B, C, H, W = x.shape
+    a, b2 = a.double(), b2.double()
+    m = st.channel_mean[None, :, None, None]
+    X = torch.fft.fft2(x.double() - a[:, None, None, None] * m).permute(0, 2, 3, 1)[..., None]  # [B, H, W, C, 1]
+    S = st.spectrum[None]  # [1, H, W, C, C]
+    eye = torch.eye(C, dtype=S.dtype)
+    A = (a * a)[:, None, None, None, None] * S + b2[:, None, None, None, None] * eye
+    out = a[:, None, None, None, None] * (S @ torch.linalg.solve(A, X))  # [B, H, W, C, 1]
+    y = torch.fft.ifft2(out[..., 0].permute(0, 3, 1, 2)).real
+    return (m + y).to(x.dtype)
+
+
+def nearest(oracle: "Oracle", x: torch.Tensor, a: torch.Tensor, b2: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    """The training image with the largest IS logit ``(a <x, z> - a^2 |z|^2 / 2) / b2`` (ties: the first)."""
+    B = len(x)
+    q = x.reshape(B, -1)
+    best = torch.full((B,), float("-inf"), dtype=x.dtype, device=x.device)
+    index = torch.zeros(B, dtype=torch.long, device=x.device)
+    rows = oracle._chunk_rows(max(q.shape[1], B))
+    for s in range(0, len(images), rows):
+        z = images[s:s + rows].reshape(-1, q.shape[1])
+        logits = ((a / b2)[:, None] * (q @ z.T) - (a * a / (2 * b2))[:, None] * (z * z).sum(1))
+        value, arg = logits.max(dim=1)
+        better = value > best
+        best = torch.where(better, value, best)
+        index = torch.where(better, arg + s, index)
+    return images[index].to(x.dtype)
+
+
+def scfdm(oracle: "Oracle", x: torch.Tensor, a: torch.Tensor, b2: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    cfg = oracle.config
+    sigma, M = float(cfg.knob("smoothing_std")), int(cfg.knob("num_noise"))
+    g = torch.Generator().manual_seed(int(cfg.knob("noise_seed")))
+    eps = torch.randn((M,) + tuple(x.shape[1:]), generator=g, dtype=torch.float64).to(x.device, x.dtype)
+    total = torch.zeros_like(x)
+    for m in range(M):
+        total += oracle._ideal(x + sigma * eps[m], a, b2, images)
+    return total / M
+
+
+def pca_mask(st: Statistics, a: float, b2: float, tau: float) -> torch.Tensor:
+    """``M [D, D]`` in float64: ``M[m, p] = 1`` where ``|G[m, p] / G[m, m]| >= tau * max``, the Wiener gain
+    ``G = U diag(a^2 lambda / (a^2 lambda + b2)) U^T`` (a diagonal entry below 1e-6 taken as 1)."""
+    lam, U = st.eigenvalues, st.eigenvectors
+    G = (U * (a * a * lam / (a * a * lam + b2))) @ U.T
+    d = G.diagonal().clone()
+    d[d < DIAGONAL_FLOOR] = 1.0
+    R = (G / d[:, None]).abs()
+    return (R >= tau * R.max()).double()
+
+
+def pca_locality(oracle: "Oracle", st: Statistics, x: torch.Tensor, a: torch.Tensor, b2: torch.Tensor,
+                 images: torch.Tensor, label: int) -> torch.Tensor:
+    cfg = oracle.config
+    tau, T = float(cfg.knob("mask_threshold")), float(cfg.knob("temperature"))
+    B = len(x)
+    D = x[0].numel()
+    out = torch.empty_like(x)
+    masks = oracle.__dict__.setdefault("_rival_masks", {})
+    for ab in torch.unique(a):
+        sel = torch.nonzero(a == ab).flatten()
+        av, bv = float(ab), float(b2[sel[0]])
+        key = (label, av, tau)
+        if key not in masks:
+            if len(masks) >= MASK_CACHE:
+                masks.pop(next(iter(masks)))
+            masks[key] = pca_mask(st, av, bv, tau).to(x.device, x.dtype)
+        mask = masks[key]
+        q = x[sel].reshape(len(sel), D)
+        state = StreamingSoftmax((D, len(sel)), 1, x.dtype, x.device)
+        rows = max(1, oracle.config.chunk_bytes // (max(len(sel), 1) * D * x.element_size()))
+        for s in range(0, len(images), rows):
+            z = images[s:s + rows].reshape(-1, D)
+            d2 = (q[:, None, :] - av * z[None, :, :]) ** 2  # [b, n, D]
+            logits = -(d2 @ mask) / (2 * bv * T)  # [b, n, D]: entry p sums over the m with M[m, p] = 1
+            state.add(logits.permute(2, 0, 1).contiguous(), z.T[:, :, None].contiguous())
+        out[sel] = state.result()[..., 0].T.reshape(len(sel), *x.shape[1:])
+    return out
+
+
+COVARIANCE = ("wiener", "equivariant_wiener", "pca_locality")
+
+
+def denoise(oracle: "Oracle", x: torch.Tensor, a: torch.Tensor, b2: torch.Tensor, images: torch.Tensor,
+            label: int) -> torch.Tensor:
+    """``x0_hat`` of the oracle's rival machine (see the module docstring)."""
+    machine = oracle.config.machine
+    if machine == "nearest":
+        return nearest(oracle, x, a, b2, images)
+    if machine == "scfdm":
+        return scfdm(oracle, x, a, b2, images)
+    st = stats(oracle, images, label)
+    if machine == "wiener":
+        return wiener(st, x, a, b2)
+    if machine == "equivariant_wiener":
+        return equivariant_wiener(st, x, a, b2)
+    return pca_locality(oracle, st, x, a, b2, images, label)

@@ -1,0 +1,193 @@
+"""The rival theories (theory section 9) against their formulas, computed independently here in float64, and
+against the known answers the theory gives (a Gaussian's posterior, shift-closed data, IS and LS limits)."""
+import numpy as np
+import pytest
+import torch
+
+from ablate.oracle import OracleConfig, build_oracle
+from ablate.oracle import rivals
+
+F64 = dict(dtype="float64")
+
+
+def images(n=12, c=1, h=4, w=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, c, h, w, generator=g, dtype=torch.float64) * 2 - 1
+
+
+def queries(b=3, c=1, h=4, w=4, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(b, c, h, w, generator=g, dtype=torch.float64)
+
+
+AB = torch.tensor([0.2, 0.6, 0.95], dtype=torch.float64)
+
+
+def wiener_formula(z, x, ab, mean=None, cov=None):
+    """``mu + a Sigma (a^2 Sigma + b2 I)^-1 (x - a mu)`` with linear solves, per query."""
+    flat = None if z is None else z.reshape(len(z), -1)
+    mu = flat.mean(0) if mean is None else mean
+    sigma = torch.from_numpy(np.cov(flat.numpy(), rowvar=False)) if cov is None else cov
+    out = []
+    for xi, abi in zip(x.reshape(len(x), -1), ab):
+        a, b2 = abi.sqrt(), 1 - abi
+        out.append(mu + a * sigma @ torch.linalg.solve(a * a * sigma + b2 * torch.eye(len(mu), dtype=torch.float64),
+                                                       xi - a * mu))
+    return torch.stack(out).reshape(x.shape)
+
+
+@pytest.mark.parametrize("c", [1, 2])
+def test_wiener_is_the_gaussian_posterior_of_the_empirical_statistics(c):
+    z, x = images(c=c), queries(c=c)
+    got = build_oracle(OracleConfig(machine="wiener", **F64), z).denoise(x, AB)
+    assert torch.allclose(got, wiener_formula(z, x, AB), atol=1e-10)
+
+
+def test_wiener_approaches_the_true_posterior_of_a_known_gaussian():
+    g = torch.Generator().manual_seed(3)
+    L = torch.tensor([[0.20, 0, 0, 0], [0.05, 0.15, 0, 0], [0.0, 0.04, 0.18, 0], [0.02, 0.0, 0.03, 0.1]],
+                     dtype=torch.float64)
+    mu0, sigma0 = torch.tensor([0.1, -0.1, 0.0, 0.2], dtype=torch.float64), L @ L.T
+    x = queries(b=4, c=1, h=2, w=2)
+    truth = wiener_formula(None, x, AB.repeat(2)[:4], mean=mu0, cov=sigma0)
+    errors = []
+    for n in (50, 500, 20000):
+        draws = mu0 + torch.randn(n, 4, generator=g, dtype=torch.float64) @ L.T
+        draws = draws[(draws.abs() <= 1).all(1)]  # the data live in [-1, 1]; a 5-sigma tail is dropped
+        got = build_oracle(OracleConfig(machine="wiener", **F64), draws.reshape(-1, 1, 2, 2)).denoise(x, AB.repeat(2)[:4])
+        errors.append(float((got - truth).abs().max()))
+    assert errors[0] > errors[2] and errors[2] < 0.02, errors
+
+
+@pytest.mark.parametrize("c", [1, 2])
+def test_equivariant_wiener_equals_wiener_on_a_shift_closed_training_set(c):
+    base = images(n=3, c=c)
+    closed = torch.cat([torch.roll(base, (i, j), (2, 3)) for i in range(4) for j in range(4)])
+    x = queries(c=c)
+    a = build_oracle(OracleConfig(machine="equivariant_wiener", **F64), closed).denoise(x, AB)
+    b = build_oracle(OracleConfig(machine="wiener", **F64), closed).denoise(x, AB)
+    assert torch.allclose(a, b, atol=1e-9)
+
+
+def test_equivariant_wiener_is_wiener_with_the_shift_averaged_covariance():
+    z, x = images(n=7, c=2), queries(c=2)
+    N, C, H, W = z.shape
+    m = z.mean(dim=(0, 2, 3))
+    centred = (z - m[None, :, None, None]).reshape(N, -1)
+    cov = torch.zeros(C * H * W, C * H * W, dtype=torch.float64)
+    for i in range(H):
+        for j in range(W):
+            shifted = torch.roll((z - m[None, :, None, None]), (i, j), (2, 3)).reshape(N, -1)
+            cov += shifted.T @ shifted
+    cov /= (N - 1) * H * W
+    mean = m[:, None, None].expand(C, H, W).reshape(-1)
+    want = wiener_formula(z, x, AB, mean=mean, cov=cov)
+    got = build_oracle(OracleConfig(machine="equivariant_wiener", **F64), z).denoise(x, AB)
+    assert centred.shape[1] == cov.shape[0] and torch.allclose(got, want, atol=1e-9)
+
+
+def pca_brute(z, x, ab, tau=0.02, T=1.0, mask=None):
+    """Lukoianov et al.'s PCA locality, term by term: the mask from the gain's normalised rows, then per entry
+    p a softmax over every image of -sum_m M[m, p] (x[m] - a z_j[m])^2 / (2 b2 T)."""
+    N = len(z)
+    flat = z.reshape(N, -1).numpy()
+    sigma = np.cov(flat, rowvar=False)
+    lam, U = np.linalg.eigh(sigma)
+    lam = np.clip(lam, 0, None)
+    out = []
+    for xi, abi in zip(x.reshape(len(x), -1).numpy(), ab.numpy()):
+        a, b2 = np.sqrt(abi), 1 - abi
+        if mask is None:
+            G = U @ np.diag(a * a * lam / (a * a * lam + b2)) @ U.T
+            d = np.diag(G).copy()
+            d[d < 1e-6] = 1.0
+            R = np.abs(G / d[:, None])
+            M = (R >= tau * R.max()).astype(float)
+        else:
+            M = mask
+        res = np.empty(len(xi))
+        for p in range(len(xi)):
+            logits = np.array([-(M[:, p] * (xi - a * zj) ** 2).sum() / (2 * b2 * T) for zj in flat])
+            w = np.exp(logits - logits.max())
+            res[p] = (w / w.sum()) @ flat[:, p]
+        out.append(res)
+    return torch.from_numpy(np.stack(out)).reshape(x.shape)
+
+
+@pytest.mark.parametrize("tau, T", [(0.02, 1.0), (0.3, 0.5)])
+def test_pca_locality_is_exact_against_a_brute_force_reference(tau, T):
+    z, x = images(n=9), queries()
+    cfg = OracleConfig(machine="pca_locality", mask_threshold=tau, temperature=T, chunk_bytes=2**16, **F64)
+    got = build_oracle(cfg, z).denoise(x, AB)
+    assert torch.allclose(got, pca_brute(z, x, AB, tau, T), atol=1e-10)
+
+
+def test_pca_locality_with_every_entry_is_is_and_with_the_diagonal_is_ls_k1(monkeypatch):
+    z, x = images(n=9), queries()
+    D = z[0].numel()
+    monkeypatch.setattr(rivals, "pca_mask", lambda st, a, b2, tau: torch.ones(D, D, dtype=torch.float64))
+    every = build_oracle(OracleConfig(machine="pca_locality", **F64), z).denoise(x, AB)
+    assert torch.allclose(every, build_oracle(OracleConfig(machine="ideal", **F64), z).denoise(x, AB), atol=1e-10)
+    monkeypatch.setattr(rivals, "pca_mask", lambda st, a, b2, tau: torch.eye(D, dtype=torch.float64))
+    diagonal = build_oracle(OracleConfig(machine="pca_locality", **F64), z).denoise(x, AB)
+    ls1 = build_oracle(OracleConfig(machine="ls", patch_size=1, **F64), z).denoise(x, AB)
+    assert torch.allclose(diagonal, ls1, atol=1e-10)
+
+
+def test_the_public_codes_per_batch_softmax_is_not_the_exact_one():
+    """Two batches of images: one holds a near-copy of the query's clean image. The exact softmax over all N
+    follows it; normalising within each batch and averaging the batches (the Studio's code) does not."""
+    z = images(n=8)
+    target = z[0].clone()
+    z[4:] = -z[4:].abs()  # the second batch: far from the target
+    x = (0.9 ** 0.5) * target[None] + 0.01 * queries(b=1)
+    ab = torch.tensor([0.9], dtype=torch.float64)
+    exact = build_oracle(OracleConfig(machine="pca_locality", **F64), z).denoise(x, ab)
+    per_batch = (pca_brute(z[:4], x, ab) + pca_brute(z[4:], x, ab)) / 2
+    assert torch.allclose(exact, pca_brute(z, x, ab), atol=1e-10)
+    assert float((exact - per_batch).abs().max()) > 0.1
+
+
+def test_nearest_returns_the_training_image_with_the_largest_is_logit():
+    z, x = images(n=20), queries(b=4)
+    ab = torch.tensor([0.3, 0.5, 0.7, 0.9], dtype=torch.float64)
+    got = build_oracle(OracleConfig(machine="nearest", **F64), z).denoise(x, ab)
+    for gi, xi, abi in zip(got, x, ab):
+        d = ((xi[None] - abi.sqrt() * z) ** 2).flatten(1).sum(1)
+        assert torch.equal(gi, z[int(d.argmin())])
+
+
+def test_scfdm_without_smoothing_is_is_and_is_reproducible():
+    z, x = images(n=10), queries()
+    ideal = build_oracle(OracleConfig(machine="ideal", **F64), z).denoise(x, AB)
+    flat = build_oracle(OracleConfig(machine="scfdm", smoothing_std=0.0, num_noise=3, **F64), z).denoise(x, AB)
+    assert torch.allclose(flat, ideal, atol=1e-12)
+    smooth = build_oracle(OracleConfig(machine="scfdm", smoothing_std=0.5, num_noise=4, **F64), z)
+    a, b = smooth.denoise(x, AB), smooth.denoise(x, AB)
+    assert torch.equal(a, b) and not torch.allclose(a, ideal, atol=1e-3)
+    other = build_oracle(OracleConfig(machine="scfdm", smoothing_std=0.5, num_noise=4, noise_seed=1, **F64), z)
+    assert not torch.allclose(other.denoise(x, AB), a, atol=1e-6)
+    g = torch.Generator().manual_seed(0)
+    eps = torch.randn((4, 1, 4, 4), generator=g, dtype=torch.float64)
+    ideal_m = build_oracle(OracleConfig(machine="ideal", **F64), z)
+    assert torch.allclose(a, sum(ideal_m.denoise(x + 0.5 * e, AB) for e in eps) / 4, atol=1e-12)
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(machine="weiner"), "machine='weiner' is not allowed; choose one of 'ideal', 'ls', 'els', 'es', 'wiener'"),
+    (dict(machine="pca_locality", mask_threshold=0.0), "mask_threshold=0.0 is out of range"),
+    (dict(machine="pca_locality", mask_threshold=1.5), "mask_threshold=1.5 is out of range"),
+    (dict(machine="pca_locality", temperature=0), "temperature=0.0 is out of range"),
+    (dict(machine="scfdm", smoothing_std=-1.0), "smoothing_std=-1.0 is out of range"),
+    (dict(machine="scfdm", num_noise=0), "num_noise=0 is too small"),
+    (dict(machine="wiener", mask_threshold=0.1), "mask_threshold applies to machine 'pca_locality' only"),
+    (dict(machine="els", smoothing_std=0.1), "smoothing_std applies to machine 'scfdm' only"),
+])
+def test_bad_rival_knobs_are_refused(kw, message):
+    with pytest.raises(ValueError, match=message):
+        OracleConfig(**kw)
+
+
+def test_a_covariance_needs_two_images():
+    with pytest.raises(ValueError, match="needs a covariance, so at least 2 training images; got 1"):
+        build_oracle(OracleConfig(machine="wiener"), images(n=1))
