@@ -191,3 +191,19 @@ def test_bad_rival_knobs_are_refused(kw, message):
 def test_a_covariance_needs_two_images():
     with pytest.raises(ValueError, match="needs a covariance, so at least 2 training images; got 1"):
         build_oracle(OracleConfig(machine="wiener"), images(n=1))
+
+
+def test_rival_machines_and_their_knobs_are_searchable_in_oracle_sweeps():
+    from ablate.sweep import parse_definition
+    from ablate.sweep.trials import oracle_config, validate_space
+
+    raw = dict(name="rivals", kind="oracle", data={"name": "digits", "n": 40}, fixed={"machine": "pca_locality"},
+               space={"mask_threshold": {"float": [0.005, 0.2], "log": True}, "temperature": {"float": [0.5, 2.0]}},
+               objectives={"coherence": "maximize"}, sampler={"name": "random", "seed": 0}, trials=2)
+    d = parse_definition(raw)
+    assert validate_space(d, (1, 8, 8)) == 4
+    cfg = oracle_config({"machine": "pca_locality", "mask_threshold": 0.05, "temperature": 2})
+    assert (cfg.machine, cfg.knob("mask_threshold"), cfg.knob("temperature")) == ("pca_locality", 0.05, 2.0)
+    bad = parse_definition({**raw, "fixed": {"machine": "wiener"}})
+    with pytest.raises(ValueError, match="mask_threshold applies to machine 'pca_locality' only"):
+        validate_space(bad, (1, 8, 8))

@@ -57,7 +57,8 @@ SPELLINGS = {"artifact_rate": "artefact_rate", "predicted_artifact_rate": "predi
 # the knobs a trial understands (fixed or searched)
 KNOBS = {
     "oracle": ("machine", "boundary", "k", "k_min", "k_max", "shape", "stride", "shift_radius",
-               "position_bandwidth", "conditional"),
+               "position_bandwidth", "conditional", "mask_threshold", "temperature", "smoothing_std", "num_noise",
+               "noise_seed"),
     "train": ("name", "depth", "width", "padding", "norm", "lr", "max_steps", "batch_size", "ema_decay",
               "noise_schedule", "conditional", "attention", "options"),  # options: diffusers_unet / module settings
 }

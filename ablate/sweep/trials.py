@@ -55,6 +55,12 @@ def oracle_config(knobs: dict[str, Any]) -> OracleConfig:
         k_max = max(int(knobs.get("k_max", 11)), k_min)  # an inverted range means a constant k_min
         patch = PatchSchedule("power", k_min=k_min, k_max=k_max, shape=float(knobs.get("shape", 1.0)))
     knob = {name: knobs[name] for name in ("shift_radius", "position_bandwidth") if knobs.get(name) is not None}
+    for name in ("mask_threshold", "temperature", "smoothing_std"):  # the rival theories' knobs
+        if knobs.get(name) is not None:
+            knob[name] = float(knobs[name])
+    for name in ("num_noise", "noise_seed"):
+        if knobs.get(name) is not None:
+            knob[name] = int(knobs[name])
     if int(knobs.get("stride", 1)) > 1:
         knob["stride"] = int(knobs["stride"])
     return OracleConfig(machine=knobs.get("machine", "els"), boundary=knobs.get("boundary", "zeros"),
