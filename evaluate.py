@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", metavar="MODEL", help="checkpoint, diffusers folder, TorchScript file or module:factory")
     p.add_argument("items", nargs="*", metavar="key=value", help="data.* (training data) and net.* (declaration)")
-    p.add_argument("--machines", default=",".join(d.machines), help="of ideal, ls, els, es (default %(default)s)")
+    p.add_argument("--machines", default=",".join(d.machines), help="comma-separated (default: every one, %(default)s)")
     p.add_argument("--seeds", type=int, default=d.seeds, help="M agreement seeds (default %(default)s)")
     p.add_argument("--seed-offset", type=int, default=d.seed_offset, help="first seed (default %(default)s)")
     p.add_argument("--calibration-seeds", type=int, default=d.calibration_seeds)
@@ -65,16 +65,18 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as err:
         sys.exit(f"evaluate.py: {err}")
     s = result.summary
-    print(f"{s['headline_sampler']}, {config.steps} steps, {len(s['seeds'])} seeds (median over seeds, 95% CI):")
-    for name in config.machines:
-        ci, ci2 = s[name]["median_r_ci95"], s[name]["median_r2_ci95"]
+    print(f"{s['headline_sampler']}, {config.steps} steps, {len(s['seeds'])} seeds; machines best first by median r "
+          "(95% CI), then r2, R2, MSE:")
+    for name in s["league"]["by_median_r"]:
+        ci = s[name]["median_r_ci95"]
         beat = s[name].get("fraction_beating_ideal")
-        print(f"{name:6} median r {s[name]['median_r']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]  r2 {s[name]['median_r2']:.3f} "
-              f"[{ci2[0]:.3f}, {ci2[1]:.3f}]  R2 {s[name]['median_R2']:.3f}"
+        print(f"{name:19} r {s[name]['median_r']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]  r2 {s[name]['median_r2']:.3f}  "
+              f"R2 {s[name]['median_R2']:.3f}  MSE {s[name]['median_mse']:.4f}"
               + (f"  beats IS on {beat:.0%} of seeds" if beat is not None else ""))
+    for band, entry in s["league"]["bands"].items():
+        print(f"  {band}: best {entry['best']} (mean per-step R2 {entry['mean_R2'][entry['best']]:.3f})")
     for sampler, machines in s["samplers"].items():
-        print(f"{sampler}: " + ", ".join(f"{n} median r {m['median_r']:.3f} (r2 {m['median_r2']:.3f})"
-                                         for n, m in machines.items()))
+        print(f"{sampler}: " + ", ".join(f"{n} r {m['median_r']:.3f}" for n, m in machines.items()))
     print(f"pictures: {', '.join(s['figures'].values())}")
     print(result.path)
 

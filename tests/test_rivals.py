@@ -207,3 +207,20 @@ def test_rival_machines_and_their_knobs_are_searchable_in_oracle_sweeps():
     bad = parse_definition({**raw, "fixed": {"machine": "wiener"}})
     with pytest.raises(ValueError, match="mask_threshold applies to machine 'pca_locality' only"):
         validate_space(bad, (1, 8, 8))
+
+
+def test_the_league_names_the_theory_a_network_is_and_calibrates_its_threshold(tmp_path):
+    from ablate.data import load_dataset
+    from ablate.evaluation import EvalConfig, Subject, evaluate
+
+    data = load_dataset("digits", n=30)
+    network = build_oracle(OracleConfig(machine="pca_locality", mask_threshold=0.05), data.train)
+    config = EvalConfig(seeds=4, calibration_seeds=2, steps=5, samplers=("ddim",), wandb_mode="disabled",
+                        progress=False)
+    s = evaluate(Subject(network, data.train), config, tmp_path).summary
+    assert s["calibration"]["pca_locality"]["k"] == [0.05] * 5  # the threshold calibrated back, every step
+    assert s["league"]["best"] in ("pca_locality",) and s["pca_locality"]["median_r2"] == pytest.approx(1, abs=1e-6)
+    assert s["pca_locality"]["median_mse"] == pytest.approx(0, abs=1e-10)
+    assert set(s["league"]["by_median_r"]) == set(config.machines) and len(config.machines) == 9
+    assert all(band["best"] == "pca_locality" for band in s["league"]["bands"].values())
+    assert (tmp_path / "league.png").is_file()

@@ -41,10 +41,11 @@ class SamplerAgreement:
     metrics: dict[str, ELSAgreement]
     per_step: dict[str, list[float]]
     alpha_bars: list[float]
+    per_step_more: dict[str, dict[str, list[float]]] = None  # machine -> {"R2", "mse"} -> per call
 
     @property
     def per_seed(self) -> dict[str, dict[str, torch.Tensor]]:
-        """machine -> {"r", "r2", "R2"} -> ``[M]``."""
+        """machine -> {"r", "r2", "R2", "mse"} -> ``[M]``."""
         return {name: metric.per_sample() for name, metric in self.metrics.items()}
 
     def summary(self, baseline: str | None = "ideal") -> dict[str, dict]:
@@ -52,11 +53,13 @@ class SamplerAgreement:
         per_seed = self.per_seed
         for name, stats in per_seed.items():
             entry = {key: float(v) for key, v in self.metrics[name].compute().items()}
-            for key in ("r", "r2", "R2"):
+            for key in ("r", "r2", "R2", "mse"):
                 low, high = median_ci(stats[key])
                 entry[f"median_{key}_ci95"] = [low, high]
             entry["per_seed"] = {key: v.tolist() for key, v in stats.items()}
             entry["per_step_median_r2"] = self.per_step[name]
+            for key, values in (self.per_step_more or {}).get(name, {}).items():
+                entry[f"per_step_median_{key}"] = values
             if baseline in per_seed and name != baseline:
                 entry[f"fraction_beating_{baseline}"] = float(
                     (stats["r2"] > per_seed[baseline]["r2"]).double().mean())
@@ -75,17 +78,19 @@ def run_agreement(network: Denoiser, machines: Mapping[str, Denoiser], seeds: Se
     kw = dict(steps=steps, sampler=sampler, schedule=noise_schedule, labels=labels, device=device)
     net: SampleResult = sample(network, seeds, shape, keep_trajectory=per_step, progress=progress, **kw)
     samples = {"network": net.samples.cpu()}
-    metrics, steps_r2 = {}, {}
+    metrics, steps_r2, steps_more = {}, {}, {}
     for name, machine in machines.items():
         if progress:
             print(f"  {sampler}: sampling {name} ({len(seeds)} seeds)", flush=True)
         samples[name] = sample(machine, seeds, shape, progress=progress, **kw).samples.cpu()
         metrics[name] = ELSAgreement()
         metrics[name].update(samples[name], samples["network"])
-        steps_r2[name] = []
+        steps_r2[name], steps_more[name] = [], {"R2": [], "mse": []}
         if per_step:
             for i in range(len(net.alpha_bars)):
                 x, ab = net.xs[i], float(net.alpha_bars[i])
-                r2 = pairwise_agreement(machine.denoise(x, ab, labels).cpu(), net.x0_hats[i].cpu())["r2"]
-                steps_r2[name].append(float(r2.median()))
-    return SamplerAgreement(sampler, samples, metrics, steps_r2, [float(a) for a in net.alpha_bars])
+                fig = pairwise_agreement(machine.denoise(x, ab, labels).cpu(), net.x0_hats[i].cpu())
+                steps_r2[name].append(float(fig["r2"].median()))
+                for key in ("R2", "mse"):
+                    steps_more[name][key].append(float(fig[key].median()))
+    return SamplerAgreement(sampler, samples, metrics, steps_r2, [float(a) for a in net.alpha_bars], steps_more)

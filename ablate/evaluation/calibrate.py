@@ -10,6 +10,7 @@ step's ``k`` is the median vote. The result is one ``k`` per step: a
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -61,7 +62,8 @@ class Calibration:
         if steps is not None and len(cal.ks) != steps:
             raise ValueError(f"calibration {path} holds {len(cal.ks)} steps but the sampler runs {steps}; "
                              f"recalibrate for {steps} steps")
-        cal.schedule()  # validates every k
+        if cal.machine in ("ls", "els"):
+            cal.schedule()  # validates every k
         return cal
 
 
@@ -79,23 +81,57 @@ def calibrate(network: Denoiser, oracle: Oracle, candidates: Sequence[int], seed
     trajectories are drawn on ``device`` (where the network and the oracle live)."""
     if not candidates:
         raise ValueError("calibration needs at least one candidate patch size")
-    machines = {k: oracle.with_patch_size(k) for k in candidates}
+    return calibrate_variants(network, {k: oracle.with_patch_size(k) for k in candidates}, oracle.config.machine,
+                              oracle.config.boundary, seeds, shape, steps, noise_schedule, labels, progress, device)
+
+
+def calibrate_variants(network: Denoiser, variants: dict, machine: str, boundary: str, seeds: Sequence[int],
+                       shape: tuple[int, int, int], steps: int = 20, noise_schedule: Schedule = "cosine",
+                       labels: torch.Tensor | None = None, progress: bool = False,
+                       device: str | torch.device = "cpu") -> Calibration:
+    """The same choice over any family of machines keyed by their scale (``k`` for LS/ELS,
+    ``mask_threshold`` for PCA locality): one value per step, the median of the seeds' votes."""
+    candidates = list(variants)
     traj = sample(network, seeds, shape, steps=steps, schedule=noise_schedule, labels=labels, keep_trajectory=True,
                   device=device)
     loop = range(steps)
     if progress:
         from tqdm.auto import tqdm
-        loop = tqdm(loop, desc=f"calibrating {oracle.config.machine} k", unit="step", leave=False)
+        loop = tqdm(loop, desc=f"calibrating {machine}", unit="step", leave=False)
     sims = torch.empty(steps, len(candidates), len(seeds), dtype=torch.float64)
     for i in loop:
         x, ab = traj.xs[i], float(traj.alpha_bars[i])
         target = score(x, traj.x0_hats[i], ab).double()
-        for j, k in enumerate(candidates):
-            guess = score(x, machines[k].denoise(x, ab, labels), ab).double()
+        for j, value in enumerate(candidates):
+            guess = score(x, variants[value].denoise(x, ab, labels), ab).double()
             sims[i, j] = torch.nn.functional.cosine_similarity(guess, target, dim=1).cpu()
-    cand = torch.tensor(list(candidates))
+    cand = torch.tensor(candidates, dtype=torch.float64)
     votes = cand[sims.argmax(1)]  # [T, S]
-    ks = votes.median(dim=1).values  # an actual vote, so odd
-    return Calibration(oracle.config.machine, oracle.config.boundary, tuple(int(k) for k in ks),
-                       tuple(float(a) for a in traj.alpha_bars), tuple(int(k) for k in candidates),
-                       tuple(int(s) for s in seeds), sims.median(dim=2).values.tolist(), votes.tolist())
+    chosen = votes.median(dim=1).values  # an actual vote
+    as_type = int if all(float(c).is_integer() for c in candidates) else float
+    return Calibration(machine, boundary, tuple(as_type(v) for v in chosen),
+                       tuple(float(a) for a in traj.alpha_bars), tuple(as_type(c) for c in candidates),
+                       tuple(int(s) for s in seeds), sims.median(dim=2).values.tolist(),
+                       [[as_type(v) for v in row] for row in votes.tolist()])
+
+
+class PerLevel:
+    """A denoiser that answers each query with the variant calibrated for the nearest noise level (in log
+    SNR): ``variants`` value -> denoiser, ``values[i]`` chosen at ``alpha_bars[i]``."""
+
+    def __init__(self, variants: dict, alpha_bars: Sequence[float], values: Sequence) -> None:
+        self.variants, self.values = variants, list(values)
+        self.logsnr = torch.tensor([math.log(a / (1 - a)) for a in alpha_bars], dtype=torch.float64)
+
+    def denoise(self, x_t: torch.Tensor, alpha_bar, labels: torch.Tensor | None = None) -> torch.Tensor:
+        ab = torch.as_tensor(alpha_bar, dtype=torch.float64).cpu()
+        ab = ab.expand(len(x_t)) if ab.dim() == 0 else ab
+        which = (torch.log(ab / (1 - ab))[:, None] - self.logsnr[None]).abs().argmin(1)
+        out = torch.empty_like(x_t)
+        for i in torch.unique(which).tolist():
+            sel = torch.nonzero(which == i).flatten()
+            lab = None if labels is None else torch.as_tensor(labels).expand(len(x_t))[sel]
+            out[sel] = self.variants[self.values[i]].denoise(x_t[sel], ab[sel], lab).to(x_t.dtype)
+        return out
+
+    __call__ = denoise

@@ -28,12 +28,15 @@ from ablate import tracking
 from ablate.paths import runs_root
 from ablate.config import check_choice, check_int, to_dict
 from ablate.evaluation.agreement import SamplerAgreement, run_agreement
-from ablate.evaluation.calibrate import Calibration, calibrate
+from ablate.evaluation.calibrate import Calibration, PerLevel, calibrate, calibrate_variants
 from ablate.evaluation.plots import comparison_grid, per_step_plot, r2_scatter
+from ablate.viz import save_grid
 from ablate.oracle import MACHINES, OracleConfig, build_oracle
 from ablate.sampling import Denoiser, Schedule, sampler_name
 
-CALIBRATED = ("els", "ls")  # machines with a patch size to calibrate; "ideal" and "es" compare whole images
+CALIBRATED = ("els", "ls", "pca_locality")  # machines with a scale to calibrate: k, or PCA locality's threshold
+MASK_THRESHOLDS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)  # PCA locality's calibration candidates (tau)
+BANDS = ("high noise", "middle", "low noise")  # the league's noise bands: thirds of the denoiser calls
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,7 @@ class EvalConfig:
     (default: the receptive field, or the image size for a global network). recalibrate: ignore a
     saved calibration beside the checkpoint."""
 
-    machines: tuple[str, ...] = ("els", "ls", "ideal")
+    machines: tuple[str, ...] = MACHINES  # every theory: the league table
     boundary: Literal["auto", "zeros", "circular"] = "auto"
     seeds: int = 32
     seed_offset: int = 1000
@@ -135,21 +138,34 @@ def evaluate(subject: Subject, config: EvalConfig, out_dir: str | Path, calibrat
             continue
         path = cal_dir / f"{calibration_stem or subject.name}.calibration-{name}-{boundary}-{config.steps}steps.json"
         start = time.perf_counter()
-        ks = candidates(config, subject, name, boundary)
+        pca = name == "pca_locality"
+        values = list(MASK_THRESHOLDS) if pca else candidates(config, subject, name, boundary)
         cal = Calibration.load(path, steps=config.steps) if path.exists() and not config.recalibrate else None
-        if cal is not None and (list(cal.candidates) != ks or list(cal.seeds) != cal_seeds):
+        if cal is not None and (list(cal.candidates) != values or list(cal.seeds) != cal_seeds):
             cal = None  # made with other settings
+        variants = None
+        if pca:
+            shared = base.__dict__.setdefault("_rival_stats", {})  # one covariance for every threshold
+            variants = {}
+            for tau in values:
+                variants[tau] = build_oracle(OracleConfig(machine=name, mask_threshold=tau), train, subject.train_labels)
+                variants[tau].__dict__["_rival_stats"] = shared
         if cal is not None:
             say(f"calibration of {name}: reusing {path}", flush=True)
         else:
-            say(f"calibrating {name} ({boundary}) over k = {ks} on {len(cal_seeds)} seeds ...", flush=True)
-            cal = calibrate(subject.network, base, ks, cal_seeds, shape, config.steps, subject.noise_schedule,
-                            cal_labels, progress=config.progress, device=train.device)
+            what = "mask_threshold" if pca else "k"
+            say(f"calibrating {name} ({boundary}) over {what} = {values} on {len(cal_seeds)} seeds ...", flush=True)
+            if pca:
+                cal = calibrate_variants(subject.network, variants, name, boundary, cal_seeds, shape, config.steps,
+                                         subject.noise_schedule, cal_labels, config.progress, train.device)
+            else:
+                cal = calibrate(subject.network, base, values, cal_seeds, shape, config.steps, subject.noise_schedule,
+                                cal_labels, progress=config.progress, device=train.device)
             cal.save(path)
         timings[f"calibrate_{name}"] = time.perf_counter() - start
         calibrations[name] = cal
-        machines[name] = base.with_patch_size(cal.schedule())
-        say(f"  k per step (high noise first): {list(cal.ks)}", flush=True)
+        machines[name] = PerLevel(variants, cal.alpha_bars, cal.ks) if pca else base.with_patch_size(cal.schedule())
+        say(f"  {'mask_threshold' if pca else 'k'} per step (high noise first): {list(cal.ks)}", flush=True)
 
     results: dict[str, SamplerAgreement] = {}
     for sampler in config.samplers:
@@ -200,14 +216,38 @@ def write_outputs(subject: Subject, config: EvalConfig, out: Path, results: dict
                         for n, c in calibrations.items()},
         **headline,
         "samplers": {s: r.summary() for s, r in results.items() if s != first},
+        "league": league(headline),
         "figures": figures, "seconds": timings,
     }
+    if len(head.samples) > 2:
+        names = [n for n in summary["league"]["by_median_r"]]
+        rows = [head.samples["network"][:12]] + [head.samples[n][:12] for n in names]
+        titles = ["network"] + [n.upper() if n != "ideal" else "IS" for n in names]
+        figures["league"] = str(save_grid(rows, titles, out / "league.png", cell_titles={0: [f"seed {s}" for s in seeds[:12]]},
+                                          title=f"{subject.name}: every theory from the same seeds, best first"))
     for sampler, r in results.items():
         if sampler != first:
             figures[f"grid_{sampler}"] = str(comparison_grid(r.samples, out / f"samples_{sampler}.png", machine,
                                                              title=f"{subject.name}: same seeds and noise, {sampler}",
                                                              seeds=seeds, r2=r2_of(r)))
     return summary
+
+
+def league(headline: dict[str, Any]) -> dict[str, Any]:
+    """Which theory explains the network best: machines sorted by median ``r`` of the final samples, and per
+    noise band (thirds of the denoiser calls, high noise first) the machine with the highest mean per-step
+    ``R2`` of ``x0_hat`` on the network's trajectory (the figure Lukoianov et al. and the Studio report)."""
+    ranked = sorted(headline, key=lambda n: -headline[n]["median_r"])
+    out: dict[str, Any] = {"by_median_r": ranked, "best": ranked[0] if ranked else None, "bands": {}}
+    steps = {n: headline[n].get("per_step_median_R2") or [] for n in headline}
+    T = max((len(v) for v in steps.values()), default=0)
+    if T >= 3:
+        for b, band in enumerate(BANDS):
+            lo, hi = b * T // 3, (b + 1) * T // 3
+            means = {n: sum(v[lo:hi]) / (hi - lo) for n, v in steps.items() if len(v) == T}
+            best = max(means, key=means.get)
+            out["bands"][band] = {"best": best, "mean_R2": means}
+    return out
 
 
 def log_to_wandb(subject: Subject, config: EvalConfig, out: Path, summary: dict[str, Any]) -> None:

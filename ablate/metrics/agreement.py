@@ -12,19 +12,22 @@ import torch
 from torchmetrics import Metric
 
 
+FIGURES = ("r", "r2", "R2", "mse")
+
+
 def pairwise_agreement(preds: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
-    """``r``, ``r2`` and ``R2`` ``[B]`` between ``preds[i]`` and ``target[i]`` (any ``[B, ...]`` shapes)."""
+    """``r``, ``r2``, ``R2`` and ``mse`` ``[B]`` between ``preds[i]`` and ``target[i]`` (any ``[B, ...]`` shapes)."""
     p = preds.flatten(1).double()
     t = target.flatten(1).double()
     pc, tc = p - p.mean(1, keepdim=True), t - t.mean(1, keepdim=True)
     denom = (pc.norm(dim=1) * tc.norm(dim=1)).clamp_min(1e-300)
     r = (pc * tc).sum(1) / denom
     ss_tot = (tc * tc).sum(1).clamp_min(1e-300)
-    return {"r": r, "r2": r * r, "R2": 1 - ((p - t) ** 2).sum(1) / ss_tot}
+    return {"r": r, "r2": r * r, "R2": 1 - ((p - t) ** 2).sum(1) / ss_tot, "mse": ((p - t) ** 2).mean(1)}
 
 
 class ELSAgreement(Metric):
-    """Accumulates per-pair agreement; ``compute()`` gives medians and means of ``r``, ``r2``, ``R2``.
+    """Accumulates per-pair agreement; ``compute()`` gives medians and means of ``r``, ``r2``, ``R2``, ``mse``.
 
     ``update(preds, target)``: ``preds`` (the machine's samples) and ``target``
     (the network's samples from the same seeds), both ``[B, C, H, W]``.
@@ -37,7 +40,7 @@ class ELSAgreement(Metric):
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
-        for name in ("r", "r2", "R2"):
+        for name in FIGURES:
             self.add_state(name, default=[], dist_reduce_fx="cat")
 
     def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
@@ -55,7 +58,7 @@ class ELSAgreement(Metric):
         if not self.r:
             raise ValueError("ELSAgreement has no samples; call update() before compute()")
         return {name: torch.cat(getattr(self, name)) if isinstance(getattr(self, name), list) else getattr(self, name)
-                for name in ("r", "r2", "R2")}
+                for name in FIGURES}
 
     def compute(self) -> dict[str, torch.Tensor]:
         values = self.per_sample()

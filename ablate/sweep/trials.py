@@ -166,8 +166,8 @@ def train_and_measure(ctx: TrialContext, knobs: dict[str, Any], tag: str, trial=
     samples = sample(subject.network, seeds, ctx.data.shape, steps=ctx.definition.steps, labels=labels,
                      schedule=config.noise_schedule, device=device).samples.cpu()
     scores = ctx.suite.score(samples, labels)
-    eval_config = eval_config or EvalConfig(seeds=max(2, ctx.definition.seeds), samplers=("ddim",), per_step=False,
-                                            wandb_mode="disabled", progress=False)
+    eval_config = eval_config or EvalConfig(machines=("els", "ls", "ideal"), seeds=max(2, ctx.definition.seeds),
+                                            samplers=("ddim",), per_step=False, wandb_mode="disabled", progress=False)
     agreement = evaluate_checkpoint(result.checkpoint, eval_config, subject=subject).summary
     figures = {f"{short}_r2": agreement[m]["median_r2"] for m, short in (("els", "els"), ("ls", "ls"), ("ideal", "is"))
                if m in agreement}
