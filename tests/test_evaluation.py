@@ -98,7 +98,11 @@ def test_evaluate_checkpoint_end_to_end_and_cli(tmp_path, capsys):
     assert last.endswith("tiny/evaluation/agreement.json")
     for machine in ("els", "ls", "ideal"):
         assert 0.0 <= summary[machine]["median_r2"] <= 1.0
-    assert set(summary["samplers"]["ddpm"]) == {"els", "ls", "ideal"}
+    from ablate.oracle import MACHINES
+
+    assert set(summary["samplers"]["ddpm"]) == set(MACHINES)  # the league: every theory by default
+    assert summary["league"]["best"] in MACHINES and set(summary["league"]["bands"]) == {"high noise", "middle",
+                                                                                          "low noise"}
     assert summary["network"]["receptive_field"] == 7 and summary["calibration"]["els"]["candidates"] == [3, 5, 7]
     assert (trained.checkpoint.parent / "final.calibration-els-zeros-4steps.json").is_file()
     with pytest.raises(ValueError, match="corrupt"):
