@@ -35,7 +35,7 @@ from ablate.oracle import MACHINES, OracleConfig, build_oracle
 from ablate.sampling import Denoiser, Schedule, sampler_name
 
 CALIBRATED = ("els", "ls", "pca_locality")  # machines with a scale to calibrate: k, or PCA locality's threshold
-MASK_THRESHOLDS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)  # PCA locality's calibration candidates (tau)
+MASK_THRESHOLDS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)  # PCA locality's candidates (tau)
 BANDS = ("high noise", "middle", "low noise")  # the league's noise bands: thirds of the denoiser calls
 
 
