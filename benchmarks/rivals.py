@@ -50,7 +50,7 @@ def main() -> None:
     print("\nwarm cost against ELS (k = 5), median over the three noise levels:")
     for machine, _, warm in rows:
         ratio = sorted(w / e for w, e in zip(warm, els))[1]
-        print(f"  {machine:19} {ratio:8.3f} x ELS")
+        print(f"  {machine:19} {ratio:9.4f} x ELS")
 
 
 if __name__ == "__main__":
