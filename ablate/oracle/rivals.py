@@ -129,7 +129,6 @@ def pca_locality(oracle: "Oracle", st: Statistics, x: torch.Tensor, a: torch.Ten
                  images: torch.Tensor, label: int) -> torch.Tensor:
     cfg = oracle.config
     tau, T = float(cfg.knob("mask_threshold")), float(cfg.knob("temperature"))
-    B = len(x)
     D = x[0].numel()
     out = torch.empty_like(x)
     masks = oracle.__dict__.setdefault("_rival_masks", {})
