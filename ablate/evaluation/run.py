@@ -3,8 +3,9 @@
 The network is any denoiser: an ablate checkpoint (:func:`checkpoint_subject`) or any network
 :func:`ablate.models.load_denoiser` reads, with the training data it learned (:func:`network_subject`).
 
-1. Calibrate each patch machine (ELS, LS) to the network: one k per DDIM
-   step (:mod:`ablate.evaluation.calibrate`), saved as JSON beside the checkpoint.
+1. Calibrate each machine with a scale to the network: one k per DDIM step for ELS and LS, one
+   mask threshold per step for PCA locality (:mod:`ablate.evaluation.calibrate`), saved as JSON
+   beside the checkpoint.
 2. Draw M fixed seeds through each sampler (ablate's DDIM and DDPM with replayed
    noise, or diffusers' schedulers: Euler, Heun, DPM-Solver++, ...) with the
    network and each machine (calibrated ELS and LS; IS as the memorisation
@@ -190,6 +191,7 @@ def write_outputs(subject: Subject, config: EvalConfig, out: Path, results: dict
     head = results[first]
     headline = head.summary()
     machine = "els" if "els" in headline else next(iter(headline))
+
     def r2_of(result: SamplerAgreement):
         return result.per_seed[machine]["r2"].tolist() if machine in result.metrics else None
 
@@ -200,7 +202,8 @@ def write_outputs(subject: Subject, config: EvalConfig, out: Path, results: dict
         figures["scatter"] = str(r2_scatter(head.per_seed["ideal"]["r2"], head.per_seed[machine]["r2"],
                                             out / "scatter_r2.png", ylabel=f"{machine.upper()} r²"))
     figures["per_step"] = str(per_step_plot(head.alpha_bars, head.per_step,
-                                            {n: (c.alpha_bars, c.ks) for n, c in calibrations.items()},
+                                            {n: (c.alpha_bars, c.ks) for n, c in calibrations.items()
+                                             if n in ("els", "ls")},  # patch sizes; PCA's thresholds are in the JSON
                                             out / "per_step.png", title=subject.name))
     summary: dict[str, Any] = {
         "network": {"name": subject.name, "padding": subject.padding, "receptive_field": subject.receptive_field,
