@@ -83,6 +83,23 @@ def build_config(cls: type[T], values: Mapping[str, Any] | None, where: str = ""
     return cls(**kwargs)  # type: ignore[call-arg]
 
 
+def differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """``key: old -> new`` for every setting that differs; a section present on one side only is named once
+    (``(absent)`` on the other side)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for key in sorted(set(old) | set(new), key=str):
+            path = f"{prefix}.{key}" if prefix else str(key)
+            if key not in old:
+                out.append(f"{path}: (absent) -> {new[key]!r}")
+            elif key not in new:
+                out.append(f"{path}: {old[key]!r} -> (absent)")
+            else:
+                out += differences(old[key], new[key], path)
+        return out
+    return [] if old == new else [f"{prefix}: {old!r} -> {new!r}"]
+
+
 def merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
     """``base`` updated by ``update`` key by key at every depth: a nested mapping in ``update`` changes only
     the keys it names (``{"data": {"n": 50}}`` keeps ``data.image_size``). Returns a new dict."""

@@ -16,7 +16,7 @@ from typing import Any
 
 import optuna
 
-from ablate.config import to_dict
+from ablate.config import differences, to_dict
 from ablate.sweep.definition import SweepDefinition
 
 
@@ -27,23 +27,6 @@ def condition(definition: SweepDefinition) -> dict[str, Any]:
            "architectures": definition.architectures, "objectives": definition.objectives, "seeds": definition.seeds,
            "steps": definition.steps, "prune": definition.prune}
     return json.loads(json.dumps(raw, sort_keys=True, default=str))
-
-
-def differences(old: Any, new: Any, prefix: str = "") -> list[str]:
-    """``key: old -> new`` for every setting that differs; a section present on one side only is named once
-    (``(absent)`` on the other side)."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        out = []
-        for key in sorted(set(old) | set(new), key=str):
-            path = f"{prefix}.{key}" if prefix else str(key)
-            if key not in old:
-                out.append(f"{path}: (absent) -> {new[key]!r}")
-            elif key not in new:
-                out.append(f"{path}: {old[key]!r} -> (absent)")
-            else:
-                out += differences(old[key], new[key], path)
-        return out
-    return [] if old == new else [f"{prefix}: {old!r} -> {new!r}"]
 
 
 def versions(storage, base: str) -> list[str]:

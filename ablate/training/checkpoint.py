@@ -75,21 +75,10 @@ PROTECTED = ("data", "model", "optim", "noise_schedule", "t_min", "conditional",
 
 def resume_differences(saved: TrainConfig, now: TrainConfig) -> list[str]:
     """``key: saved -> now`` for every protected setting a resumed run would change."""
-    from ablate.config import to_dict
+    from ablate.config import differences, to_dict
 
     a, b = to_dict(saved), to_dict(now)
-    out: list[str] = []
-
-    def walk(x, y, path):
-        if isinstance(x, dict) and isinstance(y, dict):
-            for k in sorted(set(x) | set(y)):
-                walk(x.get(k), y.get(k), f"{path}.{k}")
-        elif x != y:
-            out.append(f"{path}: {x!r} -> {y!r}")
-
-    for key in PROTECTED:
-        walk(a[key], b[key], key)
-    return out
+    return [line for key in PROTECTED for line in differences(a[key], b[key], key)]
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", ema: bool = True) -> TrainedModel:
