@@ -143,6 +143,18 @@ def x0_from_prediction(x_t: torch.Tensor, out: torch.Tensor, alpha_bar: torch.Te
     return out
 
 
+def eps_from_prediction(x_t: torch.Tensor, out: torch.Tensor, alpha_bar: torch.Tensor,
+                        prediction_type: str) -> torch.Tensor:
+    """The noise estimate from a network's output (what ablate's epsilon loss trains): ``sample``:
+    ``(x_t - sqrt(ab) x0) / sqrt(1 - ab)``; ``v_prediction``: ``sqrt(ab) v + sqrt(1 - ab) x_t``."""
+    ab = alpha_bar.to(x_t.dtype).view(-1, *([1] * (x_t.dim() - 1)))
+    if prediction_type == "sample":
+        return (x_t - ab.sqrt() * out) / (1 - ab).sqrt()
+    if prediction_type == "v_prediction":
+        return ab.sqrt() * out + (1 - ab).sqrt() * x_t
+    return out
+
+
 def call_network(module: nn.Module, x: torch.Tensor, time: torch.Tensor, labels: torch.Tensor | None,
                  class_labels: bool) -> torch.Tensor:
     """Call a diffusers model (``sample`` output) or a plain module (a tensor, or a tuple whose first

@@ -24,12 +24,12 @@ import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import torch
 from torch import nn
 
-from ablate.models.foreign import ForeignDenoiser, NetworkSpec, TimeMap
+from ablate.models.foreign import PREDICTION_TYPES, ForeignDenoiser, NetworkSpec, TimeMap
 from ablate.sampling import Denoiser, DiscreteSchedule, Schedule
 
 FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
@@ -80,7 +80,7 @@ def load_denoiser(source: str | Path, spec: NetworkSpec | None = None,
             return _load_module(torch.jit.load(str(path), map_location="cpu"), text, "torchscript", spec, device)
         return _load_ablate(path, spec, device)
     if FACTORY.match(text):
-        return _load_module(_call_factory(text, spec), text, "module", spec, device)
+        return _load_module(call_factory(text, spec.kwargs, spec.weights), text, "module", spec, device)
     raise ValueError(f"cannot find network {text!r}: give an ablate checkpoint (.ckpt), a diffusers folder "
                      "(save_pretrained of a UNet2DModel or a pipeline), a TorchScript file, or "
                      "package.module:factory")
@@ -162,7 +162,7 @@ def _load_diffusers(path: Path, spec: NetworkSpec, device) -> LoadedNetwork:
     time_input = spec.time_input or "discrete"
     schedule: Schedule = spec.discrete_schedule() or (DiscreteSchedule(scheduler) if scheduler else spec.schedule)
     prediction = spec.prediction_type or scheduler.get("prediction_type", "epsilon")
-    if prediction not in ("epsilon", "sample", "v_prediction"):
+    if prediction not in PREDICTION_TYPES:
         raise ValueError(f"{scheduler_path}: prediction_type {prediction!r} is not supported; allowed: epsilon, "
                          "sample, v_prediction (set net.prediction_type to override)")
     clip = spec.clip_sample if spec.clip_sample is not None else bool(scheduler.get("clip_sample", True))
@@ -191,7 +191,9 @@ def _is_torchscript(path: Path) -> bool:
         return any("/code/" in n or n.startswith("code/") for n in z.namelist())
 
 
-def _call_factory(text: str, spec: NetworkSpec) -> nn.Module:
+def call_factory(text: str, kwargs: Mapping[str, Any], weights: str | None = None) -> nn.Module:
+    """The ``nn.Module`` that ``package.module:factory`` returns for ``kwargs`` (with ``weights`` loaded):
+    the one way into a user's module, for loading a network and for training one (``model.name=module``)."""
     module_name, attr = text.split(":")
     try:
         mod = importlib.import_module(module_name)
@@ -202,13 +204,13 @@ def _call_factory(text: str, spec: NetworkSpec) -> nn.Module:
     if not callable(factory):
         raise ValueError(f"{module_name!r} has no callable {attr!r}; give package.module:factory")
     try:
-        net = factory(**spec.kwargs)
+        net = factory(**kwargs)
     except TypeError as err:
-        raise ValueError(f"{text}(**net.kwargs) failed: {err}") from err
+        raise ValueError(f"{text}(**{dict(kwargs)}) failed: {err}") from err
     if not isinstance(net, nn.Module):
         raise ValueError(f"{text} returned {type(net).__name__}, not a torch.nn.Module")
-    if spec.weights is not None:
-        net.load_state_dict(_read_weights(spec.weights))
+    if weights is not None:
+        net.load_state_dict(_read_weights(weights))
     return net
 
 

@@ -10,19 +10,18 @@ into ``eps_hat`` exactly (theory section 1). Its geometry is measured (:mod:`abl
 """
 from __future__ import annotations
 
-import importlib
-import re
 from typing import Any, Mapping
 
 import torch
 from torch import nn
 
 from ablate.config import check_choice, check_float
+from ablate.models.foreign import PREDICTION_TYPES, TIME_INPUTS as ALL_TIME_INPUTS
+from ablate.models.foreign import TimeMap, call_network, eps_from_prediction
+from ablate.models.load import FACTORY, call_factory
 
 KEYS = ("factory", "kwargs", "time_input", "time_scale", "prediction_type", "class_labels")
-TIME_INPUTS = ("continuous", "sigma", "log_snr", "alpha_bar")
-FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
-
+TIME_INPUTS = tuple(t for t in ALL_TIME_INPUTS if t != "discrete")  # ablate trains in continuous time
 
 def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
     """``options`` with defaults (``time_input: log_snr``, ``prediction_type: epsilon``), checked."""
@@ -34,23 +33,11 @@ def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(out.get("factory"), str) or not FACTORY.match(out["factory"]):
         raise ValueError(f"name=module needs model.factory=package.module:factory, got {out.get('factory')!r}")
     check_choice("model.time_input", out["time_input"], TIME_INPUTS)
-    check_choice("model.prediction_type", out["prediction_type"], ("epsilon", "sample", "v_prediction"))
+    check_choice("model.prediction_type", out["prediction_type"], PREDICTION_TYPES)
     check_float("model.time_scale", out["time_scale"], low=0.0, low_open=True)
     if not isinstance(out["kwargs"], Mapping):
         raise ValueError(f"model.kwargs must be a mapping of the factory's keyword arguments, got {out['kwargs']!r}")
     return out
-
-
-def build_module(factory: str, kwargs: Mapping[str, Any]) -> nn.Module:
-    module_name, attr = factory.split(":")
-    try:
-        fn = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as err:
-        raise ValueError(f"cannot import {factory!r} ({type(err).__name__}: {err})") from err
-    net = fn(**kwargs)
-    if not isinstance(net, nn.Module):
-        raise ValueError(f"{factory} returned {type(net).__name__}, not a torch.nn.Module")
-    return net
 
 
 class ModuleBackbone(nn.Module):
@@ -58,12 +45,10 @@ class ModuleBackbone(nn.Module):
 
     def __init__(self, config, channels: int, num_classes: int | None = None) -> None:
         super().__init__()
-        from ablate.models.foreign import TimeMap
-
         self.config = config
         self.options = check_options(config.options)
         known = {"channels": channels, **({"num_classes": num_classes} if num_classes else {})}
-        self.net = build_module(self.options["factory"], {**known, **self.options["kwargs"]})
+        self.net = call_factory(self.options["factory"], {**known, **self.options["kwargs"]})
         self.channels = channels
         self.time_map = TimeMap(self.options["time_input"], "cosine", float(self.options["time_scale"]))
         self.num_classes = num_classes
@@ -72,17 +57,8 @@ class ModuleBackbone(nn.Module):
     def forward(self, x_t: torch.Tensor, alpha_bar: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         ab = alpha_bar.double()
         time = self.time_map(ab).to(x_t.dtype)
-        out = self.net(x_t, time, labels) if self.options["class_labels"] else self.net(x_t, time)
-        if out.shape != x_t.shape:
-            raise ValueError(f"{self.options['factory']} returned shape {tuple(out.shape)} for input "
-                             f"{tuple(x_t.shape)}; a denoiser returns one value per input value")
-        a = ab.to(x_t.dtype).view(-1, *([1] * (x_t.dim() - 1)))
-        kind = self.options["prediction_type"]
-        if kind == "sample":
-            return (x_t - a.sqrt() * out) / (1 - a).sqrt()
-        if kind == "v_prediction":
-            return a.sqrt() * out + (1 - a).sqrt() * x_t
-        return out
+        out = call_network(self.net, x_t, time, labels, self.options["class_labels"])
+        return eps_from_prediction(x_t, out, ab, self.options["prediction_type"])
 
     def geometry(self):
         if self._geometry is None:
