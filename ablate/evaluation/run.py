@@ -144,13 +144,8 @@ def evaluate(subject: Subject, config: EvalConfig, out_dir: str | Path, calibrat
         cal = Calibration.load(path, steps=config.steps) if path.exists() and not config.recalibrate else None
         if cal is not None and (list(cal.candidates) != values or list(cal.seeds) != cal_seeds):
             cal = None  # made with other settings
-        variants = None
-        if pca:
-            shared = base.__dict__.setdefault("_rival_stats", {})  # one covariance for every threshold
-            variants = {}
-            for tau in values:
-                variants[tau] = build_oracle(OracleConfig(machine=name, mask_threshold=tau), train, subject.train_labels)
-                variants[tau].__dict__["_rival_stats"] = shared
+        # one covariance, one copy of the training set, for every threshold
+        variants = {tau: base.with_knobs(mask_threshold=tau) for tau in values} if pca else None
         if cal is not None:
             say(f"calibration of {name}: reusing {path}", flush=True)
         else:

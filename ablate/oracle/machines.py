@@ -76,6 +76,8 @@ class Oracle:
         self._pad_cache: list = [None, None]  # [(k, label), padded images]: shared the same way
         self._groups: dict[int, list[Group]] = {}
         self._offsets: dict[int, list] = {}
+        self._rival_stats: dict = {}  # label -> rivals.Statistics (float64 mean, covariance, spectrum)
+        self._rival_masks: dict = {}  # (label, a, tau) -> PCA locality's mask, oldest first
 
     def _check_patch_sizes(self, config: OracleConfig) -> None:
         config.check_image_size(self.H, self.W)
@@ -83,7 +85,13 @@ class Oracle:
     def with_patch_size(self, patch_size: int | PatchSchedule) -> "Oracle":
         """The same machine with another patch size or schedule, sharing this one's training images and
         caches (extracted, deduplicated keys; pixel groups), so trying many k costs the extraction once."""
-        config = dataclasses.replace(self.config, patch_size=patch_size)
+        return self.with_knobs(patch_size=patch_size)
+
+    def with_knobs(self, **changes) -> "Oracle":
+        """The same machine with other config values (``patch_size``, PCA locality's ``mask_threshold``, ...),
+        sharing this one's training images and caches (key sets, pixel groups, data statistics, masks: every
+        cache is keyed by what it depends on), so a calibration over many values builds each once."""
+        config = dataclasses.replace(self.config, **changes)
         self._check_patch_sizes(config)
         other = copy.copy(self)  # shallow: the cache dicts are shared
         other.config = config

@@ -59,7 +59,7 @@ class Statistics:
 
 
 def stats(oracle: "Oracle", images: torch.Tensor, label: int) -> Statistics:
-    cache = oracle.__dict__.setdefault("_rival_stats", {})
+    cache = oracle._rival_stats
     if label not in cache:
         cache[label] = Statistics.of(images, oracle.config.machine)
     return cache[label]
@@ -131,7 +131,7 @@ def pca_locality(oracle: "Oracle", st: Statistics, x: torch.Tensor, a: torch.Ten
     tau, T = float(cfg.knob("mask_threshold")), float(cfg.knob("temperature"))
     D = x[0].numel()
     out = torch.empty_like(x)
-    masks = oracle.__dict__.setdefault("_rival_masks", {})
+    masks = oracle._rival_masks
     for ab in torch.unique(a):
         sel = torch.nonzero(a == ab).flatten()
         av, bv = float(ab), float(b2[sel[0]])
