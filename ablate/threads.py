@@ -17,17 +17,25 @@ def share(workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // max(1, workers))
 
 
-def apply_threads(threads: int | None = None) -> int | None:
-    """Use ``threads`` (else ``$ABLATE_THREADS``) threads in this process and in the processes it starts.
-    Returns the number applied, or None when neither says (torch's default stays)."""
-    if threads is None:
-        raw = os.environ.get(ENV)
-        if not raw:
-            return None
+def default_threads(workers: int = 1) -> int | None:
+    """Threads when none is asked for: ``$ABLATE_THREADS``, else ``cores // workers`` when several workers
+    share the machine, else None (torch's default)."""
+    raw = os.environ.get(ENV)
+    if raw:
         try:
-            threads = int(raw)
+            return int(raw)
         except ValueError:
             raise ValueError(f"{ENV}={raw!r} must be a positive integer") from None
+    return share(workers) if workers > 1 else None
+
+
+def apply_threads(threads: int | None = None, workers: int = 1) -> int | None:
+    """Use ``threads`` (else :func:`default_threads` for ``workers`` processes on this machine) in this
+    process and in the processes it starts. Returns the number applied, or None (torch's default stays)."""
+    if threads is None:
+        threads = default_threads(workers)
+        if threads is None:
+            return None
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ValueError(f"threads={threads!r} must be a positive integer")
     import torch

@@ -43,13 +43,9 @@ def main(argv: list[str] | None = None) -> None:
                         "with --workers W, cores // W each)")
     a = p.parse_args(argv)
     try:
-        import os
+        from ablate.threads import apply_threads
 
-        from ablate.threads import apply_threads, share
-
-        if getattr(a, "workers", 1) > 1 and a.threads is None and not os.environ.get("ABLATE_THREADS"):
-            a.threads = share(a.workers)
-        apply_threads(a.threads)
+        apply_threads(a.threads, getattr(a, "workers", 1))
         from ablate.paths import set_runs_root
 
         set_runs_root(a.runs)

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from ablate.sweep.definition import load_definition
@@ -29,7 +28,6 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--workers", type=int, default=1, help="local worker processes (run, resume)")
     p.add_argument("--trials", type=int, help="completed trials wanted (default: the definition's)")
     p.add_argument("--heartbeat", type=int, default=10, help="seconds between worker heartbeats")
-    p.add_argument("--worker-index", type=int, help="worker: offsets the sampler seed (default: process id)")
     p.add_argument("--runs", help="root of everything written: databases, grids, W&B, classifiers "
                    "(default: $ABLATE_RUNS, else runs/)")
     p.add_argument("--threads", type=int, help="CPU threads per process (default: $ABLATE_THREADS, else all "
@@ -40,11 +38,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--port", type=int, default=8080, help="dashboard port on 127.0.0.1")
     a = p.parse_args(argv)
     try:
-        from ablate.threads import apply_threads, share
+        from ablate.threads import apply_threads
 
-        if a.command in ("run", "resume") and a.workers > 1 and a.threads is None and not os.environ.get("ABLATE_THREADS"):
-            a.threads = share(a.workers)  # the workers share the cores (they inherit ABLATE_THREADS)
-        apply_threads(a.threads)
+        apply_threads(a.threads, a.workers if a.command in ("run", "resume") else 1)  # workers inherit it
         from ablate.paths import set_runs_root
 
         set_runs_root(a.runs)
@@ -57,7 +53,7 @@ def main(argv: list[str] | None = None) -> None:
                 raise ValueError(f"--workers={a.workers} must be >= 1")
             studies.run_sweep(definition, url, a.workers, a.trials, a.heartbeat, new_version=a.new_version)
         elif a.command == "worker":
-            studies.work(definition, url, a.heartbeat, a.worker_index)
+            studies.work(definition, url, a.heartbeat)
         elif a.command == "status":
             from ablate.sweep.report import knob_text
 

@@ -208,12 +208,10 @@ def counts(study: optuna.Study) -> dict[str, int]:
     return out
 
 
-def work(definition: SweepDefinition, url: str, heartbeat: int = 10, worker: int | None = None,
-         poll: float = 1.0) -> None:
+def work(definition: SweepDefinition, url: str, heartbeat: int = 10, poll: float = 1.0) -> None:
     """One worker: claim waiting trials until none is waiting and none is running elsewhere.
     A trial whose worker died goes stale after ``3 * heartbeat`` s and comes back as a waiting copy.
-    ``worker``: this worker's index among a run's local workers (only for its logs; proposals are seeded by
-    the trial's number)."""
+    Proposals are seeded by each trial's number, so workers need no index of their own."""
     storage = open_storage(url, heartbeat)
     try:
         definition = resolve(definition, storage, create=False)
@@ -243,9 +241,9 @@ def work(definition: SweepDefinition, url: str, heartbeat: int = 10, worker: int
             return
 
 
-def worker_command(definition: SweepDefinition, url: str, heartbeat: int, index: int) -> list[str]:
+def worker_command(definition: SweepDefinition, url: str, heartbeat: int) -> list[str]:
     return [sys.executable, "-m", "ablate.sweep", "worker", str(definition.path), "--storage", url,
-            "--heartbeat", str(heartbeat), "--worker-index", str(index),
+            "--heartbeat", str(heartbeat),
             *(["--dataset", definition.dataset] if definition.dataset else [])]
 
 
@@ -268,16 +266,16 @@ def run_sweep(definition: SweepDefinition, storage: str | None = None, workers: 
         f"{c['running']} running, {c['fail']} failed", flush=True)
     start = time.perf_counter()
     if workers <= 1:
-        work(definition, url, heartbeat, worker=0)
+        work(definition, url, heartbeat)
     else:
         if definition.path is None:
             raise ValueError("several workers need a definition file (load it with load_definition)")
         from ablate.metrics import build_suite
         build_suite(definition.data)  # train and cache the classifier once, not in every worker at once
-        from ablate.threads import ENV, share
+        from ablate.threads import ENV, default_threads
 
-        env = {**os.environ, ENV: os.environ.get(ENV) or str(share(workers))}  # the workers share the cores
-        procs = [subprocess.Popen(worker_command(definition, url, heartbeat, i), env=env) for i in range(workers)]
+        env = {**os.environ, ENV: str(default_threads(workers))}  # the workers share the cores
+        procs = [subprocess.Popen(worker_command(definition, url, heartbeat), env=env) for _ in range(workers)]
         for p in procs:
             p.wait()
     c = counts(study)
