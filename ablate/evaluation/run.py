@@ -299,8 +299,6 @@ def network_subject(loaded, data, device: str | torch.device = "cpu", data_confi
     :class:`~ablate.data.ImageDataset`, the images it was trained on). Checks that the network fits the data
     (channels, its declared size, one forward pass) and probes its geometry (:mod:`ablate.models.probe`):
     the calibration candidates run up to its *local* receptive field."""
-    from ablate.models import probe_network
-
     C, H, W = data.shape
     shape = loaded.image_shape
     if shape is not None and shape[0] != C:
@@ -319,9 +317,8 @@ def network_subject(loaded, data, device: str | torch.device = "cpu", data_confi
     except Exception as err:  # the user's network, any error
         raise ValueError(f"the network cannot run on data {data.name!r} of shape {C}x{H}x{W}: "
                          f"{type(err).__name__}: {str(err).splitlines()[0][:300]}") from err
-    multiple = min(H & -H, W & -W, 32)  # canvases as divisible by 2 as the data's images
     try:
-        probe = probe_network(loaded.module, loaded.raw, C, loaded.padding, multiple).as_dict()
+        probe = loaded.probe(data.shape).as_dict()
     except Exception as err:  # a network that only takes its own image size, or is not differentiable
         probe = {"error": f"{type(err).__name__}: {str(err).splitlines()[0][:300]}", "local_receptive_field": None}
         warnings.warn(f"could not probe the network's geometry ({probe['error']}); calibrating over every patch "

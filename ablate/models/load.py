@@ -54,6 +54,13 @@ class LoadedNetwork:
     train_config: Any = None
     description: dict[str, Any] = field(default_factory=dict)
 
+    def probe(self, image_shape: tuple[int, int, int]):
+        """:func:`~ablate.models.probe.probe_network` on canvases as divisible by 2 as images ``(C, H, W)``."""
+        from ablate.models.probe import probe_network
+
+        C, H, W = image_shape
+        return probe_network(self.module, self.raw, C, self.padding, min(H & -H, W & -W, 32))
+
 
 def conv_padding(module: nn.Module) -> str:
     """``circular`` when every padded conv pads circularly, else ``zeros`` (the boundary the oracle takes)."""

@@ -29,7 +29,7 @@ from typing import Any, Mapping, Sequence, Union
 import numpy as np
 import torch
 
-from ablate.sampling.schedules import get_schedule
+from ablate.sampling.schedules import get_schedule, time_grid
 
 # name -> (diffusers class, extra config, sigma space?, stochastic?)
 SCHEDULERS: dict[str, tuple[str, dict[str, Any], bool, bool]] = {
@@ -150,8 +150,6 @@ def own_grid(schedule: Schedule, steps: int, sampler: str = "ddim") -> tuple[tor
     (``alphas_cumprod[t]``), each stepping to ``t - N // T`` as diffusers does (with ``linspace`` spacing
     that is not the next timestep), and below 0 to 1 (``set_alpha_to_one``, diffusers' default) or
     ``alphas_cumprod[0]``."""
-    from ablate.sampling.schedules import time_grid
-
     if not isinstance(schedule, DiscreteSchedule):
         ab = get_schedule(schedule)(time_grid(steps))
         return ab[:-1], ab[1:]

@@ -6,7 +6,7 @@ from typing import Any, Sequence
 
 from ablate.config import apply_overrides, build_config, to_dict
 from ablate.models.config import FOREIGN
-from ablate.models import Geometry, NetworkSpec, describe, load_denoiser, probe_network
+from ablate.models import Geometry, NetworkSpec, describe, load_denoiser
 from ablate.study.mapping import MappingRule, predict_from_geometry
 
 
@@ -27,8 +27,7 @@ def describe_network(source: str, overrides: Sequence[str] = (), rule: MappingRu
         shape = load_dataset(build_config(DataConfig, values["data"], "data.")).shape
     if shape is None:
         raise ValueError(f"{source} does not say its image size: name its data (data.name=... data.image_size=...)")
-    C, H, W = shape
-    probe = probe_network(loaded.module, loaded.raw, C, loaded.padding, min(H & -H, W & -W, 32))
+    probe = loaded.probe(shape)
     geometry = Geometry(probe.receptive_field, probe.stride or 1, probe.padding, probe.local_receptive_field)
     prediction = predict_from_geometry(geometry, shape, rule, steps)
     out = {"network": {"source": loaded.source, "kind": loaded.kind, "image_shape": list(shape), **loaded.description},
