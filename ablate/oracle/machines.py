@@ -67,9 +67,7 @@ class Oracle:
             if train_labels.shape != (len(train_images),):
                 raise ValueError(f"train_labels must have shape [{len(train_images)}], got {tuple(train_labels.shape)}")
         self.labels = train_labels
-        if config.machine in rivals.COVARIANCE and len(train_images) < 2:
-            raise ValueError(f"machine {config.machine!r} needs a covariance, so at least 2 training images; "
-                             f"got {len(train_images)}")
+        rivals.check_covariance(config.machine, len(train_images))
         self._check_patch_sizes(config)
         self._keysets: dict[tuple, KeySet] = {}  # (k, label, group) -> key set, least recently used first
         self._cache_used = [0]  # bytes of all cached key sets (a list: shared with with_patch_size copies)

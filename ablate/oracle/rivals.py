@@ -26,8 +26,15 @@ from ablate.oracle.softmax import StreamingSoftmax
 if TYPE_CHECKING:
     from ablate.oracle.machines import Oracle
 
+COVARIANCE = ("wiener", "equivariant_wiener", "pca_locality")  # the machines built on the covariance
 DIAGONAL_FLOOR = 1e-6  # a gain diagonal below this (a pixel constant over the training set) is taken as 1
 MASK_CACHE = 64  # masks kept per machine (one per noise level and class; a sampler visits about 20)
+
+
+def check_covariance(machine: str, n: int) -> None:
+    """A covariance (divided by ``N - 1``) needs at least two images."""
+    if machine in COVARIANCE and n < 2:
+        raise ValueError(f"machine {machine!r} needs a covariance, so at least 2 training images; got {n}")
 
 
 @dataclass
@@ -45,8 +52,7 @@ class Statistics:
     @classmethod
     def of(cls, images: torch.Tensor, needs: str) -> "Statistics":
         N, C, H, W = images.shape
-        if N < 2:
-            raise ValueError(f"machine {needs!r} needs a covariance, so at least 2 training images; got {N}")
+        check_covariance(needs, N)
         z = images.double().reshape(N, -1)
         mean = z.mean(0)
         centred = z - mean
@@ -152,8 +158,6 @@ def pca_locality(oracle: "Oracle", st: Statistics, x: torch.Tensor, a: torch.Ten
         out[sel] = state.result()[..., 0].T.reshape(len(sel), *x.shape[1:])
     return out
 
-
-COVARIANCE = ("wiener", "equivariant_wiener", "pca_locality")
 
 
 def denoise(oracle: "Oracle", x: torch.Tensor, a: torch.Tensor, b2: torch.Tensor, images: torch.Tensor,
