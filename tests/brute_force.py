@@ -7,17 +7,18 @@ import math
 import torch
 
 
-def patch(img: torch.Tensor, i: int, j: int, k: int, boundary: str) -> torch.Tensor:
+def patch(img: torch.Tensor, i: int, j: int, k: int, boundary: str, shape=None) -> torch.Tensor:
+    """The k x k patch at (i, j), or only its offsets ``shape`` [(u, v)] (a shaped patch, theory section 9)."""
     C, H, W = img.shape
     d = k // 2
-    out = torch.zeros(C, k, k, dtype=img.dtype)
-    for u in range(-d, d + 1):
-        for v in range(-d, d + 1):
-            ii, jj = i + u, j + v
-            if boundary == "circular":
-                out[:, u + d, v + d] = img[:, ii % H, jj % W]
-            elif 0 <= ii < H and 0 <= jj < W:
-                out[:, u + d, v + d] = img[:, ii, jj]
+    offsets = [(u, v) for u in range(-d, d + 1) for v in range(-d, d + 1)] if shape is None else shape
+    out = torch.zeros(len(offsets), C, dtype=img.dtype)
+    for n, (u, v) in enumerate(offsets):
+        ii, jj = i + u, j + v
+        if boundary == "circular":
+            out[n] = img[:, ii % H, jj % W]
+        elif 0 <= ii < H and 0 <= jj < W:
+            out[n] = img[:, ii, jj]
     return out.flatten()
 
 
@@ -68,8 +69,12 @@ def softmax_mean(query, keys, values, biases, a, b2):
     return (w[:, None] * torch.stack(values)).sum(0)
 
 
-def brute_force(x, alpha_bar, train, machine="els", k=3, boundary="zeros", radius=None, stride=1, sigma=None):
-    """x [B, C, H, W]; returns x0_hat [B, C, H, W] in float64."""
+def brute_force(x, alpha_bar, train, machine="els", k=3, boundary="zeros", radius=None, stride=1, sigma=None,
+                shape=None):
+    """x [B, C, H, W]; returns x0_hat [B, C, H, W] in float64. ``shape``: the offsets [(u, v)] of a shaped
+    patch (its bounding square, which sets the boundary classes, replaces k)."""
+    if shape is not None:
+        k = 2 * max(max(abs(u), abs(v)) for u, v in shape) + 1
     x, train = x.double(), train.double()
     a, b2 = math.sqrt(alpha_bar), 1.0 - alpha_bar
     B, C, H, W = x.shape
@@ -86,11 +91,11 @@ def brute_force(x, alpha_bar, train, machine="els", k=3, boundary="zeros", radiu
         pad_mode = boundary
         for i in range(H):
             for j in range(W):
-                q = patch(x[b], i, j, k, pad_mode)
+                q = patch(x[b], i, j, k, pad_mode, shape)
                 keys, values, biases = [], [], []
                 for (i2, j2), bias in key_positions((i, j), H, W, k, boundary, machine, radius, stride, sigma):
                     for z in train:
-                        keys.append(patch(z, i2, j2, k, pad_mode))
+                        keys.append(patch(z, i2, j2, k, pad_mode, shape))
                         values.append(z[:, i2, j2])
                         biases.append(bias)
                 out[b, :, i, j] = softmax_mean(q, keys, values, biases, a, b2)

@@ -148,6 +148,80 @@ def test_the_public_codes_per_batch_softmax_is_not_the_exact_one():
     assert float((exact - per_batch).abs().max()) > 0.1
 
 
+def eq_pca_shape(z, ab, tau):
+    """Equivariant PCA locality's offsets, computed here with NumPy from the formulas of theory section 9:
+    the cross power spectrum, the gain ``a^2 S (a^2 S + b2 I)^-1`` per frequency, its kernel by inverse DFT,
+    rows normalised by their centre, any channel pair passing ``tau * max``; the centred window."""
+    zn = z.numpy()
+    N, C, H, W = zn.shape
+    Y = np.fft.fft2(zn - zn.mean(axis=(0, 2, 3))[None, :, None, None])
+    S = np.einsum("nchw,ndhw->hwcd", Y, Y.conj()) / ((N - 1) * H * W)
+    a2, b2 = float(ab), 1 - float(ab)
+    G = np.stack([[a2 * S[i, j] @ np.linalg.inv(a2 * S[i, j] + b2 * np.eye(C)) for j in range(W)] for i in range(H)])
+    g = np.fft.ifft2(G, axes=(0, 1)).real
+    centre = np.diag(g[0, 0]).copy()
+    centre[centre < 1e-6] = 1.0
+    R = np.abs(g / centre[None, None, :, None])
+    keep = (R >= tau * R.max()).any(axis=(2, 3))
+    offsets = []
+    for i in range(H):
+        for j in range(W):
+            u, v = (i if i <= (H - 1) // 2 else i - H), (j if j <= (W - 1) // 2 else j - W)
+            if (keep[i, j] or (i, j) == (0, 0)) and abs(u) <= (H - 1) // 2 and abs(v) <= (W - 1) // 2:
+                offsets.append((u, v))
+    return sorted(offsets)
+
+
+@pytest.mark.parametrize("c, h, w", [(1, 7, 6), (2, 6, 5)])
+@pytest.mark.parametrize("boundary, knobs", [("zeros", {}), ("circular", {}), ("zeros", {"shift_radius": 1}),
+                                             ("circular", {"stride": 2}), ("zeros", {"position_bandwidth": 1.5})],
+                         ids=["zeros", "circular", "zeros-radius", "circular-stride", "zeros-bandwidth"])
+def test_equivariant_pca_locality_is_els_with_the_data_shape_against_brute_force(c, h, w, boundary, knobs):
+    from brute_force import brute_force
+
+    z, x = images(n=5, c=c, h=h, w=w), queries(b=2, c=c, h=h, w=w)
+    tau = 0.15
+    oracle = build_oracle(OracleConfig(machine="equivariant_pca_locality", mask_threshold=tau, boundary=boundary,
+                                       **knobs, **F64), z)
+    shapes = set()
+    for ab in (0.3, 0.9):
+        shape = eq_pca_shape(z, ab, tau)
+        shapes.add(tuple(shape))
+        want = brute_force(x, ab, z, "els", boundary=boundary, radius=knobs.get("shift_radius"),
+                           stride=knobs.get("stride", 1), sigma=knobs.get("position_bandwidth"), shape=shape)
+        assert torch.allclose(oracle.denoise(x, ab), want, atol=1e-10)
+    # the case is not degenerate: the shape changes with the noise and is neither a point nor a square
+    assert len(shapes) == 2 and any(1 < len(s) < (2 * max(max(map(abs, o)) for o in s) + 1) ** 2 for s in shapes)
+
+
+@pytest.mark.parametrize("boundary, knobs", [("zeros", {}), ("circular", {}), ("zeros", {"shift_radius": 2})])
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_equivariant_pca_locality_with_its_shape_forced_to_the_square_is_els_k(monkeypatch, boundary, knobs, k):
+    z, x = images(n=6, c=2, h=6, w=5), queries(b=3, c=2, h=6, w=5)
+    d = k // 2
+    square = tuple((u, v) for u in range(-d, d + 1) for v in range(-d, d + 1))
+    monkeypatch.setattr(rivals, "pca_shape", lambda st, a, b2, tau: square)
+    got = build_oracle(OracleConfig(machine="equivariant_pca_locality", boundary=boundary, **knobs, **F64), z)
+    els = build_oracle(OracleConfig(machine="els", patch_size=k, boundary=boundary, **knobs, **F64), z)
+    assert torch.allclose(got.denoise(x, AB), els.denoise(x, AB), atol=1e-12)
+
+
+def test_equivariant_pca_locality_limits_and_circular_equivariance():
+    """tau = 1 keeps only the centre (the gain kernel peaks there): ELS with k = 1. A tiny tau keeps the whole
+    centred window. With circular boundary the machine commutes with circular shifts of its input."""
+    z, x = images(n=8, h=7, w=7), queries(b=2, h=7, w=7)
+    st = rivals.Statistics.of(z, "equivariant_pca_locality")
+    assert rivals.pca_shape(st, 0.7, 0.51, 1.0) == ((0, 0),)
+    assert len(rivals.pca_shape(st, 0.7, 0.51, 1e-12)) == 49
+    point = build_oracle(OracleConfig(machine="equivariant_pca_locality", mask_threshold=1.0, **F64), z)
+    els1 = build_oracle(OracleConfig(machine="els", patch_size=1, **F64), z)
+    assert torch.allclose(point.denoise(x, AB[:2]), els1.denoise(x, AB[:2]), atol=1e-12)
+    circ = build_oracle(OracleConfig(machine="equivariant_pca_locality", boundary="circular", mask_threshold=0.1,
+                                     **F64), z)
+    shifted = circ.denoise(torch.roll(x, (2, 3), (2, 3)), AB[:2])
+    assert torch.allclose(shifted, torch.roll(circ.denoise(x, AB[:2]), (2, 3), (2, 3)), atol=1e-12)
+
+
 def test_nearest_returns_the_training_image_with_the_largest_is_logit():
     z, x = images(n=20), queries(b=4)
     ab = torch.tensor([0.3, 0.5, 0.7, 0.9], dtype=torch.float64)
@@ -174,13 +248,17 @@ def test_scfdm_without_smoothing_is_is_and_is_reproducible():
 
 
 @pytest.mark.parametrize("kw, message", [
-    (dict(machine="weiner"), "machine='weiner' is not allowed; choose one of 'ideal', 'ls', 'els', 'es', 'wiener'"),
+    (dict(machine="weiner"), "machine='weiner' is not allowed; choose one of 'ideal', 'ls', 'els', 'es', 'wiener', "
+                             "'equivariant_wiener', 'pca_locality', 'equivariant_pca_locality', 'nearest', 'scfdm'"),
     (dict(machine="pca_locality", mask_threshold=0.0), "mask_threshold=0.0 is out of range"),
     (dict(machine="pca_locality", mask_threshold=1.5), "mask_threshold=1.5 is out of range"),
     (dict(machine="pca_locality", temperature=0), "temperature=0.0 is out of range"),
     (dict(machine="scfdm", smoothing_std=-1.0), "smoothing_std=-1.0 is out of range"),
     (dict(machine="scfdm", num_noise=0), "num_noise=0 is too small"),
-    (dict(machine="wiener", mask_threshold=0.1), "mask_threshold applies to machine 'pca_locality' only"),
+    (dict(machine="wiener", mask_threshold=0.1),
+     "mask_threshold applies to machine 'pca_locality' or 'equivariant_pca_locality' only"),
+    (dict(machine="equivariant_pca_locality", temperature=2.0), "temperature applies to machine 'pca_locality' only"),
+    (dict(machine="pca_locality", stride=2), "apply to machine 'els' or 'equivariant_pca_locality' only"),
     (dict(machine="els", smoothing_std=0.1), "smoothing_std applies to machine 'scfdm' only"),
 ])
 def test_bad_rival_knobs_are_refused(kw, message):
@@ -205,7 +283,7 @@ def test_rival_machines_and_their_knobs_are_searchable_in_oracle_sweeps():
     cfg = oracle_config({"machine": "pca_locality", "mask_threshold": 0.05, "temperature": 2})
     assert (cfg.machine, cfg.knob("mask_threshold"), cfg.knob("temperature")) == ("pca_locality", 0.05, 2.0)
     bad = parse_definition({**raw, "fixed": {"machine": "wiener"}})
-    with pytest.raises(ValueError, match="mask_threshold applies to machine 'pca_locality' only"):
+    with pytest.raises(ValueError, match="mask_threshold applies to machine 'pca_locality' or"):
         validate_space(bad, (1, 8, 8))
 
 
@@ -221,6 +299,27 @@ def test_the_league_names_the_theory_a_network_is_and_calibrates_its_threshold(t
     assert s["calibration"]["pca_locality"]["k"] == [0.05] * 5  # the threshold calibrated back, every step
     assert s["league"]["best"] in ("pca_locality",) and s["pca_locality"]["median_r2"] == pytest.approx(1, abs=1e-6)
     assert s["pca_locality"]["median_mse"] == pytest.approx(0, abs=1e-10)
-    assert set(s["league"]["by_median_r"]) == set(config.machines) and len(config.machines) == 9
+    assert set(s["league"]["by_median_r"]) == set(config.machines) and len(config.machines) == 10
     assert all(band["best"] == "pca_locality" for band in s["league"]["bands"].values())
     assert (tmp_path / "league.png").is_file()
+
+
+def test_the_league_calibrates_equivariant_pca_localitys_threshold_to_the_networks_shape(tmp_path):
+    """A network that is equivariant PCA locality at tau = 0.05: calibration picks, at every step, a threshold
+    whose patch shape is the network's (neighbouring thresholds can cut the same shape), and the league
+    names the machine with r^2 = 1."""
+    from ablate.data import load_dataset
+    from ablate.evaluation import EvalConfig, Subject, evaluate
+
+    data = load_dataset("digits", n=30)
+    network = build_oracle(OracleConfig(machine="equivariant_pca_locality", mask_threshold=0.05), data.train)
+    config = EvalConfig(machines=("equivariant_pca_locality", "els", "ideal"), seeds=4, calibration_seeds=2,
+                        steps=5, samplers=("ddim",), wandb_mode="disabled", progress=False)
+    s = evaluate(Subject(network, data.train), config, tmp_path).summary
+    cal = s["calibration"]["equivariant_pca_locality"]
+    st = rivals.Statistics.of(data.train, "equivariant_pca_locality")
+    for tau, ab in zip(cal["k"], cal["alpha_bar"]):
+        a, b2 = ab ** 0.5, 1 - ab
+        assert rivals.pca_shape(st, a, b2, tau) == rivals.pca_shape(st, a, b2, 0.05)
+    assert s["league"]["best"] == "equivariant_pca_locality"
+    assert s["equivariant_pca_locality"]["median_r2"] == pytest.approx(1, abs=1e-6)

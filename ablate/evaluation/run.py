@@ -35,8 +35,9 @@ from ablate.viz import save_grid
 from ablate.oracle import MACHINES, OracleConfig, build_oracle
 from ablate.sampling import Denoiser, Schedule, sampler_name
 
-CALIBRATED = ("els", "ls", "pca_locality")  # machines with a scale to calibrate: k, or PCA locality's threshold
-MASK_THRESHOLDS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)  # PCA locality's candidates (tau)
+THRESHOLDED = ("pca_locality", "equivariant_pca_locality")  # their scale is the mask threshold tau
+CALIBRATED = ("els", "ls") + THRESHOLDED  # machines with a scale to calibrate: k, or the PCA localities' tau
+MASK_THRESHOLDS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)  # the PCA localities' candidates
 BANDS = ("high noise", "middle", "low noise")  # the league's noise bands: thirds of the denoiser calls
 
 
@@ -139,7 +140,7 @@ def evaluate(subject: Subject, config: EvalConfig, out_dir: str | Path, calibrat
             continue
         path = cal_dir / f"{calibration_stem or subject.name}.calibration-{name}-{boundary}-{config.steps}steps.json"
         start = time.perf_counter()
-        pca = name == "pca_locality"
+        pca = name in THRESHOLDED
         values = list(MASK_THRESHOLDS) if pca else candidates(config, subject, name, boundary)
         cal = Calibration.load(path, steps=config.steps) if path.exists() and not config.recalibrate else None
         if cal is not None and (list(cal.candidates) != values or list(cal.seeds) != cal_seeds):

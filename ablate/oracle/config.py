@@ -9,14 +9,18 @@ from typing import Literal, Sequence
 
 from ablate.config import check_choice, check_float, check_int
 
-Machine = Literal["ideal", "ls", "els", "es", "wiener", "equivariant_wiener", "pca_locality", "nearest", "scfdm"]
+Machine = Literal["ideal", "ls", "els", "es", "wiener", "equivariant_wiener", "pca_locality",
+                  "equivariant_pca_locality", "nearest", "scfdm"]
 Boundary = Literal["circular", "zeros"]
-RIVALS = ("wiener", "equivariant_wiener", "pca_locality", "nearest", "scfdm")  # theory section 9 (ablate.oracle.rivals)
+# theory section 9 (ablate.oracle.rivals)
+RIVALS = ("wiener", "equivariant_wiener", "pca_locality", "equivariant_pca_locality", "nearest", "scfdm")
 MACHINES = ("ideal", "ls", "els", "es") + RIVALS
 # the knobs of the rival theories, and the machines they apply to
-RIVAL_KNOBS = {"mask_threshold": ("pca_locality",), "temperature": ("pca_locality",),
+RIVAL_KNOBS = {"mask_threshold": ("pca_locality", "equivariant_pca_locality"), "temperature": ("pca_locality",),
                "smoothing_std": ("scfdm",), "num_noise": ("scfdm",), "noise_seed": ("scfdm",)}
 BOUNDARIES = ("circular", "zeros")
+# the machines that take the partial-equivariance knobs of theory section 5 (ELS with a square or a data patch)
+PATCH_KNOB_MACHINES = ("els", "equivariant_pca_locality")
 
 
 def nearest_odd(value: float) -> int:
@@ -113,11 +117,12 @@ class PatchSchedule:
 class OracleConfig:
     """A score machine and its knobs.
 
-    machine: ``ideal`` (IS), ``ls``, ``els`` or ``es``. patch_size: odd k, or a
-    :class:`PatchSchedule` (ignored by ``ideal`` and ``es``, which compare whole
-    images). boundary: ``circular`` or ``zeros`` (``ls`` and ``els``; ``es`` is
-    circular by definition). shift_radius / stride / position_bandwidth: the
-    partial-equivariance knobs of theory section 5 (``els`` only).
+    machine: ``ideal`` (IS), ``ls``, ``els`` or ``es``, or a rival theory of section 9 (:data:`RIVALS`).
+    patch_size: odd k, or a :class:`PatchSchedule` (used by ``ls`` and ``els`` only; the others compare whole
+    images or, ``equivariant_pca_locality``, take their patch shape from the data). boundary: ``circular`` or
+    ``zeros`` (``ls``, ``els``, ``equivariant_pca_locality``; ``es`` is circular by definition).
+    shift_radius / stride / position_bandwidth: the partial-equivariance knobs of theory section 5
+    (``els`` and ``equivariant_pca_locality``).
     dtype: ``float32`` or ``float64``. chunk_bytes: the size of one tile of logits
     or keys (a few MB keeps tiles in cache). cache_bytes: the budget for key sets that are extracted,
     deduplicated and kept between calls, all pixel groups and patch sizes together (zero-boundary ELS
@@ -182,9 +187,10 @@ class OracleConfig:
         check_int("chunk_bytes", self.chunk_bytes, low=2**16)
         check_int("cache_bytes", self.cache_bytes, low=0)
         check_float("prune_tol", self.prune_tol, low=0.0, high=1e-2)
-        if self.has_knobs and self.machine != "els":
-            raise ValueError(f"shift_radius/stride/position_bandwidth apply to machine 'els' only, "
-                             f"got machine={self.machine!r} (LS is ELS with shift_radius=0)")
+        if self.has_knobs and self.machine not in PATCH_KNOB_MACHINES:
+            raise ValueError(f"shift_radius/stride/position_bandwidth apply to machine "
+                             f"{' or '.join(map(repr, PATCH_KNOB_MACHINES))} only, got machine={self.machine!r} "
+                             "(LS is ELS with shift_radius=0)")
 
     @property
     def has_knobs(self) -> bool:

@@ -24,10 +24,17 @@ def augment_queries(q: torch.Tensor, s1: torch.Tensor, s2: torch.Tensor) -> torc
     return torch.cat([s1[:, None] * q, -s2[:, None], torch.ones_like(s2)[:, None]], dim=1)
 
 
-def centre_index(channels: int, k: int) -> torch.Tensor:
-    """Indices of the centre pixel's channels in a flattened ``C*k*k`` patch."""
+def centre_index(channels: int, k: int, cols: torch.Tensor | None = None) -> torch.Tensor:
+    """Indices of the centre pixel's channels in a flattened ``C*k*k`` patch, or in its columns ``cols``
+    (ascending, a shaped patch: :func:`ablate.oracle.patches.shape_columns`)."""
     d = k // 2
-    return torch.arange(channels) * k * k + d * k + d
+    centre = torch.arange(channels) * k * k + d * k + d
+    return centre if cols is None else torch.searchsorted(cols.cpu(), centre)
+
+
+def select_columns(patches: torch.Tensor, cols: torch.Tensor | None) -> torch.Tensor:
+    """The columns ``cols`` of patches ``[..., C*k*k]`` (all of them when None: the square patch)."""
+    return patches if cols is None else patches.index_select(-1, cols.to(patches.device))
 
 
 @dataclass
@@ -125,15 +132,16 @@ def _group_bytes(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
 
 
 def build_key_set(padded: torch.Tensor, k: int, positions: torch.Tensor, width: int,
-                  chunk_rows: int) -> KeySet:
+                  chunk_rows: int, cols: torch.Tensor | None = None) -> KeySet:
     """Extract every key of the group from the padded training images ``[N, C, H + 2d, W + 2d]`` (see
-    :func:`ablate.oracle.patches.pad`) and merge identical ones (counts enter as ``+log(count)``).
+    :func:`ablate.oracle.patches.pad`) and merge identical ones (counts enter as ``+log(count)``). ``cols``:
+    the columns a shaped patch keeps of the ``k x k`` square (None: all; ``D`` is then ``len(cols)``).
 
     The keys are copied straight into one ``[n, D + 2]`` buffer, a few images at a time (hashed as they
     come, on the CPU), merged over the whole group at once by :func:`group_rows`, and the distinct rows
     moved to the front of the same buffer in order (no second buffer)."""
     C = padded.shape[1]
-    D = C * k * k
+    D = C * k * k if cols is None else len(cols)
     per_image = len(positions)
     step = max(1, chunk_rows // max(per_image, 1))
     n = len(padded) * per_image
@@ -141,7 +149,11 @@ def build_key_set(padded: torch.Tensor, k: int, positions: torch.Tensor, width: 
     hashes = torch.empty(n, dtype=torch.int64) if padded.device.type == "cpu" else None
     for s in range(0, len(padded), step):
         rows = slice(s * per_image, min(s + step, len(padded)) * per_image)
-        patches_at(padded[s:s + step], k, positions, width, out=buf[rows, :D])
+        if cols is None:
+            patches_at(padded[s:s + step], k, positions, width, out=buf[rows, :D])
+        else:
+            part = patches_at(padded[s:s + step], k, positions, width).reshape(-1, C * k * k)
+            buf[rows, :D] = select_columns(part, cols)
         if hashes is not None:
             hashes[rows] = row_hashes(buf[rows, :D])  # while the keys are in cache
     chunk = max(1, chunk_rows)
@@ -161,21 +173,25 @@ def build_key_set(padded: torch.Tensor, k: int, positions: torch.Tensor, width: 
         block = buf[r:r + chunk, :D]
         buf[r:r + chunk, D] = (block * block).sum(1)
     buf[:, D + 1] = counts.to(buf.device, buf.dtype).log()
-    return KeySet(buf, buf[:, centre_index(C, k).to(buf.device)].contiguous())
+    return KeySet(buf, buf[:, centre_index(C, k, cols).to(buf.device)].contiguous())
 
 
 def stream_keys(padded: torch.Tensor, k: int, positions: torch.Tensor, width: int,
-                chunk_rows: int) -> Iterator[KeyChunk]:
-    """The same keys without caching or merging, a few images at a time (bounded memory); ``padded`` as
-    for :func:`build_key_set`."""
+                chunk_rows: int, cols: torch.Tensor | None = None) -> Iterator[KeyChunk]:
+    """The same keys without caching or merging, a few images at a time (bounded memory); ``padded`` and
+    ``cols`` as for :func:`build_key_set`."""
     C = padded.shape[1]
-    D = C * k * k
+    D = C * k * k if cols is None else len(cols)
     step = max(1, chunk_rows // max(len(positions), 1))
-    centre = centre_index(C, k).to(padded.device)
+    centre = centre_index(C, k, cols).to(padded.device)
     for s in range(0, len(padded), step):
         part = padded[s:s + step]
         buf = torch.empty(len(part) * len(positions), D + 2, dtype=padded.dtype, device=padded.device)
-        keys = patches_at(part, k, positions, width, out=buf[:, :D])
+        if cols is None:
+            keys = patches_at(part, k, positions, width, out=buf[:, :D])
+        else:
+            keys = buf[:, :D]
+            keys.copy_(select_columns(patches_at(part, k, positions, width).reshape(-1, C * k * k), cols))
         buf[:, D] = (keys * keys).sum(1)
         buf[:, D + 1] = 0.0
         yield buf, keys[:, centre]

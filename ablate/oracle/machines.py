@@ -15,7 +15,7 @@ import torch
 
 from ablate.oracle import rivals
 from ablate.oracle.config import RIVALS, OracleConfig, PatchSchedule
-from ablate.oracle.keys import KeySet, augment_queries, build_key_set, centre_index, stream_keys
+from ablate.oracle.keys import KeySet, augment_queries, build_key_set, centre_index, select_columns, stream_keys
 from ablate.oracle.patches import Group, offset_table, pad, patches_at, shared_key_groups
 from ablate.oracle.prune import dense_softmax, pruned_group_softmax
 from ablate.oracle.softmax import StreamingSoftmax, exp_shifted_
@@ -69,13 +69,13 @@ class Oracle:
         self.labels = train_labels
         rivals.check_covariance(config.machine, len(train_images))
         self._check_patch_sizes(config)
-        self._keysets: dict[tuple, KeySet] = {}  # (k, label, group) -> key set, least recently used first
+        self._keysets: dict[tuple, KeySet] = {}  # ((k, shape), label, group) -> key set, least recently used first
         self._cache_used = [0]  # bytes of all cached key sets (a list: shared with with_patch_size copies)
         self._pad_cache: list = [None, None]  # [(k, label), padded images]: shared the same way
         self._groups: dict[int, list[Group]] = {}
         self._offsets: dict[int, list] = {}
         self._rival_stats: dict = {}  # label -> rivals.Statistics (float64 mean, covariance, spectrum)
-        self._rival_masks: dict = {}  # (label, a, tau) -> PCA locality's mask, oldest first
+        self._rival_masks: dict = {}  # ("mask" or "shape", label, a, tau) -> a PCA-locality mask or patch shape, oldest first
 
     def _check_patch_sizes(self, config: OracleConfig) -> None:
         config.check_image_size(self.H, self.W)
@@ -124,10 +124,15 @@ class Oracle:
             return rivals.denoise(self, x, a, b2, images, label)
         if machine == "es":
             return self._equivariant(x, a, b2, images)
+        return self._local(x, a, b2, k, images, label)
+
+    def _local(self, x, a, b2, k, images, label, cols=None):
+        """LS, or ELS with its knobs, over ``k x k`` patches or, for a shaped patch, their columns ``cols``
+        (:func:`ablate.oracle.patches.shape_columns`)."""
         cfg = self.config
-        if machine == "ls" or cfg.shift_radius is not None or cfg.position_bandwidth is not None:
-            return self._position_aware(x, a, b2, k, images, local_only=machine == "ls")
-        return self._shared_keys(x, a, b2, k, images, label)
+        if cfg.machine == "ls" or cfg.shift_radius is not None or cfg.position_bandwidth is not None:
+            return self._position_aware(x, a, b2, k, images, cfg.machine == "ls", cols)
+        return self._shared_keys(x, a, b2, k, images, label, cols)
 
     def _chunk_rows(self, width: int) -> int:
         return max(1, self.config.chunk_bytes // (width * self.images.element_size()))
@@ -172,16 +177,18 @@ class Oracle:
             state_m = m_new
         return acc / state_l[:, None, None, None]
 
-    def _query_patches(self, x, k, boundary):
-        """Every pixel's patch of x: ``[B, H*W, D]``."""
-        return patches_at(pad(x, k // 2, boundary), k, torch.arange(self.H * self.W, device=self.device), self.W)
+    def _query_patches(self, x, k, boundary, cols=None):
+        """Every pixel's patch of x (its columns ``cols`` for a shaped patch): ``[B, H*W, D]``."""
+        everywhere = torch.arange(self.H * self.W, device=self.device)
+        return select_columns(patches_at(pad(x, k // 2, boundary), k, everywhere, self.W), cols)
 
-    def _shared_keys(self, x, a, b2, k, images, label):
+    def _shared_keys(self, x, a, b2, k, images, label, cols=None):
         """ELS without knobs or with stride alone: the pixels of a group share one key set (one GEMM for all
         seeds)."""
         B = len(x)
         boundary = self.config.boundary
-        q_all = self._query_patches(x, k, boundary)
+        q_all = self._query_patches(x, k, boundary, cols)
+        patch = (k, None if cols is None else tuple(cols.tolist()))  # what a cached key set was cut with
         out = torch.empty(B, self.H * self.W, self.C, dtype=self.dtype, device=self.device)
         if k not in self._groups:
             self._groups[k] = shared_key_groups(self.H, self.W, k, boundary, self.config.stride)
@@ -191,7 +198,7 @@ class Oracle:
             q = q_all[:, qpos].reshape(-1, q_all.shape[-1])  # [B * P, D], batch-major
             s1 = (a / b2).repeat_interleave(len(qpos))
             s2 = (a * a / (2 * b2)).repeat_interleave(len(qpos))
-            keyset = self._keyset(k, images, label, gi, group)
+            keyset = self._keyset(patch, cols, images, label, gi, group)
             tile = self._chunk_rows(1)  # logits per tile
             if (keyset is not None and self.config.prune_tol > 0 and len(keyset.keys) >= PRUNE_MIN_KEYS
                     and float(b2.max()) <= PRUNE_MAX_B2):
@@ -199,19 +206,21 @@ class Oracle:
             else:
                 rows = max(1, tile // min(len(q), 1024))
                 chunks = keyset.chunks(rows) if keyset is not None else stream_keys(
-                    self._padded(k, label, images), k, group.key_pos.to(self.device), self.W, rows)
+                    self._padded(k, label, images), k, group.key_pos.to(self.device), self.W, rows, cols)
                 state = StreamingSoftmax((len(q),), self.C, self.dtype, self.device)
                 dense_softmax(state, augment_queries(q, s1, s2), chunks, tile)
                 res = state.result()
             out[:, qpos] = res.reshape(B, len(qpos), self.C)
         return out.permute(0, 2, 1).reshape(B, self.C, self.H, self.W)
 
-    def _keyset(self, k, images, label, gi, group) -> KeySet | None:
-        """The cached, deduplicated keys of a group, or None: stream them. A set is built when it fits in
-        ``cache_bytes`` with the oracle's other cached sets, after evicting the least recently used sets of
-        other patch sizes if need be (a sampler visits one k for a few steps, then moves on; the sets of
-        the k in use are never evicted for each other)."""
-        cache_key = (k, label, gi)
+    def _keyset(self, patch, cols, images, label, gi, group) -> KeySet | None:
+        """The cached, deduplicated keys of a group, or None: stream them. ``patch`` = ``(k, shape)`` names
+        the patch the keys are cut with (``cols`` of the ``k x k`` square; None: all of it). A set is built
+        when it fits in ``cache_bytes`` with the oracle's other cached sets, after evicting the least recently
+        used sets of other patches if need be (a sampler visits one k for a few steps, then moves on; the
+        sets of the patch in use are never evicted for each other)."""
+        k = patch[0]
+        cache_key = (patch, label, gi)
         keyset = self._keysets.pop(cache_key, None)
         if keyset is not None:
             self._keysets[cache_key] = keyset  # most recently used last
@@ -219,18 +228,18 @@ class Oracle:
         # what building the set takes per key before deduplication (an upper bound on what it keeps):
         # the buffer (key, squared norm, log count: D + 2 numbers), the centre value (C numbers), and
         # about four int64 (hash, sort order, group, first occurrence)
-        D = self.C * k * k
+        D = self.C * k * k if cols is None else len(cols)
         size = len(images) * len(group.key_pos) * ((D + 2 + self.C) * self.images.element_size() + 32)
         budget = self.config.cache_bytes
-        in_use = sum(s.nbytes for key, s in self._keysets.items() if key[:2] == (k, label))
+        in_use = sum(s.nbytes for key, s in self._keysets.items() if key[:2] == (patch, label))
         if in_use + size > budget:
             return None
-        for old in [key for key in self._keysets if key[:2] != (k, label)]:  # least recently used first
+        for old in [key for key in self._keysets if key[:2] != (patch, label)]:  # least recently used first
             if self._cache_used[0] + size <= budget:
                 break
             self._cache_used[0] -= self._keysets.pop(old).nbytes
         keyset = build_key_set(self._padded(k, label, images), k, group.key_pos.to(self.device), self.W,
-                               self._chunk_rows(D))
+                               self._chunk_rows(D), cols)
         self._cache_used[0] += keyset.nbytes
         self._keysets[cache_key] = keyset
         return keyset
@@ -242,11 +251,11 @@ class Oracle:
             self._pad_cache[:] = [(k, label), pad(images, k // 2, self.config.boundary)]
         return self._pad_cache[1]
 
-    def _position_aware(self, x, a, b2, k, images, local_only):
+    def _position_aware(self, x, a, b2, k, images, local_only, cols=None):
         """LS and ELS with knobs: pixel p sees the keys at its own positions p' (one batched GEMM
-        per relative offset p' - p), plus a per-offset logit bias."""
+        per relative offset p' - p), plus a per-offset logit bias. ``cols``: a shaped patch's columns."""
         cfg = self.config
-        B, HW, D = len(x), self.H * self.W, self.C * k * k
+        B, HW, D = len(x), self.H * self.W, self.C * k * k if cols is None else len(cols)
         table = self._offsets.get((k, local_only))
         if table is None:
             table = offset_table(self.H, self.W, k, cfg.boundary, cfg.shift_radius, cfg.stride,
@@ -254,14 +263,15 @@ class Oracle:
             table = [(o.query_pos.to(self.device), o.key_pos.to(self.device), o.bias.to(self.device, self.dtype))
                      for o in table]
             self._offsets[(k, local_only)] = table
-        q = self._query_patches(x, k, cfg.boundary).transpose(0, 1)  # [HW, B, D]
+        q = self._query_patches(x, k, cfg.boundary, cols).transpose(0, 1)  # [HW, B, D]
         s1, s2 = (a / b2)[None, :, None], (a * a / (2 * b2))[None, :, None]
         state = StreamingSoftmax((HW, B), self.C, self.dtype, self.device)
         everywhere = torch.arange(HW, device=self.device)
-        centre = centre_index(self.C, k).to(self.device)
+        centre = centre_index(self.C, k, cols).to(self.device)
         step = max(1, 16 * cfg.chunk_bytes // (HW * D * self.images.element_size()))
         for s in range(0, len(images), step):
-            keys = patches_at(pad(images[s:s + step], k // 2, cfg.boundary), k, everywhere, self.W)  # [n, HW, D]
+            keys = select_columns(patches_at(pad(images[s:s + step], k // 2, cfg.boundary), k, everywhere, self.W),
+                                  cols)  # [n, HW, D]
             keys = keys.transpose(0, 1).contiguous()  # [HW, n, D]
             sq = (keys * keys).sum(-1)  # [HW, n]
             values = keys[..., centre]  # [HW, n, C]

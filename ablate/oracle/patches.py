@@ -6,6 +6,7 @@ Shapes: images ``[n, C, H, W]``; a patch is flattened channel-major to
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -66,6 +67,20 @@ def patches_at(padded: torch.Tensor, k: int, positions: torch.Tensor, width: int
     rs, h, w = out.stride(0), r1 - r0, c1 - c0
     out.as_strided((n, h, w, C, k, k), (h * w * rs, w * rs, rs, k * k, k, 1), out.storage_offset()).copy_(src)
     return out
+
+
+def shape_columns(offsets: Sequence[tuple[int, int]], channels: int) -> tuple[int, torch.Tensor]:
+    """A patch *shape* (theory section 9: the offsets ``(di, dj)`` around the centre that a patch keeps; it
+    must hold ``(0, 0)``) as the odd bounding square ``k`` it lies in and the columns ``[C * len(offsets)]``
+    (ascending) it keeps of the flattened channel-major ``C*k*k`` patch. The full ``k x k`` square of offsets
+    gives every column: that patch is the square one of sections 2-5."""
+    offsets = sorted(set((int(i), int(j)) for i, j in offsets))
+    if (0, 0) not in offsets:
+        raise ValueError(f"a patch shape must contain its centre (0, 0); got offsets {offsets}")
+    d = max(max(abs(i), abs(j)) for i, j in offsets)
+    k = 2 * d + 1
+    within = torch.tensor([(i + d) * k + (j + d) for i, j in offsets])
+    return k, (torch.arange(channels)[:, None] * k * k + within[None]).flatten()
 
 
 def boundary_classes(size: int, d: int) -> torch.Tensor:

@@ -10,6 +10,9 @@ set (and class) in float64 and kept by the machine (:class:`Statistics`).
 * ``pca_locality`` (Lukoianov et al.): the Wiener gain's rows normalised by their diagonal and binarised at
   ``tau * max`` (float64), then, per output entry ``p``, a softmax over **all** N images (streamed, exact) of
   ``-sum_m M[m, p] (x[m] - a z_j[m])^2 / (2 b2 T)``, averaging ``z_j[p]``.
+* ``equivariant_pca_locality``: the ELS machine (boundary and knobs as configured) with a patch *shape*
+  ``Omega`` cut from the equivariant Wiener gain's kernel ``g = F^-1[a^2 S (a^2 S + b2 I)^-1]`` the same way
+  (:func:`pca_shape`).
 * ``nearest``: the training image with the largest IS logit.
 * ``scfdm``: IS averaged over ``num_noise`` inputs ``x + smoothing_std * eps_m``; the ``eps_m`` (one image
   each, shared by the batch) come from a generator seeded with ``noise_seed`` at every call.
@@ -21,14 +24,17 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from ablate.oracle.patches import shape_columns
 from ablate.oracle.softmax import StreamingSoftmax
 
 if TYPE_CHECKING:
     from ablate.oracle.machines import Oracle
 
-COVARIANCE = ("wiener", "equivariant_wiener", "pca_locality")  # the machines built on the covariance
+# the machines built on the covariance or the power spectrum (both divided by N - 1)
+COVARIANCE = ("wiener", "equivariant_wiener", "pca_locality", "equivariant_pca_locality")
+SPECTRAL = ("equivariant_wiener", "equivariant_pca_locality")  # they need the spectrum only
 DIAGONAL_FLOOR = 1e-6  # a gain diagonal below this (a pixel constant over the training set) is taken as 1
-MASK_CACHE = 64  # masks kept per machine (one per noise level and class; a sampler visits about 20)
+MASK_CACHE = 64  # masks (or shapes) kept per machine (one per noise level and class; a sampler visits about 20)
 
 
 def check_covariance(machine: str, n: int) -> None:
@@ -40,12 +46,13 @@ def check_covariance(machine: str, n: int) -> None:
 @dataclass
 class Statistics:
     """Float64 statistics of a training set ``[N, C, H, W]``: mean ``[D]``, covariance eigenvalues ``[D]``
-    (clamped at 0) and eigenvectors ``[D, D]`` (``Sigma = U diag(lambda) U^T``, divided by ``N - 1``), the
-    per-channel mean ``[C]`` and the cross power spectrum ``S [H, W, C, C]`` (complex)."""
+    (clamped at 0) and eigenvectors ``[D, D]`` (``Sigma = U diag(lambda) U^T``, divided by ``N - 1``; None
+    for the machines that need only the spectrum), the per-channel mean ``[C]`` and the cross power spectrum
+    ``S [H, W, C, C]`` (complex)."""
 
     mean: torch.Tensor
-    eigenvalues: torch.Tensor
-    eigenvectors: torch.Tensor
+    eigenvalues: torch.Tensor | None
+    eigenvectors: torch.Tensor | None
     channel_mean: torch.Tensor
     spectrum: torch.Tensor
 
@@ -55,13 +62,15 @@ class Statistics:
         check_covariance(needs, N)
         z = images.double().reshape(N, -1)
         mean = z.mean(0)
-        centred = z - mean
-        cov = centred.T @ centred / (N - 1)
-        lam, U = torch.linalg.eigh(cov)
+        lam = U = None
+        if needs not in SPECTRAL:
+            centred = z - mean
+            lam, U = torch.linalg.eigh(centred.T @ centred / (N - 1))
+            lam = lam.clamp(min=0.0)
         m = images.double().mean(dim=(0, 2, 3))
         Y = torch.fft.fft2(images.double() - m[None, :, None, None])  # [N, C, H, W]
         S = torch.einsum("nchw,ndhw->hwcd", Y, Y.conj()) / ((N - 1) * H * W)
-        return cls(mean, lam.clamp(min=0.0), U, m, S)
+        return cls(mean, lam, U, m, S)
 
 
 def stats(oracle: "Oracle", images: torch.Tensor, label: int) -> Statistics:
@@ -131,6 +140,55 @@ def pca_mask(st: Statistics, a: float, b2: float, tau: float) -> torch.Tensor:
     return (R >= tau * R.max()).double()
 
 
+def gain_kernel(st: Statistics, a: float, b2: float) -> torch.Tensor:
+    """The equivariant Wiener gain as a circular convolution kernel, float64 ``g [H, W, C, C]``:
+    ``g = F^-1[a^2 S (a^2 S + b2 I)^-1]``; ``g[i, j, c, c']`` carries input channel ``c'`` at offset ``(i, j)``
+    (mod ``H, W``) to output channel ``c``. Even in the offset (``S(-f) = S(f)^H``)."""
+    S = st.spectrum
+    eye = torch.eye(S.shape[-1], dtype=S.dtype)
+    G = a * a * S @ torch.linalg.inv(a * a * S + b2 * eye)
+    return torch.fft.ifft2(G, dim=(0, 1)).real
+
+
+def pca_shape(st: Statistics, a: float, b2: float, tau: float) -> tuple[tuple[int, int], ...]:
+    """Equivariant PCA locality's patch shape ``Omega`` (theory section 9): the offsets ``(di, dj)`` where
+    ``|g_{cc'}(di, dj) / g_{cc}(0)| >= tau * max`` for some channel pair (a centre value below 1e-6 taken
+    as 1), float64; offsets are taken in the centred window ``|di| <= (H - 1) // 2``, ``|dj| <= (W - 1) // 2``
+    (on even sizes the Nyquist offset ``H / 2``, its own mirror image, is left out), so the bounding square
+    fits the image. Always holds the centre."""
+    g = gain_kernel(st, a, b2)
+    H, W, C, _ = g.shape
+    centre = g[0, 0].diagonal().clone()
+    centre[centre < DIAGONAL_FLOOR] = 1.0
+    R = (g / centre[None, None, :, None]).abs()
+    keep = (R >= tau * R.max()).flatten(2).any(-1)  # [H, W]
+    keep[0, 0] = True
+    rows = [i if i <= (H - 1) // 2 else i - H for i in range(H)]
+    cols = [j if j <= (W - 1) // 2 else j - W for j in range(W)]
+    return tuple(sorted((rows[i], cols[j]) for i, j in torch.nonzero(keep).tolist()
+                        if abs(rows[i]) <= (H - 1) // 2 and abs(cols[j]) <= (W - 1) // 2))
+
+
+def equivariant_pca_locality(oracle: "Oracle", st: Statistics, x: torch.Tensor, a: torch.Tensor,
+                             b2: torch.Tensor, images: torch.Tensor, label: int) -> torch.Tensor:
+    """ELS with the patch ``Omega = pca_shape(...)`` of each query's noise level (one shape per level,
+    kept in the machine's mask cache)."""
+    tau = float(oracle.config.knob("mask_threshold"))
+    out = torch.empty_like(x)
+    shapes = oracle._rival_masks
+    for ab in torch.unique(a):
+        sel = torch.nonzero(a == ab).flatten()
+        av, bv = float(ab), float(b2[sel[0]])
+        key = ("shape", label, av, tau)
+        if key not in shapes:
+            if len(shapes) >= MASK_CACHE:
+                shapes.pop(next(iter(shapes)))
+            shapes[key] = shape_columns(pca_shape(st, av, bv, tau), x.shape[1])
+        k, cols = shapes[key]
+        out[sel] = oracle._local(x[sel], a[sel], b2[sel], k, images, label, cols.to(x.device))
+    return out
+
+
 def pca_locality(oracle: "Oracle", st: Statistics, x: torch.Tensor, a: torch.Tensor, b2: torch.Tensor,
                  images: torch.Tensor, label: int) -> torch.Tensor:
     cfg = oracle.config
@@ -141,7 +199,7 @@ def pca_locality(oracle: "Oracle", st: Statistics, x: torch.Tensor, a: torch.Ten
     for ab in torch.unique(a):
         sel = torch.nonzero(a == ab).flatten()
         av, bv = float(ab), float(b2[sel[0]])
-        key = (label, av, tau)
+        key = ("mask", label, av, tau)
         if key not in masks:
             if len(masks) >= MASK_CACHE:
                 masks.pop(next(iter(masks)))
@@ -173,4 +231,6 @@ def denoise(oracle: "Oracle", x: torch.Tensor, a: torch.Tensor, b2: torch.Tensor
         return wiener(st, x, a, b2)
     if machine == "equivariant_wiener":
         return equivariant_wiener(st, x, a, b2)
+    if machine == "equivariant_pca_locality":
+        return equivariant_pca_locality(oracle, st, x, a, b2, images, label)
     return pca_locality(oracle, st, x, a, b2, images, label)
