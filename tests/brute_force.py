@@ -8,10 +8,11 @@ import torch
 
 
 def patch(img: torch.Tensor, i: int, j: int, k: int, boundary: str, shape=None) -> torch.Tensor:
-    """The k x k patch at (i, j), or only its offsets ``shape`` [(u, v)] (a shaped patch, theory section 9)."""
+    """The k x k patch at (i, j) (``k = (kh, kw)``: a kh x kw one), or only its offsets ``shape`` [(u, v)]
+    (a shaped patch, theory section 9)."""
     C, H, W = img.shape
-    d = k // 2
-    offsets = [(u, v) for u in range(-d, d + 1) for v in range(-d, d + 1)] if shape is None else shape
+    dh, dw = (k // 2, k // 2) if isinstance(k, int) else (k[0] // 2, k[1] // 2)
+    offsets = [(u, v) for u in range(-dh, dh + 1) for v in range(-dw, dw + 1)] if shape is None else shape
     out = torch.zeros(len(offsets), C, dtype=img.dtype)
     for n, (u, v) in enumerate(offsets):
         ii, jj = i + u, j + v
@@ -35,9 +36,9 @@ def torus(a: int, b: int, size: int) -> int:
 
 
 def key_positions(p, H, W, k, boundary, machine, radius, stride, sigma):
-    """[(p', bias)] of pixel p."""
+    """[(p', bias)] of pixel p; ``k`` one odd size or ``(kh, kw)``."""
     i, j = p
-    d = k // 2
+    dh, dw = (k // 2, k // 2) if isinstance(k, int) else (k[0] // 2, k[1] // 2)
     if machine == "ls":
         return [((i, j), 0.0)]
     knobs = radius is not None or stride > 1 or sigma is not None
@@ -45,10 +46,10 @@ def key_positions(p, H, W, k, boundary, machine, radius, stride, sigma):
     for i2 in range(H):
         for j2 in range(W):
             if boundary == "circular" and not knobs:
-                if not (d <= i2 < H - d and d <= j2 < W - d):
+                if not (dh <= i2 < H - dh and dw <= j2 < W - dw):
                     continue
             if boundary == "zeros":
-                if row_class(i2, H, d) != row_class(i, H, d) or row_class(j2, W, d) != row_class(j, W, d):
+                if row_class(i2, H, dh) != row_class(i, H, dh) or row_class(j2, W, dw) != row_class(j, W, dw):
                     continue
             if boundary == "circular":
                 di, dj = torus(i2, i, H), torus(j2, j, W)
@@ -72,9 +73,9 @@ def softmax_mean(query, keys, values, biases, a, b2):
 def brute_force(x, alpha_bar, train, machine="els", k=3, boundary="zeros", radius=None, stride=1, sigma=None,
                 shape=None):
     """x [B, C, H, W]; returns x0_hat [B, C, H, W] in float64. ``shape``: the offsets [(u, v)] of a shaped
-    patch (its bounding square, which sets the boundary classes, replaces k)."""
+    patch (its bounding rectangle, which sets the boundary classes, replaces k)."""
     if shape is not None:
-        k = 2 * max(max(abs(u), abs(v)) for u, v in shape) + 1
+        k = (2 * max(abs(u) for u, _ in shape) + 1, 2 * max(abs(v) for _, v in shape) + 1)
     x, train = x.double(), train.double()
     a, b2 = math.sqrt(alpha_bar), 1.0 - alpha_bar
     B, C, H, W = x.shape

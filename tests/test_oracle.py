@@ -219,16 +219,16 @@ def test_cache_evicts_other_patch_sizes_least_recently_used(tiny_train):
     full = oracle(train, patch_size=3, boundary="circular")
     full5 = full.with_patch_size(5)
     want3, want5 = full.denoise(x, 0.5), full5.denoise(x, 0.5)
-    both = full._keysets[((3, None), -1, 0)].nbytes + full._keysets[((5, None), -1, 0)].nbytes
+    both = full._keysets[(((3, 3), None), -1, 0)].nbytes + full._keysets[(((5, 5), None), -1, 0)].nbytes
     part = oracle(train, patch_size=3, boundary="circular", cache_bytes=both - 1)  # no room for both
     part5 = part.with_patch_size(5)
     assert torch.allclose(part.denoise(x, 0.5), want3, atol=1e-12, rtol=0)
-    assert list(part._keysets) == [((3, None), -1, 0)]
+    assert list(part._keysets) == [(((3, 3), None), -1, 0)]
     assert torch.allclose(part5.denoise(x, 0.5), want5, atol=1e-12, rtol=0)
-    assert list(part._keysets) == [((5, None), -1, 0)]  # k=3 evicted for k=5 (the cache is shared by both)
-    assert part._cache_used[0] == part._keysets[((5, None), -1, 0)].nbytes <= part.config.cache_bytes
+    assert list(part._keysets) == [(((5, 5), None), -1, 0)]  # k=3 evicted for k=5 (the cache is shared by both)
+    assert part._cache_used[0] == part._keysets[(((5, 5), None), -1, 0)].nbytes <= part.config.cache_bytes
     assert torch.allclose(part.denoise(x, 0.5), want3, atol=1e-12, rtol=0)
-    assert list(part._keysets) == [((3, None), -1, 0)]
+    assert list(part._keysets) == [(((3, 3), None), -1, 0)]
 
 
 @pytest.mark.parametrize("positions", [torch.arange(10, 25).reshape(3, 5)[:, 1:4].flatten(),  # a rectangle

@@ -190,8 +190,9 @@ def test_equivariant_pca_locality_is_els_with_the_data_shape_against_brute_force
         want = brute_force(x, ab, z, "els", boundary=boundary, radius=knobs.get("shift_radius"),
                            stride=knobs.get("stride", 1), sigma=knobs.get("position_bandwidth"), shape=shape)
         assert torch.allclose(oracle.denoise(x, ab), want, atol=1e-10)
-    # the case is not degenerate: the shape changes with the noise and is neither a point nor a square
-    assert len(shapes) == 2 and any(1 < len(s) < (2 * max(max(map(abs, o)) for o in s) + 1) ** 2 for s in shapes)
+    # the case is not degenerate: the shape changes with the noise and is neither a point nor a rectangle
+    area = [(2 * max(abs(u) for u, _ in s) + 1) * (2 * max(abs(v) for _, v in s) + 1) for s in shapes]
+    assert len(shapes) == 2 and any(1 < len(s) < box for s, box in zip(shapes, area))
 
 
 @pytest.mark.parametrize("boundary, knobs", [("zeros", {}), ("circular", {}), ("zeros", {"shift_radius": 2})])

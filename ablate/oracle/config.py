@@ -201,19 +201,25 @@ class OracleConfig:
             return self.patch_size
         return PatchSchedule(kind="power", k_min=self.patch_size, k_max=self.patch_size)
 
-    def check_image_size(self, height: int, width: int) -> None:
-        """Every patch size of the schedule fits ``height x width`` images (the oracle's own check, usable
-        before any training image is loaded: a sweep validates its whole space with it)."""
-        kmax = self.max_patch_size(height, width)
+    def check_image_size(self, *spatial: int) -> None:
+        """Every patch size of the schedule fits images of size ``(H, W)`` or signals of length ``(L,)`` (the
+        oracle's own check, usable before any training data is loaded: a sweep validates its whole space
+        with it)."""
+        kmax = self.max_patch_size(*spatial)
         if self.machine in ("ls", "els"):
             for k in self.schedule().all_ks():
                 if k > kmax:
+                    what = f"{spatial[0]}-sample signals" if len(spatial) == 1 else f"{spatial[0]}x{spatial[1]} images"
                     raise ValueError(f"patch size {k} is too large for machine {self.machine!r} with boundary "
-                                     f"{self.boundary!r} on {height}x{width} images; allowed: odd k <= {kmax}")
+                                     f"{self.boundary!r} on {what}; allowed: odd k <= {kmax}")
 
-    def max_patch_size(self, height: int, width: int) -> int:
-        """Largest k the machine allows on ``height x width`` images (spec: bad input)."""
+    def max_patch_size(self, *spatial: int) -> int:
+        """Largest k the machine allows on ``(H, W)`` images or ``(L,)`` signals (theory sections 4 and 11):
+        the largest odd k up to the smallest side for circular ELS (its keys lie inside the training data),
+        else ``2 m - 1`` (a zero-padded patch as wide as the data seen from its edge)."""
+        if len(spatial) not in (1, 2):
+            raise ValueError(f"data have 1 (signals) or 2 (images) spatial axes, got {len(spatial)}")
+        m = min(spatial)
         if self.machine == "els" and self.boundary == "circular":
-            m = min(height, width)
             return m if m % 2 else m - 1
-        return 2 * min(height, width) - 1
+        return 2 * m - 1

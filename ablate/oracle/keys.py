@@ -14,7 +14,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from ablate.oracle.patches import pad, patches_at
+from ablate.oracle.patches import Extent, extent, half, pad, patches_at
 
 KeyChunk = tuple[torch.Tensor, torch.Tensor]
 
@@ -24,11 +24,11 @@ def augment_queries(q: torch.Tensor, s1: torch.Tensor, s2: torch.Tensor) -> torc
     return torch.cat([s1[:, None] * q, -s2[:, None], torch.ones_like(s2)[:, None]], dim=1)
 
 
-def centre_index(channels: int, k: int, cols: torch.Tensor | None = None) -> torch.Tensor:
-    """Indices of the centre pixel's channels in a flattened ``C*k*k`` patch, or in its columns ``cols``
-    (ascending, a shaped patch: :func:`ablate.oracle.patches.shape_columns`)."""
-    d = k // 2
-    centre = torch.arange(channels) * k * k + d * k + d
+def centre_index(channels: int, k: int | Extent, cols: torch.Tensor | None = None) -> torch.Tensor:
+    """Indices of the centre pixel's channels in a flattened ``C*kh*kw`` patch (extent ``k``), or in its
+    columns ``cols`` (ascending, a shaped patch: :func:`ablate.oracle.patches.shape_columns`)."""
+    kh, kw = extent(k)
+    centre = torch.arange(channels) * kh * kw + (kh // 2) * kw + kw // 2
     return centre if cols is None else torch.searchsorted(cols.cpu(), centre)
 
 
@@ -74,11 +74,12 @@ class KeySet:
             yield self.augmented[s:s + rows], self.values[s:s + rows]
 
 
-def extract_keys(images: torch.Tensor, k: int, boundary: str, positions: torch.Tensor,
+def extract_keys(images: torch.Tensor, k: int | Extent, boundary: str, positions: torch.Tensor,
                  width: int) -> torch.Tensor:
     """Training patches ``[n * P, D]`` at flat ``positions`` of every image ``[n, C, H, W]``."""
-    padded = pad(images, k // 2, boundary)
-    return patches_at(padded, k, positions, width).reshape(-1, images.shape[1] * k * k)
+    kh, kw = extent(k)
+    padded = pad(images, half(k), boundary)
+    return patches_at(padded, k, positions, width).reshape(-1, images.shape[1] * kh * kw)
 
 
 def row_hashes(x: torch.Tensor) -> torch.Tensor:
@@ -131,7 +132,7 @@ def _group_bytes(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
     return torch.from_numpy(first), torch.from_numpy(inverse.reshape(-1)), torch.from_numpy(counts)
 
 
-def build_key_set(padded: torch.Tensor, k: int, positions: torch.Tensor, width: int,
+def build_key_set(padded: torch.Tensor, k: int | Extent, positions: torch.Tensor, width: int,
                   chunk_rows: int, cols: torch.Tensor | None = None) -> KeySet:
     """Extract every key of the group from the padded training images ``[N, C, H + 2d, W + 2d]`` (see
     :func:`ablate.oracle.patches.pad`) and merge identical ones (counts enter as ``+log(count)``). ``cols``:
@@ -141,7 +142,8 @@ def build_key_set(padded: torch.Tensor, k: int, positions: torch.Tensor, width: 
     come, on the CPU), merged over the whole group at once by :func:`group_rows`, and the distinct rows
     moved to the front of the same buffer in order (no second buffer)."""
     C = padded.shape[1]
-    D = C * k * k if cols is None else len(cols)
+    full = C * extent(k)[0] * extent(k)[1]
+    D = full if cols is None else len(cols)
     per_image = len(positions)
     step = max(1, chunk_rows // max(per_image, 1))
     n = len(padded) * per_image
@@ -152,7 +154,7 @@ def build_key_set(padded: torch.Tensor, k: int, positions: torch.Tensor, width: 
         if cols is None:
             patches_at(padded[s:s + step], k, positions, width, out=buf[rows, :D])
         else:
-            part = patches_at(padded[s:s + step], k, positions, width).reshape(-1, C * k * k)
+            part = patches_at(padded[s:s + step], k, positions, width).reshape(-1, full)
             buf[rows, :D] = select_columns(part, cols)
         if hashes is not None:
             hashes[rows] = row_hashes(buf[rows, :D])  # while the keys are in cache
@@ -176,12 +178,13 @@ def build_key_set(padded: torch.Tensor, k: int, positions: torch.Tensor, width: 
     return KeySet(buf, buf[:, centre_index(C, k, cols).to(buf.device)].contiguous())
 
 
-def stream_keys(padded: torch.Tensor, k: int, positions: torch.Tensor, width: int,
+def stream_keys(padded: torch.Tensor, k: int | Extent, positions: torch.Tensor, width: int,
                 chunk_rows: int, cols: torch.Tensor | None = None) -> Iterator[KeyChunk]:
     """The same keys without caching or merging, a few images at a time (bounded memory); ``padded`` and
     ``cols`` as for :func:`build_key_set`."""
     C = padded.shape[1]
-    D = C * k * k if cols is None else len(cols)
+    full = C * extent(k)[0] * extent(k)[1]
+    D = full if cols is None else len(cols)
     step = max(1, chunk_rows // max(len(positions), 1))
     centre = centre_index(C, k, cols).to(padded.device)
     for s in range(0, len(padded), step):
@@ -191,7 +194,7 @@ def stream_keys(padded: torch.Tensor, k: int, positions: torch.Tensor, width: in
             keys = patches_at(part, k, positions, width, out=buf[:, :D])
         else:
             keys = buf[:, :D]
-            keys.copy_(select_columns(patches_at(part, k, positions, width).reshape(-1, C * k * k), cols))
+            keys.copy_(select_columns(patches_at(part, k, positions, width).reshape(-1, full), cols))
         buf[:, D] = (keys * keys).sum(1)
         buf[:, D + 1] = 0.0
         yield buf, keys[:, centre]

@@ -16,7 +16,7 @@ import torch
 from ablate.oracle import rivals
 from ablate.oracle.config import RIVALS, OracleConfig, PatchSchedule
 from ablate.oracle.keys import KeySet, augment_queries, build_key_set, centre_index, select_columns, stream_keys
-from ablate.oracle.patches import Group, offset_table, pad, patches_at, shared_key_groups
+from ablate.oracle.patches import Group, half, offset_table, pad, patches_at, shared_key_groups
 from ablate.oracle.prune import dense_softmax, pruned_group_softmax
 from ablate.oracle.softmax import StreamingSoftmax, exp_shifted_
 
@@ -34,15 +34,18 @@ class Oracle:
     """A training-free denoiser ``x0_hat = D(x_t, alpha_bar)`` over a fixed training set.
 
     Build it with :func:`ablate.oracle.build_oracle`. ``train_images`` is float
-    ``[N, C, H, W]`` in [-1, 1]; ``train_labels`` int ``[N]`` enables
-    class-conditional denoising.
+    ``[N, C, H, W]`` (images) or ``[N, C, L]`` (signals, theory section 11) in [-1, 1];
+    ``train_labels`` int ``[N]`` enables class-conditional denoising. Signals are held as
+    images of height 1 with ``1 x k`` patches, so every machine, boundary and knob is the
+    same code; ``denoise`` takes and returns the caller's rank.
     """
 
     def __init__(self, config: OracleConfig, train_images: torch.Tensor,
                  train_labels: torch.Tensor | None = None, device: str | torch.device | None = None) -> None:
-        if not isinstance(train_images, torch.Tensor) or train_images.dim() != 4:
-            raise ValueError("train_images must be a float tensor [N, C, H, W]; got "
+        if not isinstance(train_images, torch.Tensor) or train_images.dim() not in (3, 4):
+            raise ValueError("train_images must be a float tensor [N, C, H, W] (images) or [N, C, L] (signals); got "
                              f"{type(train_images).__name__} of shape {tuple(getattr(train_images, 'shape', ()))}")
+        self.spatial = train_images.dim() - 2  # 1: signals, 2: images
         if len(train_images) == 0:
             raise ValueError("train_images is empty; the oracle needs at least one training image")
         if not train_images.is_floating_point():
@@ -58,6 +61,8 @@ class Oracle:
         self.device = torch.device(device) if device is not None else train_images.device
         self.dtype = _DTYPES[config.dtype]
         self.images = train_images.to(self.device, self.dtype).contiguous()
+        if self.spatial == 1:
+            self.images = self.images[:, :, None, :]  # [N, C, 1, L]
         _, self.C, self.H, self.W = self.images.shape
         if train_labels is not None:
             train_labels = torch.as_tensor(train_labels).to(self.device)
@@ -77,8 +82,13 @@ class Oracle:
         self._rival_stats: dict = {}  # label -> rivals.Statistics (float64 mean, covariance, spectrum)
         self._rival_masks: dict = {}  # ("mask" or "shape", label, a, tau) -> a PCA-locality mask or patch shape, oldest first
 
+    @property
+    def data_shape(self) -> tuple[int, ...]:
+        """The shape of one datum: ``(C, H, W)`` or ``(C, L)``."""
+        return (self.C, self.W) if self.spatial == 1 else (self.C, self.H, self.W)
+
     def _check_patch_sizes(self, config: OracleConfig) -> None:
-        config.check_image_size(self.H, self.W)
+        config.check_image_size(*self.data_shape[1:])
 
     def with_patch_size(self, patch_size: int | PatchSchedule) -> "Oracle":
         """The same machine with another patch size or schedule, sharing this one's training images and
@@ -98,8 +108,8 @@ class Oracle:
     # ------------------------------------------------------------------ interface
     def denoise(self, x_t: torch.Tensor, alpha_bar: float | torch.Tensor,
                 labels: torch.Tensor | None = None) -> torch.Tensor:
-        """Posterior mean of the clean image. x_t ``[B, C, H, W]``; alpha_bar a float or ``[B]``
-        in (0, 1); labels ``[B]`` for class-conditional machines. Returns ``[B, C, H, W]``."""
+        """Posterior mean of the clean image. x_t ``[B, C, H, W]`` (``[B, C, L]`` for signals); alpha_bar a
+        float or ``[B]`` in (0, 1); labels ``[B]`` for class-conditional machines. Returns x_t's shape."""
         x, ab, labels = self._validate(x_t, alpha_bar, labels)
         out = torch.empty_like(x)
         ks = torch.tensor([self.config.schedule().k_at(float(a)) for a in ab], device=self.device)
@@ -109,7 +119,7 @@ class Oracle:
             sel = torch.nonzero((ks == k) & (lab == label)).flatten()
             images = self.images if label < 0 else self.images[self.labels == label]
             out[sel] = self._denoise(x[sel], ab[sel], k, images, label)
-        return out.to(x_t.dtype)
+        return out.reshape(x_t.shape).to(x_t.dtype)
 
     __call__ = denoise
 
@@ -124,11 +134,16 @@ class Oracle:
             return rivals.denoise(self, x, a, b2, images, label)
         if machine == "es":
             return self._equivariant(x, a, b2, images)
-        return self._local(x, a, b2, k, images, label)
+        return self._local(x, a, b2, self.extent(k), images, label)
+
+    def extent(self, k: int) -> tuple[int, int]:
+        """The patch ``(kh, kw)`` of patch size ``k``: ``k x k`` on images, ``1 x k`` on signals (held as
+        images of height 1, theory section 11)."""
+        return (1, k) if self.spatial == 1 else (k, k)
 
     def _local(self, x, a, b2, k, images, label, cols=None):
-        """LS, or ELS with its knobs, over ``k x k`` patches or, for a shaped patch, their columns ``cols``
-        (:func:`ablate.oracle.patches.shape_columns`)."""
+        """LS, or ELS with its knobs, over patches of extent ``k = (kh, kw)`` or, for a shaped patch, their
+        columns ``cols`` (:func:`ablate.oracle.patches.shape_columns`)."""
         cfg = self.config
         if cfg.machine == "ls" or cfg.shift_radius is not None or cfg.position_bandwidth is not None:
             return self._position_aware(x, a, b2, k, images, cfg.machine == "ls", cols)
@@ -180,7 +195,7 @@ class Oracle:
     def _query_patches(self, x, k, boundary, cols=None):
         """Every pixel's patch of x (its columns ``cols`` for a shaped patch): ``[B, H*W, D]``."""
         everywhere = torch.arange(self.H * self.W, device=self.device)
-        return select_columns(patches_at(pad(x, k // 2, boundary), k, everywhere, self.W), cols)
+        return select_columns(patches_at(pad(x, half(k), boundary), k, everywhere, self.W), cols)
 
     def _shared_keys(self, x, a, b2, k, images, label, cols=None):
         """ELS without knobs or with stride alone: the pixels of a group share one key set (one GEMM for all
@@ -228,7 +243,7 @@ class Oracle:
         # what building the set takes per key before deduplication (an upper bound on what it keeps):
         # the buffer (key, squared norm, log count: D + 2 numbers), the centre value (C numbers), and
         # about four int64 (hash, sort order, group, first occurrence)
-        D = self.C * k * k if cols is None else len(cols)
+        D = self.C * k[0] * k[1] if cols is None else len(cols)
         size = len(images) * len(group.key_pos) * ((D + 2 + self.C) * self.images.element_size() + 32)
         budget = self.config.cache_bytes
         in_use = sum(s.nbytes for key, s in self._keysets.items() if key[:2] == (patch, label))
@@ -248,14 +263,14 @@ class Oracle:
         """The training images (of one class) padded for patch size k: ``[N, C, H + 2d, W + 2d]``; the last
         one is kept, as every pixel group of a step extracts from it."""
         if self._pad_cache[0] != (k, label):
-            self._pad_cache[:] = [(k, label), pad(images, k // 2, self.config.boundary)]
+            self._pad_cache[:] = [(k, label), pad(images, half(k), self.config.boundary)]
         return self._pad_cache[1]
 
     def _position_aware(self, x, a, b2, k, images, local_only, cols=None):
         """LS and ELS with knobs: pixel p sees the keys at its own positions p' (one batched GEMM
         per relative offset p' - p), plus a per-offset logit bias. ``cols``: a shaped patch's columns."""
         cfg = self.config
-        B, HW, D = len(x), self.H * self.W, self.C * k * k if cols is None else len(cols)
+        B, HW, D = len(x), self.H * self.W, self.C * k[0] * k[1] if cols is None else len(cols)
         table = self._offsets.get((k, local_only))
         if table is None:
             table = offset_table(self.H, self.W, k, cfg.boundary, cfg.shift_radius, cfg.stride,
@@ -270,7 +285,7 @@ class Oracle:
         centre = centre_index(self.C, k, cols).to(self.device)
         step = max(1, 16 * cfg.chunk_bytes // (HW * D * self.images.element_size()))
         for s in range(0, len(images), step):
-            keys = select_columns(patches_at(pad(images[s:s + step], k // 2, cfg.boundary), k, everywhere, self.W),
+            keys = select_columns(patches_at(pad(images[s:s + step], half(k), cfg.boundary), k, everywhere, self.W),
                                   cols)  # [n, HW, D]
             keys = keys.transpose(0, 1).contiguous()  # [HW, n, D]
             sq = (keys * keys).sum(-1)  # [HW, n]
@@ -284,11 +299,12 @@ class Oracle:
 
     # ------------------------------------------------------------------ validation
     def _validate(self, x_t, alpha_bar, labels):
-        if not isinstance(x_t, torch.Tensor) or x_t.dim() != 4:
-            raise ValueError(f"x_t must be a tensor [B, C, H, W]; got shape {tuple(getattr(x_t, 'shape', ()))}")
-        if tuple(x_t.shape[1:]) != (self.C, self.H, self.W):
-            raise ValueError(f"x_t has per-image shape {tuple(x_t.shape[1:])} but the training images are "
-                             f"{(self.C, self.H, self.W)}; they must match")
+        what = "[B, C, L] (this oracle holds signals)" if self.spatial == 1 else "[B, C, H, W]"
+        if not isinstance(x_t, torch.Tensor) or x_t.dim() != self.spatial + 2:
+            raise ValueError(f"x_t must be a tensor {what}; got shape {tuple(getattr(x_t, 'shape', ()))}")
+        if tuple(x_t.shape[1:]) != self.data_shape:
+            raise ValueError(f"x_t has per-item shape {tuple(x_t.shape[1:])} but the training data are "
+                             f"{self.data_shape}; they must match")
         if len(x_t) == 0:
             raise ValueError("x_t is an empty batch; pass at least one image")
         if not x_t.is_floating_point():
@@ -322,4 +338,4 @@ class Oracle:
             unknown = set(labels.tolist()) - known
             if unknown:
                 raise ValueError(f"labels {sorted(unknown)} have no training images; allowed: {sorted(known)}")
-        return x_t.to(self.device, self.dtype), ab, labels
+        return x_t.to(self.device, self.dtype).reshape(len(x_t), self.C, self.H, self.W), ab, labels
