@@ -1,9 +1,12 @@
-"""Datasets: one registry (``DATASETS``), images float32 ``[N, C, H, W]`` in [-1, 1]."""
+"""Datasets: one registry (``DATASETS``), images float32 ``[N, C, H, W]`` or signals ``[N, C, L]``
+(``SIGNALS``) in [-1, 1]."""
 from ablate.data.fingers import count_fingers, finger_components, is_hand, make_fingers
-from ablate.data.registry import DATASETS, DataConfig, ImageDataset, load_dataset, resize_images
+from ablate.data.registry import DATASETS, SIGNALS, DataConfig, ImageDataset, load_dataset, resize_images
+from ablate.data.signals import count_pulses, make_pulses
 
-__all__ = ["DATASETS", "DataConfig", "ImageDataset", "load_dataset", "resize_images",
-           "make_fingers", "count_fingers", "finger_components", "is_hand", "ImageDataModule"]
+__all__ = ["DATASETS", "SIGNALS", "DataConfig", "ImageDataset", "load_dataset", "resize_images",
+           "make_fingers", "count_fingers", "finger_components", "is_hand", "make_pulses", "count_pulses",
+           "ImageDataModule"]
 
 
 def __getattr__(name):  # the DataModule pulls in Lightning; import it only when asked

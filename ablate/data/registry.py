@@ -1,8 +1,9 @@
 """One registry of datasets, one config, one loaded-dataset type.
 
 ``load_dataset(DataConfig(...))`` returns an :class:`ImageDataset` whose
-images are float32 ``[N, C, H, W]`` in [-1, 1] with int64 labels where the
-source has them, split deterministically into train and held-out parts.
+items are float32 images ``[N, C, H, W]`` or signals ``[N, C, L]`` (:data:`SIGNALS`,
+theory section 11) in [-1, 1] with int64 labels where the source has them, split
+deterministically into train and held-out parts.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ablate.config import check_choice, check_float, check_int
-from ablate.data import readers
+from ablate.data import readers, signals
 from ablate.data.fingers import make_fingers
 
 Resize = Literal["area", "bilinear", "pad", "crop"]
@@ -31,7 +32,11 @@ class DataConfig:
     (centre on a background of -1, e.g. 28 -> 32) or ``crop`` (centre crop).
     path: file or folder for the on-disk formats. fingers: F for ``fingers``;
     size: the generated/read resolution before resizing for ``fingers`` and
-    ``folder``; count: how many hands to generate.
+    ``folder``; count: how many hands (or ``pulses`` signals) to generate.
+    Signals (:data:`SIGNALS`): ``pulses`` (P = ``pulses`` per signal, generated at
+    ``length`` samples, default 64), the UCR sets ``gunpoint``, ``arrowhead``,
+    ``osuleaf`` that ship inside ``aeon``, and ``ucr`` (any ``.ts`` file at ``path``);
+    length: resample them (linearly) to this many samples.
     """
 
     name: str = "mnist5k"
@@ -48,9 +53,20 @@ class DataConfig:
     size: int = 28
     count: int = 5000
     class_label: int | None = None
+    length: int | None = None
+    pulses: int = 3
 
     def __post_init__(self) -> None:
         check_choice("dataset name", self.name, DATASETS)
+        if self.name in SIGNALS and self.image_size is not None:
+            raise ValueError(f"image_size applies to images; {self.name!r} holds signals: set length= instead")
+        if self.name not in SIGNALS and self.length is not None:
+            raise ValueError(f"length applies to signals ({', '.join(SIGNALS)}); {self.name!r} holds images: "
+                             "set image_size= instead")
+        if self.length is not None:
+            check_int("length", self.length, low=4)
+        check_int("pulses", self.pulses, low=1)
+        check_int("count", self.count, low=1)
         check_choice("resize", self.resize, ("area", "bilinear", "pad", "crop"))
         check_float("heldout_fraction", self.heldout_fraction, low=0.0, high=1.0, high_open=True)
         if self.n is not None:
@@ -58,13 +74,14 @@ class DataConfig:
         if self.image_size is not None:
             check_int("image_size", self.image_size, low=2)
         check_choice("channels", self.channels, (1, 3))
-        if self.name in ("idx", "cifar10", "folder") and self.path is None:
+        if self.name in ("idx", "cifar10", "folder", "ucr") and self.path is None:
             raise ValueError(f"dataset {self.name!r} reads from disk: set path= to its file or folder")
 
 
 @dataclass(frozen=True)
 class ImageDataset:
-    """A loaded dataset. Images float32 ``[N, C, H, W]`` in [-1, 1]; labels int64 ``[N]`` or None."""
+    """A loaded dataset. Images float32 ``[N, C, H, W]`` (signals ``[N, C, L]``) in [-1, 1]; labels int64
+    ``[N]`` or None."""
 
     name: str
     train: torch.Tensor
@@ -74,8 +91,9 @@ class ImageDataset:
     num_classes: int | None
 
     @property
-    def shape(self) -> tuple[int, int, int]:
-        return tuple(self.train.shape[1:])  # type: ignore[return-value]
+    def shape(self) -> tuple[int, ...]:
+        """One item's shape: ``(C, H, W)`` or ``(C, L)``."""
+        return tuple(self.train.shape[1:])
 
 
 def _mnist5k(cfg: DataConfig):
@@ -109,6 +127,18 @@ def _folder(cfg: DataConfig):
     return readers.read_image_folder(cfg.path, cfg.size, cfg.channels)
 
 
+def _pulses(cfg: DataConfig):
+    return signals.make_pulses(cfg.count, length=cfg.length or 64, pulses=cfg.pulses, seed=cfg.split_seed), None
+
+
+def _ucr_set(name: str):
+    return lambda cfg: signals.read_ucr(name)
+
+
+def _ucr_file(cfg: DataConfig):
+    return signals.read_ts_file(cfg.path)
+
+
 DATASETS: dict[str, Callable[[DataConfig], tuple[torch.Tensor, torch.Tensor | None]]] = {
     "mnist5k": _mnist5k,
     "digits": _digits,
@@ -116,7 +146,11 @@ DATASETS: dict[str, Callable[[DataConfig], tuple[torch.Tensor, torch.Tensor | No
     "idx": _idx,
     "cifar10": _cifar10,
     "folder": _folder,
+    "pulses": _pulses,
+    **{name: _ucr_set(name) for name in signals.UCR_SETS},
+    "ucr": _ucr_file,
 }
+SIGNALS = ("pulses", *signals.UCR_SETS, "ucr")  # the datasets of 1-D signals [N, C, L]
 
 
 def resize_images(x: torch.Tensor, size: int, mode: Resize) -> torch.Tensor:
@@ -184,6 +218,8 @@ def load_dataset(cfg: DataConfig | str = "mnist5k", **overrides) -> ImageDataset
         raise ValueError(f"dataset {cfg.name!r} holds no images")
     if cfg.image_size is not None and cfg.image_size != images.shape[-1]:
         images = resize_images(images, cfg.image_size, cfg.resize)
+    if cfg.length is not None and cfg.length != images.shape[-1]:
+        images = signals.resample(images, cfg.length)
     images = images.clamp(-1.0, 1.0).contiguous()
     tr, he = stratified_split(labels, len(images), cfg.heldout_fraction, cfg.split_seed)
     if cfg.n is not None:

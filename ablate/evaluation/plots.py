@@ -8,7 +8,7 @@ from typing import Mapping, Sequence
 
 import torch
 
-from ablate.viz import save_grid
+from ablate.viz import save_grid, save_overlays
 
 
 def _pyplot():
@@ -23,8 +23,17 @@ def comparison_grid(samples: Mapping[str, torch.Tensor], path: Path, machine: st
                     seeds: Sequence[int] | None = None, r2: Sequence[float] | None = None) -> Path:
     """Every seed, ``columns`` per block of rows: the network's sample, the machine's, the baseline's, and
     ``|network - machine|`` in a colour map with its scale. Above each network sample: its seed and the
-    machine's r² for it."""
+    machine's r² for it. Signals ``[B, C, L]``: the three overlaid in one cell per seed, with the difference
+    row under them."""
     net = samples["network"]
+    if net.dim() == 3:
+        names = {"network": "network", machine: machine.upper(), baseline: "IS" if baseline == "ideal" else baseline}
+        series = {label: samples[name] for name, label in names.items() if name in samples}
+        labels = [f"seed {s}" for s in (seeds or range(len(net)))]
+        if r2 is not None:
+            labels = [f"{lab}, {machine.upper()} r² {v:.2f}" for lab, v in zip(labels, r2)]
+        diff = (f"|net - {machine.upper()}|", (samples[machine] - net).abs()) if machine in samples else None
+        return save_overlays(series, path, title=title, cell_titles=labels, diff=diff)
     rows, titles, cells, diffs = [], [], {}, []
     for start in range(0, len(net), columns):
         block = slice(start, start + columns)

@@ -105,9 +105,9 @@ class EvalResult:
 
 
 def candidates(config: EvalConfig, subject: Subject, machine: str, boundary: str) -> list[int]:
-    _, _, H, W = subject.train_images.shape
-    allowed = OracleConfig(machine=machine, boundary=boundary).max_patch_size(H, W)
-    top = config.k_max or subject.receptive_field or max(H, W)
+    spatial = subject.train_images.shape[2:]  # (H, W), or (L,) for signals
+    allowed = OracleConfig(machine=machine, boundary=boundary).max_patch_size(*spatial)
+    top = config.k_max or subject.receptive_field or max(spatial)
     return list(range(3, min(top, allowed) + 1, 2)) or [min(3, allowed)]
 
 

@@ -38,7 +38,8 @@ def _module(config: BackboneConfig, channels: int, num_classes: int | None = Non
     return ModuleBackbone(config, channels, num_classes)
 
 
-REGISTRY = {"resnet": ResNet, "unet": UNet, "unet_attn": UNet, "diffusers_unet": _diffusers_unet, "module": _module}
+REGISTRY = {"resnet": ResNet, "unet": UNet, "unet_attn": UNet, "resnet1d": ResNet, "unet1d": UNet, "unet_attn1d": UNet,
+            "diffusers_unet": _diffusers_unet, "module": _module}
 
 
 def build_backbone(config: BackboneConfig, channels: int, num_classes: int | None = None) -> nn.Module:
@@ -70,6 +71,7 @@ def describe(config: BackboneConfig) -> Geometry:
         g = build_backbone(config, channels=1).geometry()  # type: ignore[operator]
         return Geometry(g.receptive_field, g.stride or 1, g.padding, g.local_receptive_field)
     net = build_backbone(config, channels=1)
-    local = build_backbone(replace(config, name="unet"), channels=1) if config.name == "unet_attn" else net
+    plain = "unet1d" if config.dims == 1 else "unet"
+    local = build_backbone(replace(config, name=plain), channels=1) if config.attention else net
     return Geometry(net.receptive_field(), config.stride, config.padding,  # type: ignore[operator]
                     local.receptive_field())  # type: ignore[operator]

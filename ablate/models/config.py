@@ -6,7 +6,8 @@ from typing import Any, Literal, Mapping
 
 from ablate.config import check_choice, check_int
 
-BACKBONES = ("resnet", "unet", "unet_attn", "diffusers_unet", "module")
+BACKBONES = ("resnet", "unet", "unet_attn", "resnet1d", "unet1d", "unet_attn1d", "diffusers_unet", "module")
+SIGNAL_BACKBONES = ("resnet1d", "unet1d", "unet_attn1d")  # Conv1d versions for signals [B, C, L]
 FOREIGN = ("diffusers_unet", "module")  # backbones whose own settings pass through as ``options``
 PADDINGS = ("zeros", "circular")
 NORMS = ("none", "group")
@@ -33,9 +34,12 @@ class BackboneConfig:
     as ``model.<key>`` and kept in ``options``; ``depth``/``width``/``norm`` do not apply to it.
     ``module``: any ``nn.Module`` from ``model.factory=package.module:factory`` with ``model.time_input`` and
     ``model.prediction_type`` (:mod:`ablate.models.module_backbone`), also kept in ``options``.
+    ``resnet1d``, ``unet1d``, ``unet_attn1d``: the same three designs for signals ``[B, C, L]`` (Conv1d,
+    3-sample kernels, pooling by 2 along the axis; theory section 11).
     """
 
-    name: Literal["resnet", "unet", "unet_attn", "diffusers_unet", "module"] = "resnet"
+    name: Literal["resnet", "unet", "unet_attn", "resnet1d", "unet1d", "unet_attn1d", "diffusers_unet",
+                  "module"] = "resnet"
     depth: int = 6
     width: int = 32
     stage_widths: tuple[int, ...] = ()
@@ -70,12 +74,12 @@ class BackboneConfig:
                              f"not {self.name!r}")
         check_choice("padding", self.padding, PADDINGS)
         check_choice("norm", self.norm, NORMS)
-        check_int("depth", self.depth, low=1 if self.name != "resnet" else 0, high=64)
+        check_int("depth", self.depth, low=1 if self.family != "resnet" else 0, high=64)
         check_int("width", self.width, low=1)
         check_int("groups", self.groups, low=1)
         check_int("emb_dim", self.emb_dim, low=2)
         check_int("heads", self.heads, low=1)
-        if self.name != "resnet" and self.stage_widths and len(self.stage_widths) != self.depth + 1:
+        if self.family != "resnet" and self.stage_widths and len(self.stage_widths) != self.depth + 1:
             raise ValueError(f"stage_widths has {len(self.stage_widths)} entries but a UNet of depth "
                              f"{self.depth} has {self.depth + 1} stages; give {self.depth + 1} widths or none")
         for w in self.widths:
@@ -83,7 +87,7 @@ class BackboneConfig:
             if self.norm == "group" and w % self.groups:
                 raise ValueError(f"width {w} is not divisible by groups={self.groups}; GroupNorm needs "
                                  f"every width to be a multiple of the group count")
-            if self.name == "unet_attn" and w % self.heads:
+            if self.attention and w % self.heads:
                 raise ValueError(f"width {w} is not divisible by heads={self.heads}; attention needs "
                                  f"every width to be a multiple of the head count")
 
@@ -96,9 +100,23 @@ class BackboneConfig:
         return check_options(self.options)
 
     @property
+    def dims(self) -> int:
+        """Spatial axes of the data the backbone takes: 1 (signals) or 2 (images)."""
+        return 1 if self.name in SIGNAL_BACKBONES else 2
+
+    @property
+    def family(self) -> str:
+        """The design whatever the number of axes: ``resnet``, ``unet``, ``unet_attn`` (or a foreign name)."""
+        return self.name[:-2] if self.name in SIGNAL_BACKBONES else self.name
+
+    @property
+    def attention(self) -> bool:
+        return self.family == "unet_attn"
+
+    @property
     def widths(self) -> tuple[int, ...]:
         """Channels per stage: one entry for the ResNet, ``D + 1`` for the UNets."""
-        if self.name in ("resnet", "module"):
+        if self.family in ("resnet", "module"):
             return (self.width,)
         if self.name == "diffusers_unet":
             from ablate.models.diffusers_unet import check_options
@@ -114,16 +132,26 @@ class BackboneConfig:
             from ablate.models.diffusers_unet import levels
 
             return 2 ** (levels(self.options) - 1)
-        return 1 if self.name in ("resnet", "module") else 2**self.depth  # a module's stride is measured
+        return 1 if self.family in ("resnet", "module") else 2**self.depth  # a module's stride is measured
 
-    def check_image_size(self, height: int, width: int) -> None:
-        """A UNet needs both sides divisible by ``2**D`` (so that every pooling stage is exact)."""
-        if height % self.stride or width % self.stride:
+    def check_image_size(self, *spatial: int) -> None:
+        """The data's spatial size suits the backbone: images ``(H, W)`` for the 2-D backbones, signals
+        ``(L,)`` for the 1-D ones, and a UNet needs every side divisible by ``2**D`` (so that every pooling
+        stage is exact)."""
+        if len(spatial) != self.dims:
+            have = "signals [C, L]" if len(spatial) == 1 else "images [C, H, W]"
+            other = ("resnet, unet, unet_attn, diffusers_unet or module" if len(spatial) == 2
+                     else ", ".join(SIGNAL_BACKBONES))
+            raise ValueError(f"backbone {self.name!r} takes {'signals' if self.dims == 1 else 'images'} but the data "
+                             f"are {have}; for these data choose model.name = {other}")
+        if any(side % self.stride for side in spatial):
+            size = "x".join(map(str, spatial))
+            sides = "signal length" if self.dims == 1 else "image sides"
             if self.name == "diffusers_unet":
                 raise ValueError(f"diffusers_unet with {len(self.widths)} levels needs image sides divisible by "
-                                 f"{self.stride}; got {height}x{width}")
-            raise ValueError(f"{self.name} with depth {self.depth} needs image sides divisible by "
-                             f"2**{self.depth} = {self.stride}; got {height}x{width}")
+                                 f"{self.stride}; got {size}")
+            raise ValueError(f"{self.name} with depth {self.depth} needs {sides} divisible by "
+                             f"2**{self.depth} = {self.stride}; got {size}")
 
 
 def backbone_config(knobs: Mapping[str, Any]) -> BackboneConfig:
@@ -134,8 +162,8 @@ def backbone_config(knobs: Mapping[str, Any]) -> BackboneConfig:
     if name in FOREIGN:
         return BackboneConfig(name=name, padding=knobs.get("padding", d.padding), options=dict(knobs.get("options") or {}))
     if knobs.get("attention"):
-        if name not in ("unet", "unet_attn"):
+        if name not in ("unet", "unet_attn", "unet1d", "unet_attn1d"):
             raise ValueError(f"attention=true needs a UNet; got name={name!r}")
-        name = "unet_attn"
+        name = "unet_attn1d" if name.endswith("1d") else "unet_attn"
     return BackboneConfig(name=name, depth=int(knobs.get("depth", d.depth)), width=int(knobs.get("width", d.width)),
                           padding=knobs.get("padding", d.padding), norm=knobs.get("norm", d.norm))

@@ -1,5 +1,6 @@
 """Building blocks shared by the backbones: padded convs, the noise-level embedding, residual blocks,
-self-attention. Shapes: feature maps ``[B, width, H, W]``, embeddings ``[B, emb_dim]``."""
+self-attention. Shapes: feature maps ``[B, width, H, W]`` (``dims = 2``) or ``[B, width, L]`` (``dims = 1``,
+signals: the same blocks with Conv1d), embeddings ``[B, emb_dim]``."""
 from __future__ import annotations
 
 import math
@@ -8,9 +9,14 @@ import torch
 from torch import nn
 
 
-def conv(c_in: int, c_out: int, k: int, padding: str) -> nn.Conv2d:
-    """A ``k x k`` conv that keeps the size, padded with zeros or circularly."""
-    return nn.Conv2d(c_in, c_out, k, padding=k // 2, padding_mode=padding)
+CONV = {1: nn.Conv1d, 2: nn.Conv2d}
+CONV_TRANSPOSE = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d}
+MAX_POOL = {1: nn.MaxPool1d, 2: nn.MaxPool2d}
+
+
+def conv(c_in: int, c_out: int, k: int, padding: str, dims: int = 2) -> nn.Module:
+    """A ``k x k`` conv (``k`` wide for ``dims = 1``) that keeps the size, padded with zeros or circularly."""
+    return CONV[dims](c_in, c_out, k, padding=k // 2, padding_mode=padding)
 
 
 def norm(kind: str, width: int, groups: int) -> nn.Module:
@@ -54,19 +60,22 @@ class NoiseEmbedding(nn.Module):
 class ResBlock(nn.Module):
     """``h + conv3x3(silu(norm(h + W emb)))``: the embedding is added before the conv (paper's ResNet)."""
 
-    def __init__(self, width: int, emb_dim: int, padding: str, norm_kind: str = "none", groups: int = 8) -> None:
+    def __init__(self, width: int, emb_dim: int, padding: str, norm_kind: str = "none", groups: int = 8,
+                 dims: int = 2) -> None:
         super().__init__()
         self.emb = nn.Linear(emb_dim, width)
         self.norm = norm(norm_kind, width, groups)
-        self.conv = conv(width, width, 3, padding)
+        self.conv = conv(width, width, 3, padding, dims)
+        self.dims = dims
 
     def forward(self, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-        return h + self.conv(nn.functional.silu(self.norm(h + self.emb(emb)[:, :, None, None])))
+        e = self.emb(emb)[(...,) + (None,) * self.dims]
+        return h + self.conv(nn.functional.silu(self.norm(h + e)))
 
 
 class SelfAttention(nn.Module):
-    """Multi-head self-attention over all positions of ``[B, width, H, W]`` (no positional
-    embedding: it stays equivariant to shifts, but it is global, not local)."""
+    """Multi-head self-attention over all positions of ``[B, width, H, W]`` or ``[B, width, L]`` (no
+    positional embedding: it stays equivariant to shifts, but it is global, not local)."""
 
     def __init__(self, width: int, heads: int) -> None:
         super().__init__()
@@ -74,7 +83,6 @@ class SelfAttention(nn.Module):
         self.attn = nn.MultiheadAttention(width, heads, batch_first=True)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        B, C, H, W = h.shape
-        tokens = self.norm(h.flatten(2).transpose(1, 2))  # [B, HW, C]
+        tokens = self.norm(h.flatten(2).transpose(1, 2))  # [B, positions, C]
         out, _ = self.attn(tokens, tokens, tokens, need_weights=False)
-        return h + out.transpose(1, 2).reshape(B, C, H, W)
+        return h + out.transpose(1, 2).reshape(h.shape)

@@ -1,12 +1,13 @@
 """A convolutional UNet (max-pool down, transposed-conv up, skip connections), optionally with
-self-attention at the lower resolutions (the paper's case where locality breaks)."""
+self-attention at the lower resolutions (the paper's case where locality breaks). ``unet1d`` and
+``unet_attn1d`` are the same networks on signals (Conv1d, pooling by 2 along the axis)."""
 from __future__ import annotations
 
 import torch
 from torch import nn
 
 from ablate.models.config import BackboneConfig
-from ablate.models.layers import NoiseEmbedding, ResBlock, SelfAttention, conv
+from ablate.models.layers import CONV, CONV_TRANSPOSE, MAX_POOL, NoiseEmbedding, ResBlock, SelfAttention, conv
 
 BLOCKS_PER_STAGE = 2  # residual 3x3 layers per stage, on the way down and on the way up
 
@@ -17,9 +18,9 @@ class Stage(nn.Module):
 
     def __init__(self, c_in: int, width: int, config: BackboneConfig, attention: bool) -> None:
         super().__init__()
-        self.proj = nn.Conv2d(c_in, width, 1) if c_in != width else nn.Identity()
-        self.blocks = nn.ModuleList(ResBlock(width, config.emb_dim, config.padding, config.norm, config.groups)
-                                    for _ in range(BLOCKS_PER_STAGE))
+        self.proj = CONV[config.dims](c_in, width, 1) if c_in != width else nn.Identity()
+        self.blocks = nn.ModuleList(ResBlock(width, config.emb_dim, config.padding, config.norm, config.groups,
+                                             config.dims) for _ in range(BLOCKS_PER_STAGE))
         self.attn = SelfAttention(width, config.heads) if attention else None
 
     def forward(self, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
@@ -43,17 +44,17 @@ class UNet(nn.Module):
     def __init__(self, config: BackboneConfig, channels: int, num_classes: int | None = None) -> None:
         super().__init__()
         self.config = config
-        self.attention = config.name == "unet_attn"
-        w, D, p = config.widths, config.depth, config.padding
+        self.attention = config.attention
+        w, D, p, dims = config.widths, config.depth, config.padding, config.dims
         self.embed = NoiseEmbedding(config.emb_dim, num_classes)
-        self.stem = conv(channels, w[0], 3, p)
+        self.stem = conv(channels, w[0], 3, p, dims)
         self.down = nn.ModuleList(Stage(w[max(level - 1, 0)], w[level], config, self.attention and level > 0)
                                   for level in range(D + 1))  # level D is the bottom
-        self.upsample = nn.ModuleList(nn.ConvTranspose2d(w[level + 1], w[level], 2, stride=2) for level in range(D))
+        self.upsample = nn.ModuleList(CONV_TRANSPOSE[dims](w[level + 1], w[level], 2, stride=2) for level in range(D))
         self.up = nn.ModuleList(Stage(2 * w[level], w[level], config, self.attention and level > 0)
                                 for level in range(D))
-        self.pool = nn.MaxPool2d(2)
-        self.out = conv(w[0], channels, 3, p)
+        self.pool = MAX_POOL[dims](2)
+        self.out = conv(w[0], channels, 3, p, dims)
 
     def forward(self, x_t: torch.Tensor, alpha_bar: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         emb = self.embed(alpha_bar, labels)

@@ -31,9 +31,14 @@ class Denoiser(Protocol):
                 labels: torch.Tensor | None = None) -> torch.Tensor: ...
 
 
+def per_item(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``values [B]`` shaped to broadcast over the items of ``like`` (``[B, C, H, W]`` or ``[B, C, L]``)."""
+    return values.to(like.dtype).view(-1, *([1] * (like.dim() - 1)))
+
+
 def eps_from_x0(x_t: torch.Tensor, x0_hat: torch.Tensor, alpha_bar: torch.Tensor) -> torch.Tensor:
     """``eps_hat = (x_t - sqrt(ab) x0_hat) / sqrt(1 - ab)`` (theory section 1); alpha_bar broadcast per image."""
-    ab = alpha_bar.to(x_t.dtype).view(-1, 1, 1, 1)
+    ab = per_item(alpha_bar, x_t)
     return (x_t - ab.sqrt() * x0_hat) / (1 - ab).sqrt()
 
 
@@ -41,7 +46,7 @@ def ddim_step(x_t: torch.Tensor, x0_hat: torch.Tensor, alpha_bar: torch.Tensor,
               alpha_bar_prev: torch.Tensor) -> torch.Tensor:
     """Deterministic DDIM (theory section 6): ``sqrt(ab_prev) x0_hat + sqrt(1 - ab_prev) eps_hat``."""
     eps = eps_from_x0(x_t, x0_hat, alpha_bar)
-    abp = alpha_bar_prev.to(x_t.dtype).view(-1, 1, 1, 1)
+    abp = per_item(alpha_bar_prev, x_t)
     return abp.sqrt() * x0_hat + (1 - abp).sqrt() * eps
 
 
@@ -50,8 +55,7 @@ def ddpm_step(x_t: torch.Tensor, x0_hat: torch.Tensor, alpha_bar: torch.Tensor, 
     """Ancestral DDPM: a draw from ``q(x_prev | x_t, x0 = x0_hat)``, the Gaussian posterior with
     mean ``(sqrt(ab_prev) beta x0 + sqrt(alpha) (1 - ab_prev) x_t) / (1 - ab)`` and variance
     ``(1 - ab_prev) beta / (1 - ab)``, where ``alpha = ab / ab_prev`` and ``beta = 1 - alpha``."""
-    ab = alpha_bar.to(x_t.dtype).view(-1, 1, 1, 1)
-    abp = alpha_bar_prev.to(x_t.dtype).view(-1, 1, 1, 1)
+    ab, abp = per_item(alpha_bar, x_t), per_item(alpha_bar_prev, x_t)
     alpha = ab / abp
     beta = 1 - alpha
     mean = (abp.sqrt() * beta * x0_hat + alpha.sqrt() * (1 - abp) * x_t) / (1 - ab)

@@ -55,8 +55,7 @@ class OracleAgreement(pl.Callback):
                  schedule: str = "cosine", k_max: int = 11) -> None:
         from ablate.oracle import OracleConfig, PatchSchedule, build_oracle
 
-        _, _, H, W = train_images.shape
-        k_max = min(k_max, OracleConfig(boundary=padding).max_patch_size(H, W))
+        k_max = min(k_max, OracleConfig(boundary=padding).max_patch_size(*train_images.shape[2:]))
         rising = PatchSchedule("power", k_min=3, k_max=max(3, k_max - (k_max % 2 == 0)))
         self.machines = {"els": build_oracle(OracleConfig(machine="els", boundary=padding, patch_size=rising),
                                              train_images),

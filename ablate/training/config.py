@@ -117,7 +117,7 @@ class TrainConfig:
         check_int("devices", self.devices, low=1)
         check_choice("accelerator", self.accelerator, ("auto", "cpu", "gpu", "cuda", "mps"))
         check_choice("precision", self.precision, ("32-true", "64-true", "bf16-mixed", "16-mixed"))
-        if self.conditional and self.data.name in ("fingers", "folder"):
+        if self.conditional and self.data.name in ("fingers", "folder", "pulses"):
             raise ValueError(f"conditional=True needs a labelled dataset; {self.data.name!r} has no labels")
 
     def to_dict(self) -> dict[str, Any]:
@@ -128,8 +128,8 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = (),
                 base: Mapping[str, Any] | None = None) -> TrainConfig:
     """``base`` (default: the quick preset, every key), updated by the YAML file at ``path`` (if any), then by
     ``key.sub=value`` overrides. Both change only the keys they name, at any depth: ``data.n=50`` keeps the
-    preset's ``data.image_size`` (``data.image_size=null`` clears it). Unknown keys are errors that name the
-    nearest valid key.
+    preset's ``data.image_size`` (``data.image_size=null`` clears it; a signal dataset, ``data.name=pulses``,
+    clears it unless the user sets it). Unknown keys are errors that name the nearest valid key.
 
     Why not OmegaConf, which does the same merge: its structured configs cannot type ``Literal`` choices or
     ``int | PatchSchedule`` unions, which these frozen dataclasses use; their validation (``__post_init__``,
@@ -145,4 +145,10 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = (),
         if not isinstance(values, dict):
             raise ValueError(f"{path}: a training config must be a mapping of keys, got {type(values).__name__}")
     start = dict(base) if base is not None else to_dict(TrainConfig())
-    return build_config(TrainConfig, apply_overrides(merge(start, values), overrides))
+    merged = apply_overrides(merge(start, values), overrides)
+    named = apply_overrides(values, overrides).get("data") or {}  # what the user set, not the preset
+    from ablate.data import SIGNALS
+
+    if merged.get("data", {}).get("name") in SIGNALS and "image_size" not in named:
+        merged["data"]["image_size"] = None  # the preset's image size means nothing to signals
+    return build_config(TrainConfig, merged)

@@ -19,6 +19,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ablate.models import NetworkDenoiser
 from ablate.sampling import get_schedule
+from ablate.sampling.sampler import per_item
 from ablate.training.config import TrainConfig
 
 CHECKPOINT_FORMAT = 1
@@ -66,7 +67,7 @@ class DiffusionModule(pl.LightningModule):
         t = cfg.t_min + (1 - cfg.t_min) * torch.rand(B, generator=generator, device=self.device, dtype=torch.float64)
         ab = self.alpha_bar(t)
         eps = torch.randn(x0.shape, generator=generator, device=self.device, dtype=x0.dtype)
-        abx = ab.to(x0.dtype).view(-1, 1, 1, 1)
+        abx = per_item(ab, x0)
         x_t = abx.sqrt() * x0 + (1 - abx).sqrt() * eps
         if cfg.conditional:
             drop = torch.rand(B, generator=generator, device=self.device) < cfg.label_dropout

@@ -79,11 +79,11 @@ def run(config: TrainConfig, resume: str | Path | None = None,
     data = load_dataset(config.data)
     if config.conditional and data.num_classes is None:
         raise ValueError(f"conditional=True needs labels; dataset {config.data.name!r} has none")
-    C, H, W = data.shape
-    config.model.check_image_size(H, W)
+    shape = data.shape  # (C, H, W), or (C, L) for signals
+    config.model.check_image_size(*shape[1:])
     num_classes = data.num_classes if config.conditional else None
-    backbone = build_backbone(config.model, C, num_classes)
-    meta = {"image_shape": [C, H, W], "num_classes": num_classes, "train_images": len(data.train)}
+    backbone = build_backbone(config.model, shape[0], num_classes)
+    meta = {"image_shape": list(shape), "num_classes": num_classes, "train_images": len(data.train)}
     module = DiffusionModule(backbone, config, meta)
     epoch_images = config.epoch_images or max(len(data.train), MIN_EPOCH_BATCHES * config.batch_size)
     datamodule = ImageDataModule(config.data, config.batch_size, epoch_images=epoch_images, seed=config.seed,
@@ -104,7 +104,7 @@ def run(config: TrainConfig, resume: str | Path | None = None,
         module.wandb_id = wandb_logger.experiment.id
         loggers.append(wandb_logger)
 
-    samples = SampleGrid(run_dir / "samples", (C, H, W), config.sample_seeds, config.sample_steps,
+    samples = SampleGrid(run_dir / "samples", shape, config.sample_seeds, config.sample_steps,
                          config.sample_every, config.noise_schedule, num_classes)
     checkpoints = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="step{step:07d}",
                                   auto_insert_metric_name=False, every_n_epochs=config.checkpoint_every,
