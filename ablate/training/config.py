@@ -124,12 +124,16 @@ class TrainConfig:
         return to_dict(self)
 
 
+IMAGE_PRESET_KEYS = ("image_size", "n")  # the quick preset's data choices that belong to its image set
+
+
 def load_config(path: str | Path | None = None, overrides: Iterable[str] = (),
                 base: Mapping[str, Any] | None = None) -> TrainConfig:
     """``base`` (default: the quick preset, every key), updated by the YAML file at ``path`` (if any), then by
     ``key.sub=value`` overrides. Both change only the keys they name, at any depth: ``data.n=50`` keeps the
     preset's ``data.image_size`` (``data.image_size=null`` clears it; a signal dataset, ``data.name=pulses``,
-    clears it unless the user sets it). Unknown keys are errors that name the nearest valid key.
+    clears the preset's ``image_size`` and ``n`` unless the user sets them). Unknown keys are errors that name
+    the nearest valid key.
 
     Why not OmegaConf, which does the same merge: its structured configs cannot type ``Literal`` choices or
     ``int | PatchSchedule`` unions, which these frozen dataclasses use; their validation (``__post_init__``,
@@ -149,6 +153,8 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = (),
     named = apply_overrides(values, overrides).get("data") or {}  # what the user set, not the preset
     from ablate.data import SIGNALS
 
-    if merged.get("data", {}).get("name") in SIGNALS and "image_size" not in named:
-        merged["data"]["image_size"] = None  # the preset's image size means nothing to signals
+    if merged.get("data", {}).get("name") in SIGNALS:
+        for key in IMAGE_PRESET_KEYS:  # the image preset's choices mean nothing to signals
+            if key not in named:
+                merged["data"][key] = None
     return build_config(TrainConfig, merged)
