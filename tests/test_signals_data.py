@@ -10,7 +10,7 @@ from ablate.data import DataConfig, count_pulses, load_dataset, make_pulses
 from ablate.data.signals import THRESHOLD, pulse_runs
 
 
-@pytest.mark.parametrize("n, length, pulses", [(3000, 64, 3), (500, 128, 5), (500, 48, 1), (500, 150, 2)])
+@pytest.mark.parametrize("n, length, pulses", [(3000, 64, 3), (500, 128, 5), (500, 32, 2), (500, 48, 1), (500, 150, 2)])
 def test_count_pulses_is_exact_on_every_generated_signal(n, length, pulses):
     x = make_pulses(n, length=length, pulses=pulses, seed=7)
     assert x.shape == (n, 1, length) and x.dtype == torch.float32

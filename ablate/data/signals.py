@@ -7,8 +7,9 @@ generated signal with another count is the 1-D analogue of an extra finger: a lo
 the global count. Geometry, in units of the length ``L`` (so the rule holds at every length):
 
 * baseline ``-0.8 + 0.08 sin(2 pi f x / L + phi)``, ``f`` in [0.5, 1.5] cycles: it stays in [-0.88, -0.72];
-* pulse heights 0.9..1.6 above it, widths (Gaussian sigma) ``0.75 L / 64`` .. ``2 L / 64``, so the highest
-  sample of a pulse (at most half a sample from its centre) reaches at least -0.16 and at most 0.88;
+* pulse heights 0.9..1.6 above it, widths (Gaussian sigma) ``0.75 L / 64`` .. ``2 L / 64`` and never below
+  0.75 samples, so the highest sample of a pulse (at most half a sample from its centre) reaches at least
+  -0.16 and at most 0.88;
 * centres at least ``6 sigma_max`` apart and ``2 sigma_max + 1`` from the ends: halfway between two pulses
   each adds at most ``1.6 exp(-4.5) = 0.018``, so the signal stays below -0.68, far under the counting
   threshold ``-0.3``. Up to 5 pulses fit at any length >= 64.
@@ -27,6 +28,7 @@ import torch
 BASELINE, WOBBLE = -0.8, 0.08
 HEIGHT = (0.9, 1.6)
 WIDTH = (0.75 / 64, 2.0 / 64)  # Gaussian sigma, in units of the length
+MIN_SIGMA = 0.75  # samples: a narrower pulse could fall between samples and stay under the threshold
 SEPARATION = 6.0  # centre distance, in sigma_max
 THRESHOLD = -0.3  # count_pulses' level
 
@@ -66,7 +68,7 @@ def make_pulses(n: int, length: int = 64, pulses: int = 3, seed: int = 0) -> tor
         signal = BASELINE + WOBBLE * np.sin(2 * math.pi * cycles * x / length + phase)
         offsets = np.sort(rng.uniform(0, room, size=pulses))
         centres = margin + offsets + np.arange(pulses) * SEPARATION * sigma_max
-        sigmas = rng.uniform(*WIDTH, size=pulses) * length
+        sigmas = rng.uniform(max(WIDTH[0] * length, MIN_SIGMA), WIDTH[1] * length, size=pulses)
         heights = rng.uniform(*HEIGHT, size=pulses)
         for c, s, h in zip(centres, sigmas, heights):
             signal += h * np.exp(-((x - c) ** 2) / (2 * s * s))

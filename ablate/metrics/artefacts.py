@@ -7,6 +7,9 @@ Each dataset declares its detector (``detector_for``):
 - ``mnist5k`` / ``digits``: the classifier's confidence is below a threshold,
   or the binarised stroke (ink > -0.5) falls into more than one sizeable
   8-connected piece; the map marks every piece but the largest (stray strokes).
+- ``pulses`` (signals ``[B, 1, L]``): the pulse count differs from P
+  (``ablate.data.count_pulses``), the 1-D extra finger; the map ``[B, L]`` marks
+  the extra pulses (the narrowest runs beyond P).
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from scipy import ndimage
 from torchmetrics import Metric
 
 from ablate.data import finger_components
+from ablate.data.signals import pulse_runs
 from ablate.metrics.classifier import ReferenceClassifier
 
 INK = -0.5  # binarisation threshold for strokes (no real 14x14 mnist5k digit splits at it)
@@ -90,15 +94,47 @@ class StrokeDetector:
         return torch.from_numpy(out)
 
 
-def detector_for(dataset: str, classifier: ReferenceClassifier | None = None, fingers: int = 5) -> Detector:
+class PulseDetector:
+    """A ``pulses`` signal must have exactly ``pulses`` pulses (runs above the counting threshold)."""
+
+    def __init__(self, pulses: int = 3) -> None:
+        self.pulses = pulses
+
+    @staticmethod
+    def _check(samples: torch.Tensor) -> None:
+        if samples.dim() != 3 or samples.shape[1] != 1:
+            raise ValueError(f"the pulse detector takes one-channel signals [B, 1, L]; got shape {tuple(samples.shape)}")
+        if not torch.isfinite(samples).all():
+            raise ValueError("samples contain NaN or inf values; all values must be finite")
+
+    def flags(self, samples: torch.Tensor) -> torch.Tensor:
+        self._check(samples)
+        return torch.tensor([len(pulse_runs(s)) != self.pulses for s in samples.cpu()], dtype=torch.bool)
+
+    def maps(self, samples: torch.Tensor) -> torch.Tensor:
+        self._check(samples)
+        out = torch.zeros(len(samples), samples.shape[-1], dtype=torch.bool)
+        for i, s in enumerate(samples.cpu()):
+            runs = pulse_runs(s)
+            if len(runs) > self.pulses:
+                widths = torch.tensor([b - a for a, b in runs])
+                for j in torch.argsort(widths, stable=True)[: len(runs) - self.pulses].tolist():
+                    out[i, runs[j][0]:runs[j][1]] = True
+        return out
+
+
+def detector_for(dataset: str, classifier: ReferenceClassifier | None = None, fingers: int = 5,
+                 pulses: int = 3) -> Detector:
     if dataset == "fingers":
         return FingerDetector(fingers)
+    if dataset == "pulses":
+        return PulseDetector(pulses)
     if dataset in ("mnist5k", "digits", "idx"):
         if classifier is None:
             raise ValueError(f"the {dataset!r} artefact detector needs the reference classifier")
         return StrokeDetector(classifier)
     raise ValueError(f"no artefact detector is declared for dataset {dataset!r}; "
-                     "declared: fingers, mnist5k, digits, idx")
+                     "declared: fingers, pulses, mnist5k, digits, idx")
 
 
 class ArtefactRate(Metric):

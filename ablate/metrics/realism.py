@@ -36,12 +36,15 @@ def nearest_distance(queries: torch.Tensor, keys: torch.Tensor, chunk: int = 409
 
 
 def patches(images: torch.Tensor, k: int, stride: int = 1) -> torch.Tensor:
-    """Every ``k x k`` patch lying inside the images ``[B, C, H, W]``: ``[B, P, C*k*k]``."""
+    """Every ``k x k`` patch lying inside the images ``[B, C, H, W]``: ``[B, P, C*k*k]``; for signals
+    ``[B, C, L]``, every window of ``k`` samples: ``[B, P, C*k]``."""
+    if images.dim() == 3:
+        return F.unfold(images.float()[:, :, None], (1, k), stride=(1, stride)).transpose(1, 2)
     return F.unfold(images.float(), k, stride=stride).transpose(1, 2)
 
 
 def _check(samples: torch.Tensor, shape: tuple[int, ...], name: str) -> None:
-    if samples.dim() != 4 or tuple(samples.shape[1:]) != tuple(shape):
+    if samples.dim() != len(shape) + 1 or tuple(samples.shape[1:]) != tuple(shape):
         raise ValueError(f"{name} takes samples [B, {', '.join(map(str, shape))}] like its training images; "
                          f"got {tuple(samples.shape)}")
     if not torch.isfinite(samples).all():
@@ -62,10 +65,12 @@ class Fidelity(Metric):
     def __init__(self, train_images: torch.Tensor, reference: torch.Tensor, patch_size: int = 5, stride: int = 2,
                  max_keys: int = 50_000, seed: int = 0, **kwargs) -> None:
         super().__init__(**kwargs)
-        if patch_size > min(train_images.shape[-2:]):
-            raise ValueError(f"patch_size={patch_size} is larger than the {tuple(train_images.shape[-2:])} images")
+        spatial = tuple(train_images.shape[2:])
+        if patch_size > min(spatial):
+            raise ValueError(f"patch_size={patch_size} is larger than the {spatial} training data")
         self.k, self.stride, self.shape = patch_size, stride, tuple(train_images.shape[1:])
-        keys = torch.unique(patches(train_images, patch_size).reshape(-1, self.shape[0] * patch_size ** 2), dim=0)
+        keys = torch.unique(patches(train_images, patch_size).reshape(-1, self.shape[0] * patch_size ** len(spatial)),
+                            dim=0)
         if len(keys) > max_keys:
             keys = keys[torch.randperm(len(keys), generator=torch.Generator().manual_seed(seed))[:max_keys]]
         self.keys = keys

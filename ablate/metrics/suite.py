@@ -17,21 +17,24 @@ from ablate.metrics.realism import Fidelity, Novelty
 @dataclass
 class MetricSuite:
     """Coherence, artefact rate, classifier FID, fidelity and novelty for one dataset. The classifier
-    (and so FID and the digit detector) is absent for unlabelled datasets; ``fingers`` scores coherence
-    as the fraction of samples that are a hand at all (:class:`HandCoherence`)."""
+    (and so FID and the digit detector) is absent for unlabelled datasets and for signals; ``fingers``
+    scores coherence as the fraction of samples that are a hand at all (:class:`HandCoherence`); ``pulses``
+    has no coherence figure (its artefact rate, the wrong-pulse-count rate, is its global rule)."""
 
     data: ImageDataset
     classifier: ReferenceClassifier | None
     fidelity_reference: torch.Tensor
     fingers: int = 5
+    pulses: int = 3
     _built: dict = field(default_factory=dict, repr=False)  # Fidelity and Novelty index the training set once
 
     @property
     def detector(self):
-        return detector_for(self.data.name, self.classifier, self.fingers)
+        return detector_for(self.data.name, self.classifier, self.fingers, self.pulses)
 
     def score(self, samples: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, float]:
-        """All figures for ``samples [B, C, H, W]`` in [-1, 1] (``labels``: requested classes, if any)."""
+        """All figures for ``samples [B, C, H, W]`` (signals ``[B, C, L]``) in [-1, 1] (``labels``: requested
+        classes, if any)."""
         if len(samples) == 0:
             raise ValueError("cannot score an empty batch of samples")
         samples = samples.detach().cpu().float()
@@ -65,8 +68,9 @@ class MetricSuite:
             yield "coherence", Coherence(self.classifier), (samples, labels)
         elif self.data.name == "fingers":
             yield "coherence", HandCoherence(), (samples,)
-        yield "artefact_rate", ArtefactRate(self.detector), (samples,)
-        patch = min(5, min(self.data.shape[-2:]))
+        if self.data.name in ("pulses",) or len(self.data.shape) == 3:  # a UCR set declares no global rule
+            yield "artefact_rate", ArtefactRate(self.detector), (samples,)
+        patch = min(5, min(self.data.shape[1:]))
         yield "fidelity", self._indexed("fidelity", lambda: Fidelity(self.data.train, self.fidelity_reference,
                                                                      patch_size=patch)), (samples,)
         yield "novelty", self._indexed("novelty", lambda: Novelty(self.data.train)), (samples,)
@@ -80,5 +84,6 @@ def build_suite(data: DataConfig | ImageDataset, config: DataConfig | None = Non
         config, data = data, load_dataset(data)
     if config is None:
         raise ValueError("pass the DataConfig of a loaded dataset (the classifier is cached per config)")
-    classifier = get_classifier(config, cache_dir, progress) if data.train_labels is not None else None
-    return MetricSuite(data, classifier, data.heldout, fingers=config.fingers)
+    images = len(data.shape) == 3
+    classifier = get_classifier(config, cache_dir, progress) if data.train_labels is not None and images else None
+    return MetricSuite(data, classifier, data.heldout, fingers=config.fingers, pulses=config.pulses)

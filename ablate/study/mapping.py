@@ -104,20 +104,19 @@ def step_alpha_bars(steps: int) -> list[float]:
 
 def predict_oracle(knobs: Mapping[str, Any], image_shape: Sequence[int], rule: MappingRule,
                    steps: int = 20) -> Prediction:
-    """The ELS machine the rule assigns to the architecture ``knobs`` on images ``[C, H, W]``."""
+    """The ELS machine the rule assigns to the architecture ``knobs`` on images ``[C, H, W]`` (or signals
+    ``[C, L]``: the patch sizes are then lengths)."""
     model = backbone_config(knobs)
-    _, H, W = image_shape
-    model.check_image_size(H, W)
+    model.check_image_size(*image_shape[1:])
     return predict_from_geometry(describe(model), image_shape, rule, steps)
 
 
 def predict_from_geometry(geometry: Geometry, image_shape: Sequence[int], rule: MappingRule,
                           steps: int = 20) -> Prediction:
     """The ELS machine the rule assigns to a network of ``geometry`` (analytic, or measured by
-    :func:`ablate.models.probe_network` for any network) on images ``[C, H, W]``."""
-    _, H, W = image_shape
+    :func:`ablate.models.probe_network` for any network) on images ``[C, H, W]`` (or signals ``[C, L]``)."""
     boundary = geometry.padding
-    allowed = OracleConfig(machine="els", boundary=boundary).max_patch_size(H, W)
+    allowed = OracleConfig(machine="els", boundary=boundary).max_patch_size(*image_shape[1:])
     mapped = rule.receptive_field(geometry)
     top = rule.k_top(mapped, allowed)
     low = min(rule.k_low, top)

@@ -117,15 +117,15 @@ def space_corners(definition: SweepDefinition) -> list[dict[str, Any]]:
 
 
 def check_trial_knobs(definition: SweepDefinition, knobs: dict[str, Any], image_shape: tuple[int, ...]) -> None:
-    """Build what a trial with ``knobs`` builds, on images ``[C, H, W]``, without running it: the oracle config
-    (and that its patch sizes fit the images, as the oracle checks) or the training config (and that the
-    backbone fits the image size). Raises the same ``ValueError`` the trial would."""
-    _, H, W = image_shape
+    """Build what a trial with ``knobs`` builds, on images ``[C, H, W]`` (or signals ``[C, L]``), without running
+    it: the oracle config (and that its patch sizes fit the data, as the oracle checks) or the training config
+    (and that the backbone fits the data). Raises the same ``ValueError`` the trial would."""
+    spatial = image_shape[1:]  # (H, W), or (L,) for signals
     if definition.kind == "oracle":
-        oracle_config(knobs).check_image_size(H, W)
+        oracle_config(knobs).check_image_size(*spatial)
         return
     config = train_config(definition, Path("."), knobs, "check")
-    config.model.check_image_size(H, W)
+    config.model.check_image_size(*spatial)
     if definition.kind == "design":
         from ablate.study.mapping import MappingRule
 
