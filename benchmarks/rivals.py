@@ -5,7 +5,7 @@ levels (warm: statistics, masks, patch shapes and key sets built by a first call
 first call, which builds the statistics, is timed separately). Medians over
 ``--reps``; the ratio is the machine's warm time over ELS's (k = 5, zero boundary, the default path).
 
-    python benchmarks/rivals.py [--batch 8] [--reps 3] [--n 4500]
+    python benchmarks/rivals.py [--batch 8] [--reps 3] [--n 4500] [--machines els,equivariant_pca_locality]
 """
 from __future__ import annotations
 
@@ -26,14 +26,19 @@ def main() -> None:
     p.add_argument("--n", type=int, default=4500)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--machines", default=",".join(MACHINES), help="comma-separated (ELS is always run: the base)")
     a = p.parse_args()
+    chosen = ["els"] + [m for m in a.machines.split(",") if m != "els"]
+    for m in chosen:
+        if m not in MACHINES:
+            p.error(f"unknown machine {m!r}; choose from {', '.join(MACHINES)}")
     data = load_dataset(DataConfig(name="mnist5k", n=a.n))
     g = torch.Generator().manual_seed(0)
     x0 = data.heldout[: a.batch]
     eps = torch.randn(x0.shape, generator=g)
     print(f"N = {len(data.train)}, {tuple(data.shape)}, batch {a.batch}, torch threads {torch.get_num_threads()}")
     rows = []
-    for machine in MACHINES:
+    for machine in chosen:
         kw = {"patch_size": 5} if machine in ("ls", "els") else {}
         oracle = build_oracle(OracleConfig(machine=machine, **kw), data.train)
         start = time.perf_counter()

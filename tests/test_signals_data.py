@@ -90,3 +90,31 @@ def test_bad_signal_files_and_configs_are_clear_errors(tmp_path):
         DataConfig(name="mnist5k", length=64)
     with pytest.raises(ValueError, match="dataset name='gunpnt' is not allowed"):
         DataConfig(name="gunpnt")
+
+
+def test_the_pulse_detector_flags_wrong_counts_and_maps_the_extra_pulse():
+    from ablate.metrics import ArtefactRate
+    from ablate.metrics.artefacts import PulseDetector, detector_for
+
+    good = make_pulses(6, length=64, pulses=3, seed=2)
+    bad = good.clone()
+    x = torch.arange(64, dtype=torch.float32)
+    runs = pulse_runs(bad[0])
+    gap = (runs[0][1] + runs[1][0]) / 2
+    bad[0, 0] += 1.1 * torch.exp(-((x - gap) ** 2) / (2 * 0.8 ** 2))  # a narrow fourth pulse
+    third = pulse_runs(bad[1])[2]
+    bad[1, 0, third[0]:third[1]] = -0.8  # signal 1's third pulse erased
+    detector = detector_for("pulses", pulses=3)
+    assert isinstance(detector, PulseDetector)
+    assert detector.flags(good).tolist() == [False] * 6
+    assert detector.flags(bad).tolist() == [True, True] + [False] * 4
+    maps = detector.maps(bad)
+    extra = [i for i, (a, b) in enumerate(pulse_runs(bad[0])) if a <= gap < b][0]
+    a, b = pulse_runs(bad[0])[extra]
+    assert maps.shape == (6, 64) and maps[0].nonzero().flatten().tolist() == list(range(a, b))
+    assert not maps[1:].any()  # a missing pulse has no place to mark
+    rate = ArtefactRate(detector)
+    rate.update(bad)
+    assert float(rate.compute()["artefact_rate"]) == pytest.approx(2 / 6)
+    with pytest.raises(ValueError, match=r"one-channel signals \[B, 1, L\]"):
+        detector.flags(torch.zeros(2, 1, 8, 8))
