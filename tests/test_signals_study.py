@@ -99,3 +99,31 @@ def test_an_oracle_sweep_runs_on_signals_and_scores_the_pulse_rule(tmp_path, mon
     rates = {t.params["k_max"]: t.user_attrs["artefact_rate"] for t in study.trials}
     assert rates[1] >= 0.9 and rates[31] < rates[1]
     assert all(0 <= t.user_attrs["novelty"] for t in study.trials)
+
+
+def test_a_tiny_1d_design_study_predicts_trains_and_compares(tmp_path, monkeypatch):
+    import yaml
+
+    from ablate.study import run_design_study
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    raw = dict(name="tiny_design_1d", kind="design",
+               datasets={"pulses": {"name": "pulses", "count": 60, "n": 40, "length": 32}},
+               architectures={"r1": {"name": "resnet1d", "depth": 1}, "u1": {"name": "unet1d", "depth": 1},
+                              "r1c": {"name": "resnet1d", "depth": 1, "padding": "circular"}},
+               fixed={"width": 8, "max_steps": 20, "calibration_seeds": 2, "calibration_k_max": 7, "measure_seeds": 6},
+               objectives={"artefact_rate": "minimize", "novelty": "maximize"},
+               sampler={"name": "grid", "seed": 0}, seeds=4, steps=4)
+    path = tmp_path / "tiny_design_1d.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    (c,) = run_design_study(path, progress=False).comparisons
+    assert [r["arch"] for r in c.rows] == ["r1", "u1", "r1c"]
+    assert [r["stride"] for r in c.rows] == [1, 2, 1] and [r["boundary"] for r in c.rows] == ["zeros", "zeros", "circular"]
+    for r in c.rows:
+        for key in ("predicted_artefact_rate", "artefact_rate", "predicted_novelty", "novelty", "prediction_r2"):
+            assert isinstance(r[key], float), key
+        assert abs(r["artefact_rate"] * 6 - round(r["artefact_rate"] * 6)) < 1e-9  # wrong counts among 6 seeds
+    saved = torch.load(tmp_path / "runs/sweeps/tiny_design_1d-pulses/samples/trial0000-r1.pt", weights_only=True)
+    assert saved["predicted"].shape == saved["trained"].shape == (4, 1, 32)
+    assert set(c.correlations) >= {"artefact_rate", "novelty"}

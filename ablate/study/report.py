@@ -99,7 +99,11 @@ def samples_plot(c: Comparison, samples_dir: Path, path: Path, seeds: int = 10) 
         for j, (kind, images) in enumerate((("oracle", s["predicted"]), ("trained", s["trained"]))):
             for col in range(n):
                 ax = axes[2 * i + j][col]
-                ax.imshow(((images[col, 0].float().clamp(-1, 1) + 1) / 2).numpy(), cmap="gray", vmin=0, vmax=1)
+                if images.dim() == 3:  # signals [S, C, L]: a line plot
+                    ax.plot(images[col, 0].float().numpy(), lw=0.8)
+                    ax.set_ylim(-1.05, 1.05)
+                else:
+                    ax.imshow(((images[col, 0].float().clamp(-1, 1) + 1) / 2).numpy(), cmap="gray", vmin=0, vmax=1)
                 ax.set_xticks([])
                 ax.set_yticks([])
             axes[2 * i + j][0].set_ylabel(f"{arch}\n{kind}", rotation=0, ha="right", va="center", fontsize=7)
