@@ -46,6 +46,11 @@ def test_train_and_evaluate_a_1d_unet_from_the_command_lines(tmp_path, capsys):
     assert summary["calibration"]["els"]["candidates"] == list(range(3, 22, 2))
     for machine in ("els", "ls", "ideal"):
         assert -1.0 <= summary[machine]["median_r"] <= 1.0
+    from ablate.study.describe import describe_network, format_description
+
+    d = describe_network(str(trained.checkpoint))
+    assert d["probe"] is None and d["analytic"]["receptive_field"] == 22 and d["oracle"]["stride"] == 2
+    assert len(d["oracle"]["k_per_step"]) == 20 and "signals 1x32" in format_description(d)
 
 
 def test_signal_data_with_an_image_backbone_is_a_clear_error(tmp_path):

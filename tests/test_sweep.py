@@ -300,6 +300,10 @@ def test_status_and_report_of_a_study_never_run_say_how_to_start_it_and_write_no
     design = ROOT / "sweeps" / "design_before_training.yaml"
     with pytest.raises(SystemExit, match="start it with: python -m ablate.study design-before-training --dataset"):
         study(["design-before-training", "--definition", str(design), "--report-only"])
+    one_d = ROOT / "sweeps" / "design_before_training_1d.yaml"  # not the default file: the command names it
+    with pytest.raises(SystemExit, match="start it with: python -m ablate.study design-before-training "
+                                         f"--definition {one_d} --dataset pulses"):
+        study(["design-before-training", "--definition", str(one_d), "--report-only"])
     assert sorted(p for p in in_tmp.rglob("*")) == before
 
 

@@ -60,8 +60,9 @@ def run_command(definition: SweepDefinition) -> str:
     """The command that starts (or resumes) this definition's study."""
     where = definition.path or "<definition>"
     if definition.kind == "design":
-        return "python -m ablate.study design-before-training" + (f" --dataset {definition.dataset}"
-                                                                  if definition.dataset else "")
+        named = definition.path is not None and Path(definition.path).name != "design_before_training.yaml"
+        return ("python -m ablate.study design-before-training" + (f" --definition {where}" if named else "")
+                + (f" --dataset {definition.dataset}" if definition.dataset else ""))
     return f"python -m ablate.sweep run {where}" + (f" --dataset {definition.dataset}" if definition.dataset else "")
 
 
