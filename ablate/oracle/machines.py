@@ -80,7 +80,8 @@ class Oracle:
         self._groups: dict[int, list[Group]] = {}
         self._offsets: dict[int, list] = {}
         self._rival_stats: dict = {}  # label -> rivals.Statistics (float64 mean, covariance, spectrum)
-        self._rival_masks: dict = {}  # ("mask" or "shape", label, a, tau) -> a PCA-locality mask or patch shape, oldest first
+        # ("mask" or "shape", label, tau, a) -> a PCA-locality mask or patch shape, oldest first
+        self._rival_masks: dict = {}
 
     @property
     def data_shape(self) -> tuple[int, ...]:

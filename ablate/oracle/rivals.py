@@ -175,18 +175,25 @@ def equivariant_pca_locality(oracle: "Oracle", st: Statistics, x: torch.Tensor, 
     kept in the machine's mask cache)."""
     tau = float(oracle.config.knob("mask_threshold"))
     out = torch.empty_like(x)
-    shapes = oracle._rival_masks
+    shape = lambda av, bv: shape_columns(pca_shape(st, av, bv, tau), x.shape[1])  # noqa: E731
+    for sel, _, _, (k, cols) in by_level(oracle, a, b2, ("shape", label, tau), shape):
+        out[sel] = oracle._local(x[sel], a[sel], b2[sel], k, images, label, cols.to(x.device))
+    return out
+
+
+def by_level(oracle: "Oracle", a: torch.Tensor, b2: torch.Tensor, key: tuple, build):
+    """For each noise level of the batch: the queries at it (``sel``), its ``a`` and ``b2``, and what
+    ``build(a, b2)`` makes for it (a mask, a patch shape), cached in the machine under ``key + (a,)`` (the
+    oldest of :data:`MASK_CACHE` entries makes room)."""
+    cache = oracle._rival_masks
     for ab in torch.unique(a):
         sel = torch.nonzero(a == ab).flatten()
         av, bv = float(ab), float(b2[sel[0]])
-        key = ("shape", label, av, tau)
-        if key not in shapes:
-            if len(shapes) >= MASK_CACHE:
-                shapes.pop(next(iter(shapes)))
-            shapes[key] = shape_columns(pca_shape(st, av, bv, tau), x.shape[1])
-        k, cols = shapes[key]
-        out[sel] = oracle._local(x[sel], a[sel], b2[sel], k, images, label, cols.to(x.device))
-    return out
+        if key + (av,) not in cache:
+            if len(cache) >= MASK_CACHE:
+                cache.pop(next(iter(cache)))
+            cache[key + (av,)] = build(av, bv)
+        yield sel, av, bv, cache[key + (av,)]
 
 
 def pca_locality(oracle: "Oracle", st: Statistics, x: torch.Tensor, a: torch.Tensor, b2: torch.Tensor,
@@ -195,16 +202,8 @@ def pca_locality(oracle: "Oracle", st: Statistics, x: torch.Tensor, a: torch.Ten
     tau, T = float(cfg.knob("mask_threshold")), float(cfg.knob("temperature"))
     D = x[0].numel()
     out = torch.empty_like(x)
-    masks = oracle._rival_masks
-    for ab in torch.unique(a):
-        sel = torch.nonzero(a == ab).flatten()
-        av, bv = float(ab), float(b2[sel[0]])
-        key = ("mask", label, av, tau)
-        if key not in masks:
-            if len(masks) >= MASK_CACHE:
-                masks.pop(next(iter(masks)))
-            masks[key] = pca_mask(st, av, bv, tau).to(x.device, x.dtype)
-        mask = masks[key]
+    mask_of = lambda av, bv: pca_mask(st, av, bv, tau).to(x.device, x.dtype)  # noqa: E731
+    for sel, av, bv, mask in by_level(oracle, a, b2, ("mask", label, tau), mask_of):
         q = x[sel].reshape(len(sel), D)
         state = StreamingSoftmax((D, len(sel)), 1, x.dtype, x.device)
         rows = max(1, oracle.config.chunk_bytes // (max(len(sel), 1) * D * x.element_size()))
