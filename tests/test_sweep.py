@@ -89,14 +89,16 @@ def test_failed_trials_are_recorded_and_do_not_stall(in_tmp, monkeypatch):
 
     from ablate.sweep import trials
 
-    real = trials.TRIALS["oracle"]
+    from ablate.sweep.kinds import _KINDS, TrialKind
+
+    real = trials.run_oracle_trial
 
     def fails_for_ls(ctx, knobs, tag, trial=None):  # a failure no validation can foresee (e.g. out of memory)
         if knobs["machine"] == "ls":
             raise MemoryError("out of memory in the LS trial")
         return real(ctx, knobs, tag, trial)
 
-    monkeypatch.setitem(trials.TRIALS, "oracle", fails_for_ls)
+    monkeypatch.setitem(_KINDS, "oracle", TrialKind(fails_for_ls))
     d = write(in_tmp, fixed={}, space={"machine": {"choice": ["els", "ls"]}}, sampler={"name": "grid", "seed": 0},
               trials=2)
     study = run_sweep(d, progress=False)
@@ -328,12 +330,12 @@ def test_a_space_that_would_fail_is_refused_before_any_trial_and_the_cli_exits_n
 
 
 def test_a_run_whose_trials_all_fail_exits_nonzero(in_tmp, monkeypatch):
-    from ablate.sweep import trials
+    from ablate.sweep.kinds import _KINDS, TrialKind
 
     def broken(ctx, knobs, tag, trial=None):
         raise RuntimeError("the machine broke")
 
-    monkeypatch.setitem(trials.TRIALS, "oracle", broken)
+    monkeypatch.setitem(_KINDS, "oracle", TrialKind(broken))
     with pytest.raises(ValueError, match=r"every trial of 'tiny' failed \(4\); the first: RuntimeError: the machine"):
         run_sweep(write(in_tmp), progress=False)
 
@@ -416,3 +418,18 @@ def test_two_concurrent_runs_on_a_fresh_postgres_database_both_succeed_with_exac
     finally:
         conn.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
         conn.close()
+
+
+def test_the_sweep_machinery_imports_no_study_and_finds_the_design_kind_by_its_entry_point():
+    """Imports run one way (#19): loading every sweep module leaves ablate.study unimported; asking for the
+    ``design`` kind loads it through the ``ablate.trial_kinds`` entry point."""
+    code = ("import sys, ablate.sweep, ablate.sweep.study, ablate.sweep.trials, ablate.sweep.definition, "
+            "ablate.sweep.report, ablate.sweep.__main__\n"
+            "assert not [m for m in sys.modules if m.startswith('ablate.study')], 'the sweep imported a study'\n"
+            "from ablate.sweep.kinds import trial_kind\n"
+            "kind = trial_kind('design')\n"
+            "assert kind.run.__module__ == 'ablate.study.trial' and kind.check is not None\n"
+            "try:\n    trial_kind('cluster')\nexcept ValueError as err:\n    print(err)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert "no trial kind 'cluster' is registered (registered: design, oracle, train)" in out.stdout

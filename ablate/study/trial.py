@@ -26,6 +26,7 @@ from ablate.oracle import build_oracle
 from ablate.sampling import sample
 from ablate.study.mapping import MappingRule, predict_oracle
 from ablate.sweep.definition import PREDICTED
+from ablate.sweep.kinds import register_trial_kind
 from ablate.sweep.trials import TrialContext, train_and_measure
 from ablate.viz import save_grid
 
@@ -83,3 +84,12 @@ def run_design_trial(ctx: TrialContext, knobs: dict[str, Any], tag: str, trial=N
     return {**measured, **predicted_figures, "prediction_r2": float(r2.median()),
             "artefact_map_iou": artefact_iou(ctx, predicted, trained), "grid": str(grid),
             "agreement_grid": measured["grid"], "device": device, "measure_seeds": measure_seeds}
+
+
+def register() -> None:
+    """Make ``kind: design`` known to the sweep machinery (the ``ablate.trial_kinds`` entry point calls this):
+    its trial, and the mapping rule's constants checked before any trial runs."""
+    register_trial_kind("design", run_design_trial, MappingRule.from_knobs)
+
+
+register()

@@ -63,7 +63,8 @@ KNOBS = {
               "noise_schedule", "conditional", "attention", "options"),  # options: diffusers_unet / module settings
 }
 # design: the architecture and its training (train's knobs), the mapping rule's constants and its
-# attention rule (ablate.study.mapping) and the verification's calibration settings
+# attention rule (checked by the design kind itself, registered by ablate.study) and the verification's
+# calibration settings
 # and how many seeds the trained network is scored on (``measure_seeds``, at least ``seeds``: the first
 # ``seeds`` are the oracle's, compared seed by seed; the rest only sharpen the measured rates)
 KNOBS["design"] = KNOBS["train"] + ("rf_fraction", "shape", "k_low", "attention_rule", "calibration_seeds",
@@ -286,12 +287,14 @@ def parse_definition(raw: Mapping[str, Any], where: str = "sweep", dataset: str 
         if m is not None and (not isinstance(m, int) or m < definition.seeds):
             raise ValueError(f"{where}: measure_seeds={m!r} must be an integer >= seeds ({definition.seeds}): the "
                              "trained network is scored on at least the oracle's seeds")
-    if kind == "design":
-        from ablate.study.mapping import MappingRule  # the rule's constants, checked before any trial runs
+    if architectures:
+        from ablate.sweep.kinds import trial_kind
 
+        check = trial_kind(kind).check  # e.g. the design kind's mapping-rule constants, before any trial runs
         for name, knobs in architectures.items():
             try:
-                MappingRule.from_knobs({**fixed, **knobs})
+                if check is not None:
+                    check({**fixed, **knobs})
             except (TypeError, ValueError) as err:
                 raise ValueError(f"{where}: architectures.{name}: {err}") from err
     return definition

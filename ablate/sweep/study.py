@@ -38,7 +38,8 @@ from ablate.paths import runs_root
 from ablate.sweep.claims import PerTrialSeed, storage_lock
 from ablate.sweep.condition import condition, resolve
 from ablate.sweep.definition import ARCH, SweepDefinition
-from ablate.sweep.trials import TRIALS, TrialContext, validate_space
+from ablate.sweep.kinds import trial_kind
+from ablate.sweep.trials import TrialContext, validate_space
 
 
 
@@ -178,7 +179,7 @@ def objective_fn(definition: SweepDefinition, ctx: TrialContext):
         try:
             run = wandb_run(definition, tag, f"{definition.kind}-trial",
                             {**knobs, "trial": trial.number, "study": definition.name})
-            result = TRIALS[definition.kind](ctx, knobs, tag, trial)
+            result = trial_kind(definition.kind).run(ctx, knobs, tag, trial)
             values = [float(result[name]) for name in definition.objectives]
             for key, value in result.items():
                 if isinstance(value, (int, float, str)) or value is None:

@@ -21,6 +21,7 @@ from ablate.metrics import MetricSuite, build_suite
 from ablate.oracle import OracleConfig, PatchSchedule, build_oracle
 from ablate.sampling import sample
 from ablate.sweep.definition import ARCH, SweepDefinition
+from ablate.sweep.kinds import register_trial_kind, trial_kind
 from ablate.viz import save_grid
 
 
@@ -126,10 +127,9 @@ def check_trial_knobs(definition: SweepDefinition, knobs: dict[str, Any], image_
         return
     config = train_config(definition, Path("."), knobs, "check")
     config.model.check_image_size(*spatial)
-    if definition.kind == "design":
-        from ablate.study.mapping import MappingRule
-
-        MappingRule.from_knobs(knobs)
+    check = trial_kind(definition.kind).check
+    if check is not None:
+        check(knobs)
 
 
 def validate_space(definition: SweepDefinition, image_shape: tuple[int, ...]) -> int:
@@ -183,10 +183,5 @@ def run_train_trial(ctx: TrialContext, knobs: dict[str, Any], tag: str, trial=No
     return result
 
 
-def run_design_trial(ctx: TrialContext, knobs: dict[str, Any], tag: str, trial=None) -> dict[str, Any]:
-    from ablate.study.trial import run_design_trial as design
-
-    return design(ctx, knobs, tag, trial)
-
-
-TRIALS = {"oracle": run_oracle_trial, "train": run_train_trial, "design": run_design_trial}
+register_trial_kind("oracle", run_oracle_trial)
+register_trial_kind("train", run_train_trial)
