@@ -33,7 +33,7 @@ def centre_index(channels: int, k: int | Extent, cols: torch.Tensor | None = Non
 
 
 def select_columns(patches: torch.Tensor, cols: torch.Tensor | None) -> torch.Tensor:
-    """The columns ``cols`` of patches ``[..., C*k*k]`` (all of them when None: the square patch)."""
+    """The columns ``cols`` of patches ``[..., C*kh*kw]`` (all of them when None: the full rectangle)."""
     return patches if cols is None else patches.index_select(-1, cols.to(patches.device))
 
 
@@ -136,7 +136,7 @@ def build_key_set(padded: torch.Tensor, k: int | Extent, positions: torch.Tensor
                   chunk_rows: int, cols: torch.Tensor | None = None) -> KeySet:
     """Extract every key of the group from the padded training images ``[N, C, H + 2d, W + 2d]`` (see
     :func:`ablate.oracle.patches.pad`) and merge identical ones (counts enter as ``+log(count)``). ``cols``:
-    the columns a shaped patch keeps of the ``k x k`` square (None: all; ``D`` is then ``len(cols)``).
+    the columns a shaped patch keeps of its ``kh x kw`` extent (None: all; ``D`` is then ``len(cols)``).
 
     The keys are copied straight into one ``[n, D + 2]`` buffer, a few images at a time (hashed as they
     come, on the CPU), merged over the whole group at once by :func:`group_rows`, and the distinct rows

@@ -74,11 +74,12 @@ class Oracle:
         self.labels = train_labels
         rivals.check_covariance(config.machine, len(train_images))
         self._check_patch_sizes(config)
-        self._keysets: dict[tuple, KeySet] = {}  # ((k, shape), label, group) -> key set, least recently used first
+        # ((extent, shape columns), label, group) -> key set, least recently used first
+        self._keysets: dict[tuple, KeySet] = {}
         self._cache_used = [0]  # bytes of all cached key sets (a list: shared with with_patch_size copies)
-        self._pad_cache: list = [None, None]  # [(k, label), padded images]: shared the same way
-        self._groups: dict[int, list[Group]] = {}
-        self._offsets: dict[int, list] = {}
+        self._pad_cache: list = [None, None]  # [(extent, label), padded images]: shared the same way
+        self._groups: dict[tuple, list[Group]] = {}  # patch extent (kh, kw) -> pixel groups
+        self._offsets: dict[tuple, list] = {}  # (extent, LS?) -> per-offset key positions
         self._rival_stats: dict = {}  # label -> rivals.Statistics (float64 mean, covariance, spectrum)
         # ("mask" or "shape", label, tau, a) -> a PCA-locality mask or patch shape, oldest first
         self._rival_masks: dict = {}
