@@ -68,7 +68,8 @@ class MetricSuite:
             yield "coherence", Coherence(self.classifier), (samples, labels)
         elif self.data.name == "fingers":
             yield "coherence", HandCoherence(), (samples,)
-        if self.data.name in ("pulses",) or len(self.data.shape) == 3:  # a UCR set declares no global rule
+        images = len(self.data.shape) == 3
+        if images or self.data.name == "pulses":  # of the signals only pulses declares a global rule (UCR sets not)
             yield "artefact_rate", ArtefactRate(self.detector), (samples,)
         patch = min(5, min(self.data.shape[1:]))
         yield "fidelity", self._indexed("fidelity", lambda: Fidelity(self.data.train, self.fidelity_reference,
