@@ -82,7 +82,10 @@ def per_step_plot(alpha_bars: Sequence[float], per_step: Mapping[str, Sequence[f
         if values:
             left.plot(logsnr, values, marker="o", ms=3, label=name.upper() if name != "ideal" else "IS")
     left.set(xlabel="log SNR (noise falls to the right)", ylabel="median r² of x0_hat", ylim=(0, 1.02))
-    if left.get_legend_handles_labels()[0]:
+    handles = left.get_legend_handles_labels()[0]
+    if len(handles) > 4:  # the league: a legend under the panel, not over its lines
+        left.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
+    elif handles:
         left.legend(fontsize=8)
     left.set_title("denoiser agreement per step", fontsize=9)
     for name, (abs_, ks) in calibrated_k.items():
@@ -94,6 +97,6 @@ def per_step_plot(alpha_bars: Sequence[float], per_step: Mapping[str, Sequence[f
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")  # keeps a legend under the panel
     plt.close(fig)
     return path
