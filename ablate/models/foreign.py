@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from ablate.config import check_choice, check_float, check_int
-from ablate.sampling import NOISE_SCHEDULES, DiscreteSchedule, inverse_schedule
+from ablate.sampling import NOISE_SCHEDULES, DiscreteSchedule, inverse_schedule, per_item
 
 PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
 TIME_INPUTS = ("discrete", "continuous", "sigma", "log_snr", "alpha_bar")
@@ -135,7 +135,7 @@ class TimeMap:
 
 def x0_from_prediction(x_t: torch.Tensor, out: torch.Tensor, alpha_bar: torch.Tensor, prediction_type: str) -> torch.Tensor:
     """The clean-image estimate from a network's output (theory section 1); alpha_bar ``[B]``."""
-    ab = alpha_bar.to(x_t.dtype).view(-1, *([1] * (x_t.dim() - 1)))
+    ab = per_item(alpha_bar, x_t)
     if prediction_type == "epsilon":
         return (x_t - (1 - ab).sqrt() * out) / ab.sqrt()
     if prediction_type == "v_prediction":
@@ -147,7 +147,7 @@ def eps_from_prediction(x_t: torch.Tensor, out: torch.Tensor, alpha_bar: torch.T
                         prediction_type: str) -> torch.Tensor:
     """The noise estimate from a network's output (what ablate's epsilon loss trains): ``sample``:
     ``(x_t - sqrt(ab) x0) / sqrt(1 - ab)``; ``v_prediction``: ``sqrt(ab) v + sqrt(1 - ab) x_t``."""
-    ab = alpha_bar.to(x_t.dtype).view(-1, *([1] * (x_t.dim() - 1)))
+    ab = per_item(alpha_bar, x_t)
     if prediction_type == "sample":
         return (x_t - ab.sqrt() * out) / (1 - ab).sqrt()
     if prediction_type == "v_prediction":

@@ -18,8 +18,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ablate.models import NetworkDenoiser
-from ablate.sampling import get_schedule
-from ablate.sampling.sampler import per_item
+from ablate.sampling import get_schedule, per_item
 from ablate.training.config import TrainConfig
 
 CHECKPOINT_FORMAT = 1
