@@ -324,3 +324,13 @@ def test_the_league_calibrates_equivariant_pca_localitys_threshold_to_the_networ
         assert rivals.pca_shape(st, a, b2, tau) == rivals.pca_shape(st, a, b2, 0.05)
     assert s["league"]["best"] == "equivariant_pca_locality"
     assert s["equivariant_pca_locality"]["median_r2"] == pytest.approx(1, abs=1e-6)
+
+
+def test_statistics_cached_by_a_spectral_machine_do_not_serve_a_covariance_machine():
+    """Equivariant PCA locality computes no eigendecomposition; a copy made by with_knobs shares the caches, so
+    a Wiener machine made from it must still get its own full statistics (and the Wiener answer)."""
+    z, x = images(n=10), queries()
+    eq = build_oracle(OracleConfig(machine="equivariant_pca_locality", **F64), z)
+    eq.denoise(x, AB)
+    wiener = eq.with_knobs(machine="wiener").denoise(x, AB)
+    assert torch.allclose(wiener, wiener_formula(z, x, AB), atol=1e-10)

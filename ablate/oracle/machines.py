@@ -80,7 +80,7 @@ class Oracle:
         self._pad_cache: list = [None, None]  # [(extent, label), padded images]: shared the same way
         self._groups: dict[tuple, list[Group]] = {}  # patch extent (kh, kw) -> pixel groups
         self._offsets: dict[tuple, list] = {}  # (extent, LS?) -> per-offset key positions
-        self._rival_stats: dict = {}  # label -> rivals.Statistics (float64 mean, covariance, spectrum)
+        self._rival_stats: dict = {}  # (label, spectral only?) -> rivals.Statistics (float64, see rivals.stats)
         # ("mask" or "shape", label, tau, a) -> a PCA-locality mask or patch shape, oldest first
         self._rival_masks: dict = {}
 

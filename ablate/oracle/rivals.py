@@ -74,10 +74,14 @@ class Statistics:
 
 
 def stats(oracle: "Oracle", images: torch.Tensor, label: int) -> Statistics:
+    """The machine's statistics of ``images`` (one class: ``label``), cached; the spectral machines' lack the
+    eigendecomposition, so the cache keeps the two kinds apart (copies made by ``with_knobs`` share it)."""
+    machine = oracle.config.machine
+    key = (label, machine in SPECTRAL)
     cache = oracle._rival_stats
-    if label not in cache:
-        cache[label] = Statistics.of(images, oracle.config.machine)
-    return cache[label]
+    if key not in cache:
+        cache[key] = Statistics.of(images, machine)
+    return cache[key]
 
 
 def wiener(st: Statistics, x: torch.Tensor, a: torch.Tensor, b2: torch.Tensor) -> torch.Tensor:
@@ -154,7 +158,7 @@ def pca_shape(st: Statistics, a: float, b2: float, tau: float) -> tuple[tuple[in
     """Equivariant PCA locality's patch shape ``Omega`` (theory section 9): the offsets ``(di, dj)`` where
     ``|g_{cc'}(di, dj) / g_{cc}(0)| >= tau * max`` for some channel pair (a centre value below 1e-6 taken
     as 1), float64; offsets are taken in the centred window ``|di| <= (H - 1) // 2``, ``|dj| <= (W - 1) // 2``
-    (on even sizes the Nyquist offset ``H / 2``, its own mirror image, is left out), so the bounding square
+    (on even sizes the Nyquist offset ``H / 2``, its own mirror image, is left out), so the bounding rectangle
     fits the image. Always holds the centre."""
     g = gain_kernel(st, a, b2)
     H, W, C, _ = g.shape
@@ -214,7 +218,6 @@ def pca_locality(oracle: "Oracle", st: Statistics, x: torch.Tensor, a: torch.Ten
             state.add(logits.permute(2, 0, 1).contiguous(), z.T[:, :, None].contiguous())
         out[sel] = state.result()[..., 0].T.reshape(len(sel), *x.shape[1:])
     return out
-
 
 
 def denoise(oracle: "Oracle", x: torch.Tensor, a: torch.Tensor, b2: torch.Tensor, images: torch.Tensor,
