@@ -28,29 +28,22 @@ def describe_network(source: str, overrides: Sequence[str] = (), rule: MappingRu
     if shape is None:
         raise ValueError(f"{source} does not say its image size: name its data (data.name=... data.image_size=...)")
     own = loaded.train_config is not None and loaded.train_config.model.name not in FOREIGN  # ablate's backbones
-    if len(shape) == 2:  # signals [C, L]: the probes measure image networks; ablate's 1-D backbones are analytic
-        if not own:
-            raise ValueError(f"{source} takes signals {list(shape)}; the geometry probes measure image networks "
-                             "[C, H, W] only, and a 1-D network's geometry is known analytically for ablate's "
-                             "backbones (resnet1d, unet1d, unet_attn1d) alone")
-        geometry = describe(loaded.train_config.model)
-        prediction = predict_from_geometry(geometry, shape, rule, steps)
-        return {"network": {"source": loaded.source, "kind": loaded.kind, "image_shape": list(shape),
-                            **loaded.description},
-                "probe": None, "rule": to_dict(rule), "prediction": prediction.describe(),
-                "analytic": {"receptive_field": geometry.receptive_field, "stride": geometry.stride,
-                             "local_receptive_field": geometry.local_receptive_field},
-                "oracle": {"machine": prediction.oracle.machine, "boundary": prediction.oracle.boundary,
-                           "stride": prediction.oracle.stride, "k_per_step": list(prediction.ks)}}
-    probe = loaded.probe(shape)
-    geometry = Geometry(probe.receptive_field, probe.stride or 1, probe.padding, probe.local_receptive_field)
+    signals = len(shape) == 2  # [C, L]: the probes measure image networks; ablate's 1-D backbones are analytic
+    if signals and not own:
+        raise ValueError(f"{source} takes signals {list(shape)}; the geometry probes measure image networks "
+                         "[C, H, W] only, and a 1-D network's geometry is known analytically for ablate's "
+                         "backbones (resnet1d, unet1d, unet_attn1d) alone")
+    analytic = describe(loaded.train_config.model) if own else None
+    probe = None if signals else loaded.probe(shape)
+    geometry = analytic if probe is None else Geometry(probe.receptive_field, probe.stride or 1, probe.padding,
+                                                       probe.local_receptive_field)
     prediction = predict_from_geometry(geometry, shape, rule, steps)
     out = {"network": {"source": loaded.source, "kind": loaded.kind, "image_shape": list(shape), **loaded.description},
-           "probe": probe.as_dict(), "rule": to_dict(rule), "prediction": prediction.describe(),
+           "probe": None if probe is None else probe.as_dict(), "rule": to_dict(rule),
+           "prediction": prediction.describe(),
            "oracle": {"machine": prediction.oracle.machine, "boundary": prediction.oracle.boundary,
                       "stride": prediction.oracle.stride, "k_per_step": list(prediction.ks)}}
-    if own:
-        analytic = describe(loaded.train_config.model)
+    if analytic is not None:
         out["analytic"] = {"receptive_field": analytic.receptive_field, "stride": analytic.stride,
                            "local_receptive_field": analytic.local_receptive_field}
     return out
@@ -58,35 +51,29 @@ def describe_network(source: str, overrides: Sequence[str] = (), rule: MappingRu
 
 def format_description(d: dict[str, Any]) -> str:
     p, o, n = d["probe"], d["oracle"], d["network"]
-    if p is None:  # a 1-D network of ablate's: its analytic geometry (equal to the gradient's, tested)
-        a = d["analytic"]
-        r = d["rule"]
-        return "\n".join([
-            f"network: {n['source']} ({n['kind']}), signals {'x'.join(map(str, n['image_shape']))}",
-            f"  ablate's analytic figures  receptive field {a['receptive_field'] or 'global'} samples, stride "
-            f"{a['stride']}, local {a['local_receptive_field']} (the probes measure image networks only)",
-            f"predicted machine (rule: rf_fraction {r['rf_fraction']}, shape {r['shape']}, k_low {r['k_low']}):",
-            f"  {o['machine'].upper()}, boundary {o['boundary']}, stride {o['stride']}, k per step (high noise "
-            f"first, in samples): {' '.join(map(str, o['k_per_step']))}"])
-    rf = "global" if p["receptive_field"] is None else f"{p['receptive_field']} px"
-    mixers = ", ".join(p["global_modules"]) or "none found"
+    signals = p is None  # a 1-D network of ablate's: its analytic geometry (equal to the gradient's, tested)
     lines = [f"network: {n['source']} ({n['kind']}{', ' + n['class'] if 'class' in n else ''}), "
-             f"images {'x'.join(map(str, n['image_shape']))}",
-             f"measured (float64 probes, canvas {p['canvas']} px):",
-             f"  receptive field            {rf}",
-             f"  local receptive field      {p['local_receptive_field'] or 'global'} px (convolutional path; "
-             "normalisation statistics and attention cut)",
-             f"  equivariance stride        {p['stride'] or 'none (no shift in 1..32 commutes)'}",
-             f"  padding                    {p['padding']}",
-             f"  global mixing              {'yes' if p['global_mixing'] else 'no'} (a far pixel moves the centre "
-             f"output by {p['global_effect']:.2g} of its size; global modules: {mixers})"]
+             f"{'signals' if signals else 'images'} {'x'.join(map(str, n['image_shape']))}"]
+    if not signals:
+        rf = "global" if p["receptive_field"] is None else f"{p['receptive_field']} px"
+        mixers = ", ".join(p["global_modules"]) or "none found"
+        lines += [f"measured (float64 probes, canvas {p['canvas']} px):",
+                  f"  receptive field            {rf}",
+                  f"  local receptive field      {p['local_receptive_field'] or 'global'} px (convolutional path; "
+                  "normalisation statistics and attention cut)",
+                  f"  equivariance stride        {p['stride'] or 'none (no shift in 1..32 commutes)'}",
+                  f"  padding                    {p['padding']}",
+                  f"  global mixing              {'yes' if p['global_mixing'] else 'no'} (a far pixel moves the "
+                  f"centre output by {p['global_effect']:.2g} of its size; global modules: {mixers})"]
     if "analytic" in d:
         a = d["analytic"]
-        lines.append(f"  ablate's analytic figures  receptive field {a['receptive_field'] or 'global'}, stride "
-                     f"{a['stride']}, local {a['local_receptive_field']}")
+        lines.append(f"  ablate's analytic figures  receptive field "
+                     f"{a['receptive_field'] or 'global'}{' samples' if signals else ''}, stride {a['stride']}, "
+                     f"local {a['local_receptive_field']}" + (" (the probes measure image networks only)"
+                                                              if signals else ""))
     r = d["rule"]
     lines += [f"predicted machine (rule: rf_fraction {r['rf_fraction']}, shape {r['shape']}, k_low {r['k_low']}, "
               f"attention/global mixing -> {r['attention']}):",
               f"  {o['machine'].upper()}, boundary {o['boundary']}, stride {o['stride']}, k per step (high noise "
-              f"first): {' '.join(map(str, o['k_per_step']))}"]
+              f"first{', in samples' if signals else ''}): {' '.join(map(str, o['k_per_step']))}"]
     return "\n".join(lines)
