@@ -9,6 +9,14 @@ import torch
 DIFF_CMAP = "magma"
 
 
+def pyplot():
+    """matplotlib's pyplot on the headless Agg backend (imported on first use: it takes a second)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
 def save_grid(rows: Sequence[torch.Tensor], row_titles: Sequence[str], path: str | Path,
               title: str | None = None, cell_titles: Mapping[int, Sequence[str]] | None = None,
               diff_rows: Sequence[int] = ()) -> Path:
@@ -16,9 +24,7 @@ def save_grid(rows: Sequence[torch.Tensor], row_titles: Sequence[str], path: str
     (grey scale); rows listed in ``diff_rows`` are absolute differences in [0, 2] drawn in a colour map
     with a colour bar. ``cell_titles[r]``: a small caption above each image of row ``r`` (e.g. seed, r²).
     Signals ``[B, C, L]`` are drawn as line plots (one line per channel) on [-1, 1] (diff rows on [0, 2])."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     cols = max(len(r) for r in rows)
     cell_titles = cell_titles or {}
@@ -68,9 +74,7 @@ def save_overlays(series: Mapping[str, torch.Tensor], path: str | Path, title: s
     """Signals ``[B, C, L]`` from several sources overlaid, one cell per seed (one colour per source, the first
     drawn thickest, a legend in the first cell), ``columns`` cells per row; ``diff = (label, [B, C, L])`` adds
     a row of that difference (on [0, 2]) under each row of cells."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     names = list(series)
     B = len(series[names[0]])

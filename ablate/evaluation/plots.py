@@ -8,14 +8,7 @@ from typing import Mapping, Sequence
 
 import torch
 
-from ablate.viz import save_grid, save_overlays
-
-
-def _pyplot():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
+from ablate.viz import pyplot, save_grid, save_overlays
 
 
 def comparison_grid(samples: Mapping[str, torch.Tensor], path: Path, machine: str = "els",
@@ -57,7 +50,7 @@ def comparison_grid(samples: Mapping[str, torch.Tensor], path: Path, machine: st
 def r2_scatter(x: torch.Tensor, y: torch.Tensor, path: Path, xlabel: str = "IS r²", ylabel: str = "ELS r²",
                title: str | None = None) -> Path:
     """One point per seed, with the diagonal: points above it are seeds the machine predicts better."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(4.2, 4.2))
     ax.plot([0, 1], [0, 1], color="grey", lw=1, ls="--")
     ax.scatter(x.numpy(), y.numpy(), s=18, alpha=0.8)
@@ -75,7 +68,7 @@ def per_step_plot(alpha_bars: Sequence[float], per_step: Mapping[str, Sequence[f
     """Left: median r² of each machine's denoiser output against the network's, on the network's own
     trajectory, by noise level. Right: the calibrated k of each calibrated machine by noise level
     (``calibrated_k``: machine -> (its calibration's alpha_bars, ks))."""
-    plt = _pyplot()
+    plt = pyplot()
     logsnr = [math.log(a / (1 - a)) for a in alpha_bars]
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6))
     for name, values in per_step.items():

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from ablate.study.compare import BAR, GATED, Comparison
+from ablate.viz import pyplot
 
 COLUMNS = [  # (key in a row, header, format)
     ("arch", "architecture", "{}"), ("receptive_field", "RF", "{}"), ("mapped_receptive_field", "rule's RF", "{}"),
@@ -29,13 +30,6 @@ COLUMNS = [  # (key in a row, header, format)
     ("is_r2", "IS r²", "{:.3f}"), ("artefact_map_iou", "artefact map IoU", "{:.2f}"),
     ("prediction_seconds", "predict s", "{:.1f}"), ("train_seconds", "train s", "{:.1f}"),
 ]
-
-
-def _pyplot():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
 
 
 def _cell(row: dict[str, Any], key: str, fmt: str) -> str:
@@ -55,7 +49,7 @@ def _binomial_se(p: float, n: Any) -> float:
 def scatter_plot(c: Comparison, path: Path) -> Path:
     """One panel per metric: predicted (x) against trained (y), each architecture labelled; rates carry
     +-1 binomial standard error bars (from the number of samples each side scored)."""
-    plt = _pyplot()
+    plt = pyplot()
     metrics = list(c.correlations)
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.0 * len(metrics), 3.9), squeeze=False)
     for ax, m in zip(axes[0], metrics):
@@ -85,7 +79,7 @@ def scatter_plot(c: Comparison, path: Path) -> Path:
 
 def samples_plot(c: Comparison, samples_dir: Path, path: Path, seeds: int = 10) -> Path | None:
     """Two rows per architecture (oracle, trained) of the first ``seeds`` seeds."""
-    plt = _pyplot()
+    plt = pyplot()
     pairs = []
     for r in c.rows:
         f = samples_dir / f"trial{r['trial']:04d}-{r['arch']}.pt"

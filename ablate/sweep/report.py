@@ -12,19 +12,13 @@ from optuna.trial import TrialState
 
 from ablate.sweep.definition import SweepDefinition
 from ablate.sweep.study import counts, load_existing, out_dir, pareto
-
-
-def _pyplot():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
+from ablate.viz import pyplot
 
 
 def _png(fig) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
-    _pyplot().close(fig)
+    pyplot().close(fig)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
@@ -37,7 +31,7 @@ def _numeric(values: list) -> tuple[list[float], list[str] | None]:
 
 
 def pareto_plot(names: list[str], trials, front_ids: set[int]) -> str:
-    plt = _pyplot()
+    plt = pyplot()
     pairs = [(i, j) for i in range(len(names)) for j in range(i + 1, len(names))] or [(0, 0)]
     fig, axes = plt.subplots(1, len(pairs), figsize=(4.2 * len(pairs), 3.8), squeeze=False)
     for ax, (i, j) in zip(axes[0], pairs):
@@ -54,7 +48,7 @@ def pareto_plot(names: list[str], trials, front_ids: set[int]) -> str:
 
 
 def parallel_plot(names: list[str], params: list[str], trials, front_ids: set[int]) -> str:
-    plt = _pyplot()
+    plt = pyplot()
     axes_names = params + names
     columns = []
     for k, name in enumerate(axes_names):
@@ -77,7 +71,7 @@ def parallel_plot(names: list[str], params: list[str], trials, front_ids: set[in
 
 
 def knob_plots(names: list[str], params: list[str], trials) -> str:
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(len(names), max(1, len(params)), figsize=(3.2 * max(1, len(params)), 2.6 * len(names)),
                              squeeze=False)
     for i, name in enumerate(names):
