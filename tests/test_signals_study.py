@@ -132,3 +132,13 @@ def test_a_tiny_1d_design_study_predicts_trains_and_compares(tmp_path, monkeypat
     saved = torch.load(tmp_path / "runs/sweeps/tiny_design_1d-pulses/samples/trial0000-r1.pt", weights_only=True)
     assert saved["predicted"].shape == saved["trained"].shape == (4, 1, 32)
     assert set(c.correlations) >= {"artefact_rate", "novelty"}
+
+
+def test_a_users_network_on_signal_data_is_a_clear_error():
+    from ablate.evaluation.run import evaluate_source
+
+    with pytest.raises(ValueError, match=r"data 'pulses' holds signals \[1, 32\]; users' own networks are evaluated "
+                                         r"on images"):
+        evaluate_source("standin_nets:tiny_cnn", ["net.prediction_type=epsilon", "net.time_input=sigma",
+                                                  "data.name=pulses", "data.count=40", "data.length=32"],
+                        EvalConfig(**FAST))

@@ -300,6 +300,10 @@ def network_subject(loaded, data, device: str | torch.device = "cpu", data_confi
     :class:`~ablate.data.ImageDataset`, the images it was trained on). Checks that the network fits the data
     (channels, its declared size, one forward pass) and probes its geometry (:mod:`ablate.models.probe`):
     the calibration candidates run up to its *local* receptive field."""
+    if len(data.shape) != 3:
+        raise ValueError(f"data {data.name!r} holds signals {list(data.shape)}; users' own networks are evaluated on "
+                         "images [C, H, W] (the geometry probes measure image networks); ablate's 1-D checkpoints "
+                         "(resnet1d, unet1d, unet_attn1d) evaluate on signals")
     C, H, W = data.shape
     shape = loaded.image_shape
     if shape is not None and shape[0] != C:
