@@ -9,6 +9,7 @@ from ablate.data import load_dataset
 from ablate.evaluation import EvalConfig, Subject, evaluate
 from ablate.oracle import OracleConfig, build_oracle
 from ablate.training import load_config, run
+from conftest import write_definition
 
 FAST = dict(seeds=4, calibration_seeds=3, steps=6, samplers=("ddim",), wandb_mode="disabled", progress=False)
 
@@ -84,35 +85,28 @@ def test_1d_ddim_follows_the_formula_and_circular_els_samples_shift_with_their_n
     assert torch.allclose(ddim(torch.roll(x_T, 7, 2)), torch.roll(got, 7, 2), atol=1e-10)
 
 
-def test_an_oracle_sweep_runs_on_signals_and_scores_the_pulse_rule(tmp_path, monkeypatch):
+def test_an_oracle_sweep_runs_on_signals_and_scores_the_pulse_rule(in_tmp):
     """The sweep machinery on 1-D data: trials sample the 1-D ELS machine and score wrong pulse counts; with
     k = 1 at every noise level the machine cannot see a pulse at all, so (almost) every sample breaks the
     rule, while long patches keep it more often."""
-    import yaml
-
     from ablate.sweep import load_definition
     from ablate.sweep.study import counts, run_sweep
 
-    monkeypatch.chdir(tmp_path)
     raw = dict(name="tiny1d", kind="oracle", data={"name": "pulses", "n": 60, "count": 80, "length": 32},
                fixed={"machine": "els", "boundary": "zeros"},
                space={"k_max": {"choice": [1, 31]}}, objectives={"artefact_rate": "minimize", "novelty": "maximize"},
                sampler={"name": "grid", "seed": 0}, trials=2, seeds=12, steps=8)
-    (tmp_path / "tiny1d.yaml").write_text(yaml.safe_dump({**raw, "fixed": {**raw["fixed"], "k_min": 1}}))
-    study = run_sweep(load_definition(tmp_path / "tiny1d.yaml"), progress=False)
+    path = write_definition(in_tmp, {**raw, "fixed": {**raw["fixed"], "k_min": 1}})
+    study = run_sweep(load_definition(path), progress=False)
     assert counts(study)["complete"] == 2
     rates = {t.params["k_max"]: t.user_attrs["artefact_rate"] for t in study.trials}
     assert rates[1] >= 0.9 and rates[31] < rates[1]
     assert all(0 <= t.user_attrs["novelty"] for t in study.trials)
 
 
-def test_a_tiny_1d_design_study_predicts_trains_and_compares(tmp_path, monkeypatch):
-    import yaml
-
+def test_a_tiny_1d_design_study_predicts_trains_and_compares(in_tmp):
     from ablate.study import run_design_study
 
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("WANDB_MODE", "offline")
     raw = dict(name="tiny_design_1d", kind="design",
                datasets={"pulses": {"name": "pulses", "count": 60, "n": 40, "length": 32}},
                architectures={"r1": {"name": "resnet1d", "depth": 1}, "u1": {"name": "unet1d", "depth": 1},
@@ -120,16 +114,14 @@ def test_a_tiny_1d_design_study_predicts_trains_and_compares(tmp_path, monkeypat
                fixed={"width": 8, "max_steps": 20, "calibration_seeds": 2, "calibration_k_max": 7, "measure_seeds": 6},
                objectives={"artefact_rate": "minimize", "novelty": "maximize"},
                sampler={"name": "grid", "seed": 0}, seeds=4, steps=4)
-    path = tmp_path / "tiny_design_1d.yaml"
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    (c,) = run_design_study(path, progress=False).comparisons
+    (c,) = run_design_study(write_definition(in_tmp, raw), progress=False).comparisons
     assert [r["arch"] for r in c.rows] == ["r1", "u1", "r1c"]
     assert [r["stride"] for r in c.rows] == [1, 2, 1] and [r["boundary"] for r in c.rows] == ["zeros", "zeros", "circular"]
     for r in c.rows:
         for key in ("predicted_artefact_rate", "artefact_rate", "predicted_novelty", "novelty", "prediction_r2"):
             assert isinstance(r[key], float), key
         assert abs(r["artefact_rate"] * 6 - round(r["artefact_rate"] * 6)) < 1e-9  # wrong counts among 6 seeds
-    saved = torch.load(tmp_path / "runs/sweeps/tiny_design_1d-pulses/samples/trial0000-r1.pt", weights_only=True)
+    saved = torch.load(in_tmp / "runs/sweeps/tiny_design_1d-pulses/samples/trial0000-r1.pt", weights_only=True)
     assert saved["predicted"].shape == saved["trained"].shape == (4, 1, 32)
     assert set(c.correlations) >= {"artefact_rate", "novelty"}
 

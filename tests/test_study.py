@@ -4,7 +4,6 @@ import math
 
 import pytest
 import torch
-import yaml
 from optuna.trial import TrialState
 
 from ablate.data import is_hand, make_fingers
@@ -13,6 +12,7 @@ from ablate.study import MappingRule, compare, fit_mapping, predict_oracle, run_
 from ablate.study.mapping import step_alpha_bars
 from ablate.sweep import parse_definition
 from ablate.sweep.study import load_existing
+from conftest import write_definition
 
 CALIBRATED = [11, 11, 11, 9, 9, 9, 9, 7, 7, 5, 5, 5, 5, 5, 3, 3, 3, 3, 3, 3]  # the quick preset's ELS calibration
 
@@ -109,9 +109,8 @@ def test_design_definition_is_validated():
         parse_definition(two)
 
 
-def test_tiny_design_study_predicts_trains_compares_and_resumes(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("WANDB_MODE", "offline")
+def test_tiny_design_study_predicts_trains_compares_and_resumes(in_tmp):
+    tmp_path = in_tmp
     raw = dict(name="tiny_design", kind="design",
                datasets={"fingers": {"name": "fingers", "size": 28, "count": 60, "n": 40}},
                architectures={"r1": {"name": "resnet", "depth": 1}, "r2": {"name": "resnet", "depth": 2},
@@ -120,8 +119,7 @@ def test_tiny_design_study_predicts_trains_compares_and_resumes(tmp_path, monkey
                       "measure_seeds": 6},
                objectives={"coherence": "maximize", "artefact_rate": "minimize"},
                sampler={"name": "grid", "seed": 0}, seeds=4, steps=4)
-    path = tmp_path / "tiny_design.yaml"
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    path = write_definition(tmp_path, raw)
     result = run_design_study(path, progress=False)
     (c,) = result.comparisons
     assert [r["arch"] for r in c.rows] == ["r1", "r2", "r1c"]

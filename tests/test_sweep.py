@@ -16,6 +16,7 @@ from optuna.trial import TrialState
 from ablate.sweep import load_definition, parse_definition
 from ablate.sweep.definition import dataset_names
 from ablate.sweep.study import counts, open_storage, run_sweep
+from conftest import write_definition
 
 ROOT = Path(__file__).parent.parent
 TINY = dict(name="tiny", kind="oracle", data={"name": "digits", "n": 40}, fixed={"machine": "els"},
@@ -26,17 +27,7 @@ TINY = dict(name="tiny", kind="oracle", data={"name": "digits", "n": 40}, fixed=
 
 
 def write(tmp_path, **changes):
-    raw = {**TINY, **changes}
-    path = tmp_path / f"{raw['name']}.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return load_definition(path)
-
-
-@pytest.fixture
-def in_tmp(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    return tmp_path
+    return load_definition(write_definition(tmp_path, {**TINY, **changes}, sort_keys=True))
 
 
 @pytest.mark.parametrize("change, message", [
