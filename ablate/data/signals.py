@@ -45,9 +45,10 @@ def pulse_geometry(length: int, pulses: int) -> tuple[float, float, float]:
 
 
 def max_pulses(length: int) -> int:
-    """The most pulses that fit a signal of ``length`` samples."""
-    sigma_max = WIDTH[1] * length
-    return int((length - 2 * (2 * sigma_max + 1)) // (SEPARATION * sigma_max)) + 1
+    """The most pulses that fit a signal of ``length`` samples (one pulse leaves ``room``; each more takes
+    ``SEPARATION * sigma_max`` of it)."""
+    sigma_max, _, room = pulse_geometry(length, 1)
+    return int(room // (SEPARATION * sigma_max)) + 1
 
 
 def make_pulses(n: int, length: int = 64, pulses: int = 3, seed: int = 0) -> torch.Tensor:
