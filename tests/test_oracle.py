@@ -50,6 +50,18 @@ def test_streamed_keys_equal_cached_keys(tiny_train):
     assert torch.allclose(cached, streamed, atol=1e-12)
 
 
+@pytest.mark.parametrize("machine", ["els", "ls", "pca_locality"])
+def test_the_gpu_tile_size_gives_the_cpu_answer_and_the_default_follows_the_device(mnist14, machine):
+    from ablate.oracle.config import CPU_TILE_BYTES, DEVICE_TILE_BYTES
+    x = torch.randn(3, 1, 14, 14, generator=torch.Generator().manual_seed(5))
+    default = build_oracle(OracleConfig(machine=machine, patch_size=5), mnist14.train)
+    big = build_oracle(OracleConfig(machine=machine, patch_size=5, chunk_bytes=DEVICE_TILE_BYTES), mnist14.train)
+    assert default.chunk_bytes == CPU_TILE_BYTES and big.chunk_bytes == DEVICE_TILE_BYTES
+    assert default.with_knobs(chunk_bytes=2**16).chunk_bytes == 2**16
+    for ab in (0.9, 0.3):
+        assert (default.denoise(x, ab) - big.denoise(x, ab)).abs().max() < 1e-5
+
+
 @pytest.fixture(scope="module")
 def mnist14():
     from ablate.data import load_dataset

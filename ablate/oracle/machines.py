@@ -14,7 +14,7 @@ import dataclasses
 import torch
 
 from ablate.oracle import rivals
-from ablate.oracle.config import RIVALS, OracleConfig, PatchSchedule
+from ablate.oracle.config import CPU_TILE_BYTES, DEVICE_TILE_BYTES, RIVALS, OracleConfig, PatchSchedule
 from ablate.oracle.keys import KeySet, augment_queries, build_key_set, centre_index, select_columns, stream_keys
 from ablate.oracle.patches import Group, half, offset_table, pad, patches_at, shared_key_groups
 from ablate.oracle.prune import dense_softmax, pruned_group_softmax
@@ -107,6 +107,14 @@ class Oracle:
         other.config = config
         return other
 
+    @property
+    def chunk_bytes(self) -> int:
+        """The tile size in use: the config's, or by device (:data:`~ablate.oracle.config.CPU_TILE_BYTES`,
+        :data:`~ablate.oracle.config.DEVICE_TILE_BYTES`)."""
+        if self.config.chunk_bytes is not None:
+            return self.config.chunk_bytes
+        return CPU_TILE_BYTES if self.device.type == "cpu" else DEVICE_TILE_BYTES
+
     # ------------------------------------------------------------------ interface
     def denoise(self, x_t: torch.Tensor, alpha_bar: float | torch.Tensor,
                 labels: torch.Tensor | None = None) -> torch.Tensor:
@@ -152,7 +160,7 @@ class Oracle:
         return self._shared_keys(x, a, b2, k, images, label, cols)
 
     def _chunk_rows(self, width: int) -> int:
-        return max(1, self.config.chunk_bytes // (width * self.images.element_size()))
+        return max(1, self.chunk_bytes // (width * self.images.element_size()))
 
     def _ideal(self, x, a, b2, images):
         """IS: one key per training image, compared and averaged as whole images."""
@@ -178,7 +186,7 @@ class Oracle:
         state_l = torch.zeros(B, dtype=self.dtype, device=self.device)
         acc = torch.zeros(B, C, H, W, dtype=self.dtype, device=self.device)
         s1, s2 = (a / b2)[:, None, None, None], (a * a / (2 * b2))[:, None, None, None]
-        step = max(1, self.config.chunk_bytes // (B * H * W * 16))
+        step = max(1, self.chunk_bytes // (B * H * W * 16))
         for s in range(0, len(images), step):
             z = images[s:s + step]
             fz = torch.fft.rfft2(z)
@@ -285,7 +293,7 @@ class Oracle:
         state = StreamingSoftmax((HW, B), self.C, self.dtype, self.device)
         everywhere = torch.arange(HW, device=self.device)
         centre = centre_index(self.C, k, cols).to(self.device)
-        step = max(1, 16 * cfg.chunk_bytes // (HW * D * self.images.element_size()))
+        step = max(1, 16 * self.chunk_bytes // (HW * D * self.images.element_size()))
         for s in range(0, len(images), step):
             keys = select_columns(patches_at(pad(images[s:s + step], half(k), cfg.boundary), k, everywhere, self.W),
                                   cols)  # [n, HW, D]

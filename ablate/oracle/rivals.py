@@ -98,7 +98,7 @@ def equivariant_wiener(st: Statistics, x: torch.Tensor, a: torch.Tensor, b2: tor
     m = st.channel_mean[None, :, None, None]
     X = torch.fft.fft2(x.double() - a[:, None, None, None] * m).permute(0, 2, 3, 1)[..., None]  # [B, H, W, C, 1]
     S = st.spectrum[None]  # [1, H, W, C, C]
-    eye = torch.eye(C, dtype=S.dtype)
+    eye = torch.eye(C, dtype=S.dtype, device=S.device)
     A = (a * a)[:, None, None, None, None] * S + b2[:, None, None, None, None] * eye
     out = a[:, None, None, None, None] * (S @ torch.linalg.solve(A, X))  # [B, H, W, C, 1]
     y = torch.fft.ifft2(out[..., 0].permute(0, 3, 1, 2)).real
@@ -149,7 +149,7 @@ def gain_kernel(st: Statistics, a: float, b2: float) -> torch.Tensor:
     ``g = F^-1[a^2 S (a^2 S + b2 I)^-1]``; ``g[i, j, c, c']`` carries input channel ``c'`` at offset ``(i, j)``
     (mod ``H, W``) to output channel ``c``. Even in the offset (``S(-f) = S(f)^H``)."""
     S = st.spectrum
-    eye = torch.eye(S.shape[-1], dtype=S.dtype)
+    eye = torch.eye(S.shape[-1], dtype=S.dtype, device=S.device)
     G = a * a * S @ torch.linalg.inv(a * a * S + b2 * eye)
     return torch.fft.ifft2(G, dim=(0, 1)).real
 
@@ -210,7 +210,7 @@ def pca_locality(oracle: "Oracle", st: Statistics, x: torch.Tensor, a: torch.Ten
     for sel, av, bv, mask in by_level(oracle, a, b2, ("mask", label, tau), mask_of):
         q = x[sel].reshape(len(sel), D)
         state = StreamingSoftmax((D, len(sel)), 1, x.dtype, x.device)
-        rows = max(1, oracle.config.chunk_bytes // (max(len(sel), 1) * D * x.element_size()))
+        rows = max(1, oracle.chunk_bytes // (max(len(sel), 1) * D * x.element_size()))
         for s in range(0, len(images), rows):
             z = images[s:s + rows].reshape(-1, D)
             d2 = (q[:, None, :] - av * z[None, :, :]) ** 2  # [b, n, D]
