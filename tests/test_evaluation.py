@@ -35,6 +35,31 @@ def test_network_that_is_the_els_machine_agrees_perfectly_and_calibrates_back(di
         assert picture.endswith(".png") and (tmp_path / picture.split("/")[-1]).is_file()
 
 
+def test_a_strided_network_is_calibrated_with_its_stride(digits, tmp_path):
+    """A network that *is* ELS with stride 2 (a one-stage UNet's equivariance): calibrated with the subject's
+    stride (``stride="auto"``) it is found again exactly; the stride-1 ELS explains it less well."""
+    network = build_oracle(OracleConfig(machine="els", patch_size=5, boundary="zeros", stride=2), digits.train)
+    subject = Subject(network, digits.train, receptive_field=7, stride=2)
+    strided = evaluate(subject, EvalConfig(machines=("els",), stride="auto", **FAST), tmp_path / "s").summary
+    assert strided["calibration"]["els"]["k"] == [5] * 6 and strided["els"]["median_r2"] == pytest.approx(1, abs=1e-9)
+    assert list((tmp_path / "s").glob("*calibration-els-zeros-stride2-6steps.json"))
+    plain = evaluate(subject, EvalConfig(machines=("els",), **FAST), tmp_path / "p").summary
+    assert plain["els"]["median_r2"] < 1 - 1e-3
+    with pytest.raises(ValueError, match="stride"):
+        EvalConfig(stride=0)
+
+
+def test_calibration_candidates_reach_the_receptive_field_densely_then_spaced():
+    from ablate.evaluation.run import DENSE_K, candidates
+
+    for rf, size, top in ((17, 28, 17), (50, 32, 49), (102, 32, 63), (102, 64, 101), (22, 14, 21)):
+        ks = candidates(EvalConfig(), Subject(None, torch.zeros(2, 1, size, size), receptive_field=rf), "els", "zeros")
+        assert ks[:min(len(ks), (DENSE_K - 1) // 2)] == list(range(3, min(top, DENSE_K) + 1, 2))
+        assert ks[-1] == top and ks == sorted(set(ks)) and all(k % 2 for k in ks)
+        gaps = [b / a for a, b in zip(ks, ks[1:]) if a >= DENSE_K]
+        assert all(g <= 1.3 for g in gaps)  # about 25% apart beyond DENSE_K
+
+
 def test_network_that_is_the_ideal_machine_has_ideal_agreement_one(digits, tmp_path):
     network = build_oracle(OracleConfig(machine="ideal"), digits.train)
     s = evaluate(Subject(network, digits.train), EvalConfig(machines=("ideal",), **FAST), tmp_path).summary

@@ -129,3 +129,48 @@ def test_fingers_suite_scores_without_a_classifier():
     assert six["artefact_rate"] == 1.0 and real["artefact_rate"] == 0.0
     assert six["coherence"] == 1.0 and real["coherence"] == 1.0  # a six-fingered hand is a hand, with an artefact
     assert real["memorisation_rate"] == 0.0 and 0.8 < real["fidelity"] < 1.25
+
+
+def test_artefact_locations_known_answers():
+    from ablate.metrics import artefact_locations, map_iou
+
+    six = make_fingers(12, size=32, fingers=6, seed=3)
+    maps = FingerDetector(5).maps(six)
+    assert maps.flatten(1).any(1).all()  # every six-fingered hand has an extra finger marked
+    same = artefact_locations(maps, maps)  # a network that *is* the oracle
+    assert same.hit_rate == 1.0 and same.iou == 1.0 and same.seeds == same.pairs == 12
+    # chance: the mean over every mismatched pair (i != j), by brute force
+    pairs = [(i, j) for i in range(12) for j in range(12) if i != j]
+    brute = [float(map_iou(maps[i:i + 1], maps[j:j + 1])[0]) for i, j in pairs]
+    assert same.chance_iou == pytest.approx(sum(brute) / len(brute))
+    touch = [bool((torch.nn.functional.max_pool2d(maps[i][None, None].double(), 3, 1, 1)[0, 0] > 0)[maps[j]].any())
+             for i, j in pairs]
+    assert same.chance_hit_rate == pytest.approx(sum(touch) / len(touch)) and same.chance_iou < 1
+    # maps that share nothing but their distribution score at chance: seed i's map against an independent draw
+    g = torch.Generator().manual_seed(0)
+    blobs = lambda: torch.nn.functional.max_pool2d((torch.rand(400, 1, 16, 16, generator=g) < 0.01).double(), 3, 1,
+                                                   1)[:, 0] > 0  # noqa: E731
+    a, b = blobs(), blobs()
+    indep = artefact_locations(a, b)
+    se = math.sqrt(indep.chance_hit_rate * (1 - indep.chance_hit_rate) / indep.seeds)  # binomial, one draw of seeds
+    assert abs(indep.hit_rate - indep.chance_hit_rate) < 4 * se and abs(indep.iou - indep.chance_iou) < 0.02
+    # within the tolerance: one pixel off is a hit at tolerance 1, a miss at 0
+    shifted = maps.roll(1, dims=2) & ~maps
+    assert artefact_locations(maps, shifted, tolerance=1).hit_rate == 1.0
+    assert artefact_locations(maps, shifted, tolerance=0).hit_rate < 1.0
+    nothing = torch.zeros_like(maps)
+    assert math.isnan(artefact_locations(nothing, nothing).hit_rate)
+    with pytest.raises(ValueError, match="one shape"):
+        artefact_locations(maps, maps[:3])
+
+
+def test_conditional_artefact_rate_counts_wrong_fingers_among_hands_only():
+    from ablate.metrics import conditional_artefact_rate
+
+    five = make_fingers(10, size=32, fingers=5, seed=1)
+    six = make_fingers(10, size=32, fingers=6, seed=2)
+    noise = torch.rand(10, 1, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1  # not hands at all
+    assert conditional_artefact_rate(torch.cat([five, noise])) == (0.0, 10)
+    rate, hands = conditional_artefact_rate(torch.cat([five, six, noise]))
+    assert hands == 20 and rate == pytest.approx(0.5)  # the noise counts neither way
+    assert math.isnan(conditional_artefact_rate(noise)[0]) and conditional_artefact_rate(noise)[1] == 0

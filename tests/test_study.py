@@ -8,8 +8,10 @@ from optuna.trial import TrialState
 
 from ablate.data import is_hand, make_fingers
 from ablate.metrics import HandCoherence
-from ablate.study import MappingRule, compare, fit_mapping, predict_oracle, run_design_study, spearman
-from ablate.study.mapping import step_alpha_bars
+from ablate.study import FitMember, MappingRule, compare, fit_rule, predict_oracle, run_design_study, spearman
+from ablate.study.compare import bootstrap_rho
+from ablate.study.mapping import member_error, step_alpha_bars
+from ablate.study.rule_file import fit_rule_file, load_rule
 from ablate.sweep import parse_definition
 from ablate.sweep.study import load_existing
 from conftest import write_definition
@@ -34,7 +36,7 @@ def test_rule_maps_padding_stages_and_receptive_field():
     global_ = predict_oracle({"name": "unet", "depth": 1, "attention": True}, (1, 16, 16),
                              MappingRule(0.65, 1.5, attention="global"))
     assert global_.mapped_receptive_field is None and global_.ks[0] == 31  # global: the largest allowed
-    with pytest.raises(ValueError, match="attention_rule='both'; allowed: local, global"):
+    with pytest.raises(ValueError, match="attention_rule='both'; allowed: local, global, fitted"):
         MappingRule.from_knobs({"attention_rule": "both"})
     deeper = [predict_oracle({"name": "resnet", "depth": d}, (1, 32, 32), rule).ks[0] for d in (1, 2, 4, 6, 10)]
     assert deeper == sorted(deeper) and deeper[0] < deeper[-1]
@@ -44,16 +46,88 @@ def test_rule_maps_padding_stages_and_receptive_field():
         predict_oracle({"name": "resnet", "attention": True}, (1, 16, 16), rule)
 
 
-def test_fit_recovers_the_rule_that_made_a_schedule():
-    abs_ = step_alpha_bars(20)
-    made = predict_oracle({"name": "resnet", "depth": 10}, (1, 32, 32), MappingRule(0.65, 2.0)).ks
-    fitted = fit_mapping(made, abs_, receptive_field=25)
-    again = predict_oracle({"name": "resnet", "depth": 10}, (1, 32, 32), fitted).ks
-    assert again == made
-    preset = fit_mapping(CALIBRATED, abs_, receptive_field=17)
-    assert preset.rf_fraction == pytest.approx(11 / 17) and preset.shape == 1.5  # the shipped defaults
-    with pytest.raises(ValueError, match="one k per noise level"):
-        fit_mapping([3, 5], abs_, 17)
+def made_by(rule: MappingRule, knobs: dict, size: int = 32) -> FitMember:
+    """A fit member whose calibration *is* the rule's schedule for the architecture ``knobs``."""
+    p = predict_oracle(knobs, (1, size, size), rule)
+    allowed = 2 * size - 1 if p.oracle.boundary == "zeros" else size - 1 + size % 2
+    return FitMember(str(knobs), p.ks, tuple(step_alpha_bars(20)), p.mapped_receptive_field,
+                     p.geometry.receptive_field is None, allowed)
+
+
+def test_fit_recovers_the_rule_that_made_the_schedules_of_a_fit_set():
+    truth = MappingRule(0.65, 2.0, attention="fitted", attention_rf_fraction=1.2, attention_shape=0.8)
+    fit_set = [{"name": "resnet", "depth": 10}, {"name": "resnet", "depth": 6}, {"name": "unet", "depth": 1},
+               {"name": "unet", "depth": 1, "attention": True}]
+    members = [made_by(truth, k) for k in fit_set]
+    fitted = fit_rule(members)
+    assert fitted.attention == "fitted"
+    assert all(member_error(m, fitted) == 0 for m in members)  # every calibration reproduced exactly
+    for knobs in fit_set + [{"name": "resnet", "depth": 4}, {"name": "unet", "depth": 2, "attention": True}]:
+        assert predict_oracle(knobs, (1, 32, 32), fitted).ks == predict_oracle(knobs, (1, 32, 32), truth).ks
+    # the attention constants come from the attention members only: without them the rule stays local
+    assert fit_rule(members[:3]).attention == "local" and fit_rule(members[:3]).rf_fraction == fitted.rf_fraction
+    preset = fit_rule([FitMember("quick", tuple(CALIBRATED), tuple(step_alpha_bars(20)), 17)])
+    assert preset.k_top(17, 99) == 11 and preset.shape == 1.5  # the shipped defaults' schedule
+    assert member_error(FitMember("quick", tuple(CALIBRATED), tuple(step_alpha_bars(20)), 17), preset) == \
+        pytest.approx(0.6325, abs=1e-4)
+    with pytest.raises(ValueError, match="one calibrated k per noise level"):
+        FitMember("bad", (3, 5), tuple(step_alpha_bars(20)), 17)
+    with pytest.raises(ValueError, match="no network without attention"):
+        fit_rule(members[3:])
+    with pytest.raises(ValueError, match="needs attention_rf_fraction and attention_shape"):
+        MappingRule(attention="fitted")
+    with pytest.raises(ValueError, match="apply to attention_rule='fitted' only"):
+        MappingRule(attention_shape=1.0)
+
+
+def test_rule_file_round_trips_with_its_fit_set_and_commit(tmp_path):
+    truth = MappingRule(0.7, 1.2, attention="fitted", attention_rf_fraction=1.5, attention_shape=0.5)
+    members = [made_by(truth, {"name": "resnet", "depth": 6}), made_by(truth, {"name": "unet", "depth": 1,
+                                                                               "attention": True})]
+    written = fit_rule_file(members, {members[0].name: "calibration.json"})
+    path = written.save(tmp_path / "rule.yaml")
+    back = load_rule(path)
+    assert back.rule == written.rule and back.fit_set == written.fit_set and back.commit == written.commit
+    assert back.commit is None or len(back.commit.split("+")[0]) == 40  # the git commit that fitted it
+    assert back.sources == {members[0].name: "calibration.json"}
+    assert [m["rms_error"] for m in back.to_dict()["fit_set"]] == [0.0, 0.0]
+    # the rule file drives the prediction exactly as the constants would
+    knobs = {"name": "unet", "depth": 2, "attention": True}
+    assert predict_oracle(knobs, (1, 32, 32), back.rule).ks == predict_oracle(knobs, (1, 32, 32), truth).ks
+    for text, match in (("[1, 2]", "must be a mapping with a 'rule' key"),
+                        ("rule: {rf_fraction: 0.5}\nextra: 1", r"unknown keys \['extra'\]"),
+                        ("rule: {rf_fraction: 0.5, size: 3}", r"unknown rule constants \['size'\]"),
+                        ("rule: {rf_fraction: -1}", "rf_fraction"),
+                        ("rule: {rf_fraction: 0.5}\nfit_set: [{name: a, ks: [3], alpha_bars: [0.5, 0.6], "
+                         "receptive_field: 5}]", "one calibrated k per noise level")):
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(text)
+        with pytest.raises(ValueError, match=match):
+            load_rule(bad)
+    with pytest.raises(ValueError, match="cannot read rule file"):
+        load_rule(tmp_path / "missing.yaml")
+
+
+def test_held_out_rows_are_the_headline_and_carry_a_bootstrap_interval():
+    rows = [{"arch": f"a{i}", "role": "held_out", "predicted_artefact_rate": p, "artefact_rate": m,
+             "prediction_seeds": 48, "measure_seeds": 200, "prediction_seconds": 1.0, "train_seconds": 20.0}
+            for i, (p, m) in enumerate([(0.1, 0.15), (0.3, 0.4), (0.2, 0.3), (0.5, 0.6), (0.4, 0.5)])]
+    fit = [{"arch": f"f{i}", "role": "fit", "predicted_artefact_rate": p, "artefact_rate": m, "prediction_seeds": 48,
+            "measure_seeds": 200} for i, (p, m) in enumerate([(0.1, 0.5), (0.5, 0.1), (0.3, 0.3)])]
+    c = compare("s", fit + rows)
+    assert c.headline == "held-out" and c.correlations["artefact_rate"].rho == pytest.approx(1.0)
+    assert c.correlations["artefact_rate"].n == 5
+    assert c.by_role["fit"]["artefact_rate"].rho == pytest.approx(-1.0)  # in-sample rows kept apart
+    assert c.by_role["all"]["artefact_rate"].n == 8
+    corr = c.correlations["artefact_rate"]
+    assert -1 <= corr.low <= corr.rho and corr.high == pytest.approx(1.0) and corr.low < 1  # seeds resampled
+    # without seed counts and with well separated values, resampling architectures alone keeps the ranking:
+    # every draw with two distinct values has rho = 1
+    assert bootstrap_rho([1, 2, 3, 4, 5], [10, 20, 30, 40, 50]) == (1.0, 1.0)
+    low, high = bootstrap_rho([1, 2, 3, 4, 5, 6], [1, 3, 2, 5, 4, 6])
+    assert low < spearman([1, 2, 3, 4, 5, 6], [1, 3, 2, 5, 4, 6])[0] < high == 1.0
+    assert all(math.isnan(v) for v in bootstrap_rho([1, 2], [1, 2]))
+    assert compare("s", rows).headline == "all"  # no fit set: every row counts
 
 
 def test_spearman_known_rankings():
@@ -107,6 +181,21 @@ def test_design_definition_is_validated():
     two = {**base, "datasets": {**base["datasets"], "digits": {"name": "digits"}}}
     with pytest.raises(ValueError, match="names several datasets"):
         parse_definition(two)
+    split = {**base, "architectures": {"r1": {"name": "resnet", "depth": 1}, "r2": {"name": "resnet", "depth": 2},
+                                       "u1": {"name": "unet", "depth": 1}}, "fit": ["r1", "u1"]}
+    d = parse_definition(split)
+    assert d.fit == ("r1", "u1")
+    with pytest.raises(ValueError, match=r"fit names \['r9'\], which are not in architectures"):
+        parse_definition({**split, "fit": ["r1", "r9"]})
+    with pytest.raises(ValueError, match="every architecture is in the fit set; hold at least one out"):
+        parse_definition({**split, "fit": ["r1", "r2", "u1"]})
+    with pytest.raises(ValueError, match="fit must list architecture names"):
+        parse_definition({**split, "fit": "r1"})
+    # a subset is a definition of its own that reads back from its file (workers load it from there)
+    held = d.subset(["r2"], "", {"rf_fraction": 0.5})
+    assert held.name == "d-fingers" and held.fit == () and held.fixed["rf_fraction"] == 0.5
+    assert held.space[-1].choices == ("r2",) and held.trials == 1
+    assert parse_definition(held.to_raw()) == held
 
 
 def test_tiny_design_study_predicts_trains_compares_and_resumes(in_tmp):
@@ -153,6 +242,57 @@ def test_tiny_design_study_predicts_trains_compares_and_resumes(in_tmp):
     again = run_design_study(path, progress=False)  # resumes: nothing left to train
     after = [(t.number, t.datetime_complete) for t in study.get_trials()]
     assert after == before and again.comparisons[0].rows == c.rows
+
+
+def test_tiny_design_study_fits_the_rule_on_its_fit_set_and_predicts_the_held_out_grid(in_tmp):
+    tmp_path = in_tmp
+    raw = dict(name="tiny_split", kind="design",
+               datasets={"fingers": {"name": "fingers", "size": 28, "count": 60, "n": 40}},
+               architectures={"r1": {"name": "resnet", "depth": 1}, "ua": {"name": "unet", "depth": 1, "attention": True},
+                              "r2": {"name": "resnet", "depth": 2}, "r1c": {"name": "resnet", "depth": 1,
+                                                                            "padding": "circular"},
+                              "u1": {"name": "unet", "depth": 1}},
+               fit=["r1", "ua"],
+               fixed={"width": 8, "max_steps": 20, "calibration_seeds": 2, "measure_seeds": 6},
+               objectives={"coherence": "maximize", "artefact_rate": "minimize"},
+               sampler={"name": "grid", "seed": 0}, seeds=4, steps=4)
+    path = write_definition(tmp_path, raw)
+    result = run_design_study(path, progress=False)
+    (c,) = result.comparisons
+    folder = tmp_path / "runs/sweeps/tiny_split"
+    rule_file = load_rule(folder / "rule-fingers.yaml")
+    assert [m.name for m in rule_file.fit_set] == ["r1", "ua"] and rule_file.rule.attention == "fitted"
+    assert [m.attention for m in rule_file.fit_set] == [False, True]
+    assert c.rule["rule"] == rule_file.rule.knobs() and c.rule["commit"] == rule_file.commit
+    roles = {r["arch"]: r["role"] for r in c.rows}
+    assert roles == {"r1": "fit", "ua": "fit", "r2": "held_out", "r1c": "held_out", "u1": "held_out"}
+    by_arch = {r["arch"]: r for r in c.rows}
+    for name, r in by_arch.items():
+        # every row, fit or held out, is predicted with the fitted rule's schedule
+        expect = predict_oracle(raw["architectures"][name], (1, 28, 28), rule_file.rule, steps=4)
+        assert r["k_schedule"] == " ".join(map(str, expect.ks)), name
+        assert isinstance(r["predicted_artefact_rate"], float) and isinstance(r["artefact_rate"], float)
+    # the fit rows' calibrations are what the rule was fitted on
+    assert tuple(int(k) for k in by_arch["r1"]["els_k"].split()) == rule_file.fit_set[0].ks
+    for name in ("r2", "r1c", "u1"):
+        r = by_arch[name]
+        for key in ("artefact_map_iou_chance", "artefact_hit_rate_chance", "conditional_artefact_rate", "es_r2",
+                    "els_r"):
+            assert key in r, (name, key)
+    assert by_arch["u1"]["stride"] == 2 and "stride2" in " ".join(p.name for p in (tmp_path / "runs/sweeps").rglob(
+        "*calibration-els-zeros-stride2-*"))  # the UNet is calibrated with its stride
+    assert c.headline == "held-out" and c.correlations["artefact_rate"].n == 3 and c.by_role["all"]["artefact_rate"].n == 5
+    text = result.report["markdown"].read_text()
+    assert "### held-out architectures" in text and "### fit (in-sample) architectures" in text
+    assert "rule-fingers.yaml" in text and "mismatched seeds" in text
+    # --report-only redraws from the two studies and the rule file; --rule re-scores with a given file and
+    # (same constants) trains nothing new
+    again = run_design_study(path, progress=False, report_only=True)
+    assert [r["arch"] for r in again.comparisons[0].rows] == [r["arch"] for r in c.rows]
+    rescored = run_design_study(path, progress=False, rule=folder / "rule-fingers.yaml")
+    held = [r for r in rescored.comparisons[0].rows]
+    assert [r["arch"] for r in held] == ["r2", "r1c", "u1"]
+    assert [r["train_seconds"] for r in held] == [by_arch[r["arch"]]["train_seconds"] for r in held]
 
 
 def test_binomial_standard_error_of_a_rate():

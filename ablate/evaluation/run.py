@@ -32,7 +32,8 @@ from ablate.evaluation.agreement import SamplerAgreement, run_agreement
 from ablate.evaluation.calibrate import Calibration, PerLevel, calibrate, calibrate_variants
 from ablate.evaluation.plots import comparison_grid, per_step_plot, r2_scatter
 from ablate.viz import save_grid
-from ablate.oracle import MACHINES, OracleConfig, build_oracle
+from ablate.oracle import MACHINES, OracleConfig, build_oracle, nearest_odd
+from ablate.oracle.config import PATCH_KNOB_MACHINES
 from ablate.sampling import Denoiser, Schedule, sampler_name
 
 THRESHOLDED = ("pca_locality", "equivariant_pca_locality")  # their scale is the mask threshold tau
@@ -46,8 +47,11 @@ class EvalConfig:
     """machines: which to compare (``els`` and ``ls`` are calibrated; ``ideal`` is the IS baseline).
     boundary: ``auto`` follows the network's padding. seeds: M agreement seeds, ``seed_offset ..
     seed_offset + M - 1``; calibration uses ``calibration_seeds`` others. k_max: largest candidate k
-    (default: the receptive field, or the image size for a global network). recalibrate: ignore a
-    saved calibration beside the checkpoint."""
+    (default: the receptive field, or the image size for a global network); candidates run through every odd
+    k up to :data:`DENSE_K`, then about 25% apart, always ending at the top (a deep UNet's receptive field of
+    101 pixels takes 19 candidates, not 50). stride: the ELS machine's equivariance stride (theory section 5);
+    ``auto`` takes the network's (``2**D`` for a UNet of D stages). recalibrate: ignore a saved calibration
+    beside the checkpoint."""
 
     machines: tuple[str, ...] = MACHINES  # every theory: the league table
     boundary: Literal["auto", "zeros", "circular"] = "auto"
@@ -55,6 +59,7 @@ class EvalConfig:
     seed_offset: int = 1000
     calibration_seeds: int = 8
     k_max: int | None = None
+    stride: int | Literal["auto"] = 1
     steps: int = 20
     samplers: tuple[str, ...] = ("ddim", "ddpm")
     per_step: bool = True
@@ -74,6 +79,8 @@ class EvalConfig:
         check_int("steps", self.steps, low=1)
         if self.k_max is not None:
             check_int("k_max", self.k_max, low=3, odd=True)
+        if self.stride != "auto":
+            check_int("stride", self.stride, low=1)
         if not self.samplers:
             raise ValueError("samplers is empty; name at least one (the first gives the headline figures)")
         canonical = tuple(sampler_name(s) for s in self.samplers)
@@ -96,6 +103,7 @@ class Subject:
     num_classes: int | None = None
     name: str = "network"
     description: dict[str, Any] = field(default_factory=dict)
+    stride: int = 1  # shifts by multiples of it commute with the network
 
 
 @dataclass(frozen=True)
@@ -104,11 +112,25 @@ class EvalResult:
     path: Path
 
 
+DENSE_K = 25  # calibration candidates: every odd k up to here, then about 25% apart
+
+
 def candidates(config: EvalConfig, subject: Subject, machine: str, boundary: str) -> list[int]:
     spatial = subject.train_images.shape[2:]  # (H, W), or (L,) for signals
     allowed = OracleConfig(machine=machine, boundary=boundary).max_patch_size(*spatial)
-    top = config.k_max or subject.receptive_field or max(spatial)
-    return list(range(3, min(top, allowed) + 1, 2)) or [min(3, allowed)]
+    top = min(config.k_max or subject.receptive_field or max(spatial), allowed)
+    top -= 1 - top % 2  # the largest odd k <= top
+    ks = list(range(3, min(top, DENSE_K) + 1, 2))
+    while ks and ks[-1] < top:
+        ks.append(min(top, max(ks[-1] + 2, nearest_odd(1.25 * ks[-1]))))
+    return ks or [min(3, allowed)]
+
+
+def calibration_stride(config: EvalConfig, subject: Subject, machine: str) -> int:
+    """The stride the calibrated machine takes (only ELS and equivariant PCA locality have one)."""
+    if machine not in PATCH_KNOB_MACHINES:
+        return 1
+    return subject.stride if config.stride == "auto" else int(config.stride)
 
 
 def evaluate(subject: Subject, config: EvalConfig, out_dir: str | Path, calibration_dir: str | Path | None = None,
@@ -134,11 +156,15 @@ def evaluate(subject: Subject, config: EvalConfig, out_dir: str | Path, calibrat
     machines: dict[str, Denoiser] = {}
     calibrations: dict[str, Calibration] = {}
     for name in config.machines:
-        base = build_oracle(OracleConfig(machine=name, boundary=boundary, patch_size=3), train, subject.train_labels)
+        stride = calibration_stride(config, subject, name)
+        base = build_oracle(OracleConfig(machine=name, boundary=boundary, patch_size=3, stride=stride), train,
+                            subject.train_labels)
         if name not in CALIBRATED:
             machines[name] = base
             continue
-        path = cal_dir / f"{calibration_stem or subject.name}.calibration-{name}-{boundary}-{config.steps}steps.json"
+        strided = f"-stride{stride}" if stride > 1 else ""
+        path = cal_dir / (f"{calibration_stem or subject.name}.calibration-{name}-{boundary}{strided}-"
+                          f"{config.steps}steps.json")
         start = time.perf_counter()
         pca = name in THRESHOLDED
         values = list(MASK_THRESHOLDS) if pca else candidates(config, subject, name, boundary)
@@ -288,7 +314,7 @@ def checkpoint_subject(checkpoint: str | Path, data=None, device: str | torch.de
     run_dir = Path(checkpoint).resolve().parent.parent
     labels = data.train_labels.to(device) if model.num_classes else None
     return Subject(
-        network=model.denoiser(), train_images=data.train.to(device), padding=tc.model.padding,
+        network=model.denoiser(), train_images=data.train.to(device), padding=tc.model.padding, stride=tc.model.stride,
         receptive_field=local_receptive_field(model.backbone), noise_schedule=tc.noise_schedule,
         train_labels=labels, num_classes=model.num_classes,
         name=run_dir.name, description={"checkpoint": str(checkpoint), "step": model.step,
@@ -331,7 +357,7 @@ def network_subject(loaded, data, device: str | torch.device = "cpu", data_confi
     labels = data.train_labels.to(device) if loaded.num_classes else None
     name = Path(loaded.source).name if Path(loaded.source).exists() else loaded.source.replace(":", "-")
     return Subject(network=loaded.denoiser, train_images=data.train.to(device), padding=loaded.padding,
-                   receptive_field=probe["local_receptive_field"], noise_schedule=loaded.schedule,
+                   stride=probe.get("stride") or 1, receptive_field=probe["local_receptive_field"], noise_schedule=loaded.schedule,
                    train_labels=labels, num_classes=loaded.num_classes, name=name,
                    description={"source": loaded.source, "kind": loaded.kind, **loaded.description,
                                 "probe": probe,

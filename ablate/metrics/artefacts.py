@@ -13,6 +13,7 @@ Each dataset declares its detector (``detector_for``):
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -165,3 +166,76 @@ def map_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     inter = (a & b).flatten(1).sum(1).double()
     union = (a | b).flatten(1).sum(1).double()
     return torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union))
+
+
+@dataclass(frozen=True)
+class LocationAgreement:
+    """Whether two sets of samples from the same seeds put their artefacts in the same places (the seeds'
+    question: does the theory predict *where* an extra finger grows, not only how often). ``hit_rate``: of
+    the seeds where the reference (the trained network) made an artefact, the fraction where the other map
+    (the oracle's) touches it, within ``tolerance`` pixels; ``iou``: the mean map IoU over the seeds where
+    either made one. ``chance_*``: the same over every *mismatched* pair of seeds (seed i's oracle against
+    seed j's network, i != j), the score of maps that share nothing but the data. ``seeds``: how many seeds
+    the hit rate is over; ``pairs``: how many seeds the IoU is over."""
+
+    hit_rate: float
+    iou: float
+    chance_hit_rate: float
+    chance_iou: float
+    seeds: int
+    pairs: int
+
+
+def _dilate(maps: torch.Tensor, pixels: int) -> torch.Tensor:
+    if pixels <= 0:
+        return maps
+    size = 2 * pixels + 1
+    x = maps.double()[:, None]
+    pool = torch.nn.functional.max_pool2d if maps.dim() == 3 else torch.nn.functional.max_pool1d
+    return pool(x, size, stride=1, padding=pixels)[:, 0] > 0
+
+
+def _scores(other: torch.Tensor, reference: torch.Tensor, tolerance: int) -> tuple[torch.Tensor, torch.Tensor,
+                                                                                  torch.Tensor, torch.Tensor]:
+    """Per pair: (reference has an artefact, other touches it, either has one, IoU)."""
+    ref_any = reference.flatten(1).any(1)
+    touch = (_dilate(other, tolerance) & reference).flatten(1).any(1)
+    either = (other | reference).flatten(1).any(1)
+    return ref_any, touch, either, map_iou(other, reference)
+
+
+def artefact_locations(other: torch.Tensor, reference: torch.Tensor, tolerance: int = 1) -> LocationAgreement:
+    """Compare artefact maps ``[S, H, W]`` (or ``[S, L]``) of two sets of samples from the same ``S`` seeds
+    (see :class:`LocationAgreement`); rates with nothing to count are NaN."""
+    if other.shape != reference.shape or other.dim() not in (2, 3):
+        raise ValueError(f"artefact maps must be two [S, H, W] (or [S, L]) tensors of one shape; got "
+                         f"{tuple(other.shape)} and {tuple(reference.shape)}")
+    other, reference = other.bool(), reference.bool()
+
+    def rates(ref_any, touch, either, iou):
+        hit = float(touch[ref_any].double().mean()) if ref_any.any() else float("nan")
+        return hit, float(iou[either].mean()) if either.any() else float("nan")
+
+    ref_any, touch, either, iou = _scores(other, reference, tolerance)
+    hit, overlap = rates(ref_any, touch, either, iou)
+    S = len(other)
+    mismatched = [_scores(other.roll(s, 0), reference, tolerance) for s in range(1, S)]  # every pair i != j once
+    if mismatched:
+        chance_hit, chance_iou = rates(*(torch.cat(parts) for parts in zip(*mismatched)))
+    else:
+        chance_hit = chance_iou = float("nan")
+    return LocationAgreement(hit, overlap, chance_hit, chance_iou, int(ref_any.sum()), int(either.sum()))
+
+
+def conditional_artefact_rate(samples: torch.Tensor, fingers: int = 5) -> tuple[float, int]:
+    """``fingers`` samples: the rate of wrong finger counts among the samples that are a hand at all
+    (:func:`ablate.data.is_hand`), which separates the extra-finger failure from incoherence; and how many
+    hands there were (NaN rate for none)."""
+    from ablate.data import is_hand
+
+    _check(samples)
+    hands = [s for s in samples if is_hand(s)]
+    if not hands:
+        return float("nan"), 0
+    wrong = sum(finger_components(s)[1] != fingers for s in hands)
+    return wrong / len(hands), len(hands)

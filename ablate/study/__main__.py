@@ -3,11 +3,15 @@
     python -m ablate.study design-before-training                    # sweeps/design_before_training.yaml, every dataset
     python -m ablate.study design-before-training --dataset fingers  # one of them
     python -m ablate.study design-before-training --report-only      # redraw the report from the studies
-    python -m ablate.study fit-mapping runs/.../final.calibration-els-zeros-20steps.json --receptive-field 17
+    python -m ablate.study design-before-training --rule rule.yaml   # predict the held-out grid with this rule
+    python -m ablate.study fit-rule resnet.json:17 unet.json:22 attn.json:22:attention --out rule.yaml
     python -m ablate.study describe runs/pipe                         # any network: measured geometry, predicted machine
     python -m ablate.study describe mypkg.nets:build net.prediction_type=epsilon net.time_input=sigma data.name=digits
 
-Re-running resumes: finished architectures are kept, interrupted ones are run again. The
+With a fit set (``fit:`` in the definition) the rule is fitted on those architectures' calibrations
+first and written to runs/sweeps/<name>/rule-<dataset>.yaml; the others are the held-out grid. A
+fit-rule MEMBER is CALIBRATION.json:RF (RF: the receptive field the rule scales, the convolutional
+path's), with :attention for an attention network. Re-running resumes: finished architectures are kept, interrupted ones are run again. The
 report goes to runs/sweeps/<name>/report.md and report.html; every trial is in the Optuna
 study (runs/sweeps/<name>-<dataset>.db unless --storage says otherwise) and in W&B.
 """
@@ -17,6 +21,26 @@ import argparse
 import sys
 
 DEFAULT = "sweeps/design_before_training.yaml"
+
+
+def parse_members(specs: list[str]):
+    """``CALIBRATION.json:RF[:attention]`` -> fit members (named by the file) and where each came from."""
+    from pathlib import Path
+
+    from ablate.evaluation.calibrate import Calibration
+    from ablate.study.mapping import FitMember
+
+    members, sources = [], {}
+    for spec in specs:
+        parts = spec.rsplit(":", 2) if spec.endswith(":attention") else spec.rsplit(":", 1)
+        if len(parts) < 2 or not parts[1].isdigit() or (len(parts) == 3 and parts[2] != "attention"):
+            raise ValueError(f"fit-rule member {spec!r} must be CALIBRATION.json:RF or CALIBRATION.json:RF:attention "
+                             "(RF: the receptive field in pixels)")
+        cal = Calibration.load(parts[0])
+        name = Path(parts[0]).name.removesuffix(".json")
+        members.append(FitMember(name, tuple(cal.ks), tuple(cal.alpha_bars), int(parts[1]), len(parts) == 3))
+        sources[name] = parts[0]
+    return members, sources
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -29,9 +53,12 @@ def main(argv: list[str] | None = None) -> None:
     d.add_argument("--storage", help="one database URL for every dataset's study (default: SQLite files)")
     d.add_argument("--workers", type=int, default=1, help="local worker processes per dataset")
     d.add_argument("--report-only", action="store_true", help="compare and report the trials done so far")
-    f = sub.add_parser("fit-mapping", help="fit the mapping rule's constants to one calibration JSON")
-    f.add_argument("calibration", help="a calibration JSON written by evaluate.py")
-    f.add_argument("--receptive-field", type=int, required=True, help="the calibrated network's receptive field")
+    d.add_argument("--rule", help="a rule file (fit-rule) to predict the held-out grid with; default: fit it on "
+                   "the definition's fit set")
+    f = sub.add_parser("fit-rule", help="fit the mapping rule's constants to calibrations (evaluate.py's JSONs)")
+    f.add_argument("members", nargs="+", metavar="CALIBRATION.json:RF[:attention]",
+                   help="one calibrated network each: its calibration JSON and receptive field")
+    f.add_argument("--out", help="write the rule file here (default: print it)")
     g = sub.add_parser("describe", help="probe any network's geometry and print the machine the rule predicts")
     g.add_argument("model", help="ablate checkpoint, diffusers folder, TorchScript file or package.module:factory")
     g.add_argument("items", nargs="*", metavar="key=value", help="net.* (declaration) and data.* (image shape)")
@@ -61,16 +88,19 @@ def main(argv: list[str] | None = None) -> None:
                 raise ValueError(f"--workers={a.workers} must be >= 1")
             from ablate.study.run import run_design_study
 
-            result = run_design_study(a.definition, a.dataset, a.storage, a.workers, a.report_only)
+            result = run_design_study(a.definition, a.dataset, a.storage, a.workers, a.report_only, rule=a.rule)
             print(f"report: {result.report['html']} ({result.seconds:.0f} s)")
         else:
-            from ablate.evaluation.calibrate import Calibration
-            from ablate.study.mapping import fit_mapping, schedule_error
+            from ablate.study.rule_file import fit_rule_file
 
-            cal = Calibration.load(a.calibration)
-            rule = fit_mapping(cal.ks, cal.alpha_bars, a.receptive_field)
-            print(f"rf_fraction: {rule.rf_fraction:.3f}\nshape: {rule.shape}\nk_low: {rule.k_low}\n"
-                  f"rms error in k: {schedule_error(cal.ks, cal.alpha_bars, rule, a.receptive_field):.2f}")
+            members, sources = parse_members(a.members)
+            rule = fit_rule_file(members, sources)
+            if a.out:
+                print(f"rule: {rule.rule}\nwritten to {rule.save(a.out)}")
+            else:
+                import yaml
+
+                print(yaml.safe_dump(rule.to_dict(), sort_keys=False, width=120), end="")
     except ValueError as err:
         sys.exit(f"ablate.study: {err}")
 

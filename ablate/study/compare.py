@@ -1,18 +1,27 @@
 """Predicted against measured, across the grid of architectures: Spearman's rho per metric and the cost.
 
 Input: the completed trials of a design study (one per architecture). Output: plain data
-(:class:`Comparison`) that the report draws and prints.
+(:class:`Comparison`) that the report draws and prints. With a fit set (``fit`` in the definition),
+the headline figures are the **held-out** rows', the architectures that played no part in fitting the
+rule; the fit rows (predicted in-sample) and all rows are kept beside them. Each rho carries a bootstrap
+95% interval over architectures and seeds (:func:`bootstrap_rho`).
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
+
+import numpy as np
 
 from ablate.sweep.definition import ARCH, PREDICTED
 
 BAR = 0.8  # the issue's bar on fingers: rho >= 0.8 for artefact rate and for coherence
 GATED = ("artefact_rate", "coherence")
+# metrics that are fractions or means of per-sample values in [0, 1]: their seeds are resampled binomially
+UNIT = ("coherence", "artefact_rate", "conditional_artefact_rate", "memorisation_rate", "accuracy")
+ROLES = ("held_out", "fit")
+BOOTSTRAP = 2000
 
 
 @dataclass(frozen=True)
@@ -21,6 +30,8 @@ class Correlation:
     rho: float  # NaN when either side is constant across the grid (no ranking to compare)
     p_value: float
     n: int
+    low: float = float("nan")   # bootstrap 95% interval (architectures and seeds resampled)
+    high: float = float("nan")
 
     @property
     def meets_bar(self) -> bool:
@@ -30,15 +41,21 @@ class Correlation:
 @dataclass(frozen=True)
 class Comparison:
     study: str
-    rows: list[dict[str, Any]]  # one per architecture: arch, geometry, predicted_* and measured figures
-    correlations: dict[str, Correlation]
+    rows: list[dict[str, Any]]  # one per architecture: arch, role, geometry, predicted_* and measured figures
+    correlations: dict[str, Correlation]  # the headline: held-out rows where there is a fit set, else all
     prediction_seconds: float
     train_seconds: float
+    by_role: dict[str, dict[str, Correlation]] = field(default_factory=dict)  # "held_out", "fit", "all"
+    rule: dict[str, Any] | None = None  # the rule file's content (constants, fit set, commit)
 
     @property
     def cost_ratio(self) -> float:
         """Prediction phase over training phase, in wall time (the issue's bar: at most 0.1)."""
         return self.prediction_seconds / self.train_seconds if self.train_seconds > 0 else float("nan")
+
+    @property
+    def headline(self) -> str:
+        return "held-out" if "held_out" in self.by_role and "fit" in self.by_role else "all"
 
 
 def spearman(predicted: Sequence[float], measured: Sequence[float]) -> tuple[float, float]:
@@ -53,6 +70,44 @@ def spearman(predicted: Sequence[float], measured: Sequence[float]) -> tuple[flo
     return float(result.statistic), float(result.pvalue)
 
 
+def _row_spearman(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Spearman's rho of each row pair of ``x, y [B, n]`` (average ranks; NaN for a constant row)."""
+    from scipy.stats import rankdata
+
+    rx, ry = rankdata(x, axis=1), rankdata(y, axis=1)
+    rx, ry = rx - rx.mean(1, keepdims=True), ry - ry.mean(1, keepdims=True)
+    den = np.sqrt((rx * rx).sum(1) * (ry * ry).sum(1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, (rx * ry).sum(1) / np.where(den > 0, den, 1), np.nan)
+
+
+def bootstrap_rho(predicted: Sequence[float], measured: Sequence[float], n_predicted: Sequence[float] | None = None,
+                  n_measured: Sequence[float] | None = None, draws: int = BOOTSTRAP, seed: int = 0) -> tuple[float, float]:
+    """A 95% percentile interval for Spearman's rho: architectures drawn with replacement, and, where the
+    sample counts ``n_*`` are given (a rate or a mean of per-sample values in [0, 1] over that many seeds),
+    each figure redrawn as ``Binomial(n, value) / n``, which is resampling its seeds (for a mean of values
+    in [0, 1] it is the widest such spread). Draws with a constant side are left out; NaN when fewer than
+    half the draws have a rho, or for fewer than 3 architectures."""
+    p, m = np.asarray(predicted, float), np.asarray(measured, float)
+    keep = ~(np.isnan(p) | np.isnan(m))
+    if keep.sum() < 3:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, keep.sum(), size=(draws, int(keep.sum())))
+    ps, ms = p[keep][idx], m[keep][idx]
+    for values, counts in ((ps, n_predicted), (ms, n_measured)):
+        if counts is not None:
+            n = np.asarray(counts, float)[keep][idx]
+            ok = np.isfinite(n) & (n > 0)
+            drawn = rng.binomial(np.where(ok, n, 1).astype(np.int64), np.clip(values, 0.0, 1.0)) / np.where(ok, n, 1)
+            values[...] = np.where(ok, drawn, values)
+    rho = _row_spearman(ps, ms)
+    rho = rho[~np.isnan(rho)]
+    if len(rho) < draws / 2:
+        return float("nan"), float("nan")
+    return float(np.percentile(rho, 2.5)), float(np.percentile(rho, 97.5))
+
+
 def rows_of(trials, order: Sequence[str] = ()) -> list[dict[str, Any]]:
     """One row per completed trial (Optuna ``FrozenTrial``s), architectures in ``order`` (then by number)."""
     rank = {name: i for i, name in enumerate(order)}
@@ -60,19 +115,43 @@ def rows_of(trials, order: Sequence[str] = ()) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: (rank.get(r["arch"], len(rank)), r["trial"]))
 
 
-def compare(study_name: str, rows: list[dict[str, Any]]) -> Comparison:
-    def value(row, key):
-        v = row.get(key)
-        return float(v) if isinstance(v, (int, float)) else float("nan")
+def _value(row: dict[str, Any], key: str) -> float:
+    v = row.get(key)
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else float("nan")
 
-    correlations = {}
-    for metric in PREDICTED:
+
+def correlations_of(rows: list[dict[str, Any]]) -> dict[str, Correlation]:
+    out = {}
+    for metric in PREDICTED + ("conditional_artefact_rate",):
         if not any(f"predicted_{metric}" in r for r in rows):
             continue
-        pred = [value(r, f"predicted_{metric}") for r in rows]
-        meas = [value(r, metric) for r in rows]
+        pred = [_value(r, f"predicted_{metric}") for r in rows]
+        meas = [_value(r, metric) for r in rows]
         rho, p = spearman(pred, meas)
-        correlations[metric] = Correlation(metric, rho, p, len(rows))
-    return Comparison(study_name, rows, correlations,
-                      sum(value(r, "prediction_seconds") for r in rows),
-                      sum(value(r, "train_seconds") for r in rows))
+        counts = ([_value(r, "prediction_seeds") for r in rows],
+                  [_value(r, "measure_seeds") if "measure_seeds" in r else _value(r, "prediction_seeds") for r in rows]
+                  ) if metric in UNIT else (None, None)
+        if metric == "conditional_artefact_rate":  # a rate over the samples that are hands
+            counts = ([_value(r, "predicted_hands") for r in rows], [_value(r, "hands") for r in rows])
+        low, high = bootstrap_rho(pred, meas, *counts)
+        out[metric] = Correlation(metric, rho, p, sum(1 for a, b in zip(pred, meas) if not (math.isnan(a) or math.isnan(b))),
+                                  low, high)
+    return out
+
+
+def compare(study_name: str, rows: list[dict[str, Any]], rule: dict[str, Any] | None = None) -> Comparison:
+    """Spearman's rho per metric over the predicted rows, by role (``fit`` rows are predicted with the rule
+    fitted on them, in-sample; every other row is held out)."""
+    predicted = [r for r in rows if any(k.startswith("predicted_") for k in r)]
+    groups = {"all": predicted}
+    for role in ROLES:
+        members = [r for r in predicted if r.get("role", "held_out") == role]
+        if members:
+            groups[role] = members
+    by_role = {g: correlations_of(members) for g, members in groups.items()}
+    split = "fit" in groups and "held_out" in groups
+    headline = by_role["held_out"] if split else by_role["all"]
+    return Comparison(study_name, rows, headline,
+                      sum(_value(r, "prediction_seconds") for r in rows if not math.isnan(_value(r, "prediction_seconds"))),
+                      sum(_value(r, "train_seconds") for r in rows if not math.isnan(_value(r, "train_seconds"))),
+                      by_role, rule)

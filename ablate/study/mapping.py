@@ -15,12 +15,12 @@ convolutional denoiser becomes; this module turns an architecture into that mach
       k(alpha_bar) = nearest_odd(k_low + (k_top - k_low) * (1 - alpha_bar) ** shape)
       k_top        = min(nearest_odd(rf_fraction * receptive_field), largest k the machine allows)
 
-  ``rf_fraction`` and ``shape`` are fitted **once**, on one calibrated model
-  (:func:`fit_mapping`), and then scaled by each architecture's receptive field. The
+  ``rf_fraction`` and ``shape`` are fitted on a declared fit set of calibrated models
+  (:func:`fit_rule`), and then scaled by each architecture's receptive field. The
   project's defaults come from the quick preset's calibration (ResNet, 6 layers, receptive
   field 17; calibrated k = 11, 11, 11, 9, 9, 9, 9, 7, 7, 5, 5, 5, 5, 5, 3, 3, 3, 3, 3, 3 from
   high to low noise): ``rf_fraction = 0.65``, ``shape = 1.5`` (root-mean-square error 0.63 in k;
-  ``python -m ablate.study fit-mapping`` refits them to any calibration).
+  ``python -m ablate.study fit-rule`` refits them to any calibrations).
 * **attention -> its convolutional path** (``attention="local"``, the default). Self-attention
   gives every pixel the whole image in theory, but the paper found a *local* ELS machine still
   explains most of an attention UNet's output (median r about 0.77 against 0.94-0.96 without
@@ -31,7 +31,10 @@ convolutional denoiser becomes; this module turns an architecture into that mach
   theory does not cover. ``attention="global"`` (the rule's first version) takes the largest
   patch the machine allows instead. On both studies' data it over-predicted coherence (oracle 0.95
   and 1.00 against trained 0.72 and 0.59 on ``mnist5k`` and ``fingers``): at the quick budget
-  the trained attention UNet stays close to local.
+  the trained attention UNet stays close to local. ``attention="fitted"`` (what a fit set with an
+  attention UNet produces, :func:`fit_rule`) replaces the argument with a measurement: attention
+  networks get their own ``rf_fraction`` and ``shape``, fitted on the calibrated attention UNets of
+  the fit set and applied to their convolutional path's receptive field.
 """
 from __future__ import annotations
 
@@ -39,22 +42,29 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
+import numpy as np
+
 from ablate.config import check_float, check_int
 from ablate.models import Geometry, backbone_config, describe
 from ablate.oracle import OracleConfig, PatchSchedule, nearest_odd
 from ablate.oracle.config import cosine_alpha_bar
 
-ATTENTION_RULES = ("local", "global")
+ATTENTION_RULES = ("local", "global", "fitted")
 
 
 @dataclass(frozen=True)
 class MappingRule:
-    """The constants of the rule above (fitted once with :func:`fit_mapping`)."""
+    """The constants of the rule above (fitted with :func:`fit_rule` on a declared fit set; a rule file,
+    :mod:`ablate.study.rule_file`, keeps them with where they came from). ``attention="fitted"``: an attention
+    UNet has constants of its own (``attention_rf_fraction``, ``attention_shape``, scaling its convolutional
+    path's receptive field), fitted on the calibrated attention UNets of the fit set."""
 
     rf_fraction: float = 0.65
     shape: float = 1.5
     k_low: int = 3
-    attention: str = "local"  # "local": an attention UNet maps to its convolutional path; "global": the largest k
+    attention: str = "local"  # "local": its convolutional path; "global": the largest k; "fitted": its own constants
+    attention_rf_fraction: float | None = None
+    attention_shape: float | None = None
 
     def __post_init__(self) -> None:
         check_float("rf_fraction", self.rf_fraction, low=0.0, high=4.0, low_open=True)
@@ -62,23 +72,55 @@ class MappingRule:
         check_int("k_low", self.k_low, low=1, odd=True)
         if self.attention not in ATTENTION_RULES:
             raise ValueError(f"attention_rule={self.attention!r}; allowed: {', '.join(ATTENTION_RULES)}")
+        own = (self.attention_rf_fraction, self.attention_shape)
+        if self.attention == "fitted":
+            if None in own:
+                raise ValueError("attention_rule='fitted' needs attention_rf_fraction and attention_shape (the "
+                                 "constants fit_rule finds on the fit set's attention UNets)")
+            check_float("attention_rf_fraction", self.attention_rf_fraction, low=0.0, high=4.0, low_open=True)
+            check_float("attention_shape", self.attention_shape, low=0.0, high=20.0, low_open=True)
+        elif own != (None, None):
+            raise ValueError(f"attention_rf_fraction/attention_shape apply to attention_rule='fitted' only; got "
+                             f"attention_rule={self.attention!r}")
 
     @classmethod
     def from_knobs(cls, knobs: Mapping[str, Any]) -> "MappingRule":
         d = cls()
+        own = {k: float(knobs[k]) for k in ("attention_rf_fraction", "attention_shape") if knobs.get(k) is not None}
         return cls(rf_fraction=float(knobs.get("rf_fraction", d.rf_fraction)),
                    shape=float(knobs.get("shape", d.shape)), k_low=int(knobs.get("k_low", d.k_low)),
-                   attention=str(knobs.get("attention_rule", d.attention)))
+                   attention=str(knobs.get("attention_rule", d.attention)), **own)
+
+    def knobs(self) -> dict[str, Any]:
+        """The rule as the study's knobs (what :meth:`from_knobs` reads)."""
+        out: dict[str, Any] = {"rf_fraction": self.rf_fraction, "shape": self.shape, "k_low": self.k_low,
+                               "attention_rule": self.attention}
+        if self.attention == "fitted":
+            out |= {"attention_rf_fraction": self.attention_rf_fraction, "attention_shape": self.attention_shape}
+        return out
 
     def receptive_field(self, geometry: Geometry) -> int | None:
         """The receptive field the rule scales (None: global, the largest patch the machine allows)."""
-        return geometry.local_receptive_field if self.attention == "local" else geometry.receptive_field
+        return geometry.receptive_field if self.attention == "global" else geometry.local_receptive_field
 
-    def k_top(self, receptive_field: int | None, allowed: int) -> int:
+    def constants(self, geometry: Geometry) -> tuple[float, float]:
+        """``(rf_fraction, shape)`` for a network of ``geometry``: an attention network's own under
+        ``attention="fitted"``, else the convolutional ones."""
+        if self.attention == "fitted" and is_attention(geometry):
+            return float(self.attention_rf_fraction), float(self.attention_shape)  # type: ignore[arg-type]
+        return self.rf_fraction, self.shape
+
+    def k_top(self, receptive_field: int | None, allowed: int, rf_fraction: float | None = None) -> int:
         """The high-noise patch size for a receptive field (None: global) under the machine's limit."""
         if receptive_field is None:
             return allowed
-        return max(self.k_low, min(allowed, nearest_odd(self.rf_fraction * receptive_field)))
+        fraction = self.rf_fraction if rf_fraction is None else rf_fraction
+        return max(self.k_low, min(allowed, nearest_odd(fraction * receptive_field)))
+
+
+def is_attention(geometry: Geometry) -> bool:
+    """A network whose full receptive field is global but whose convolutional path's is not."""
+    return geometry.receptive_field is None and geometry.local_receptive_field is not None
 
 
 @dataclass(frozen=True)
@@ -118,33 +160,87 @@ def predict_from_geometry(geometry: Geometry, image_shape: Sequence[int], rule: 
     boundary = geometry.padding
     allowed = OracleConfig(machine="els", boundary=boundary).max_patch_size(*image_shape[1:])
     mapped = rule.receptive_field(geometry)
-    top = rule.k_top(mapped, allowed)
+    fraction, shape = rule.constants(geometry)
+    top = rule.k_top(mapped, allowed, fraction)
     low = min(rule.k_low, top)
-    schedule = PatchSchedule("power", k_min=low, k_max=top, shape=rule.shape)
+    schedule = PatchSchedule("power", k_min=low, k_max=top, shape=shape)
     oracle = OracleConfig(machine="els", boundary=boundary, patch_size=schedule, stride=geometry.stride)
     return Prediction(geometry, oracle, tuple(schedule.k_at(a) for a in step_alpha_bars(steps)), mapped)
 
 
-def fit_mapping(ks: Sequence[int], alpha_bars: Sequence[float], receptive_field: int, k_low: int = 3,
-                allowed: int = 10**6) -> MappingRule:
-    """Fit ``rf_fraction`` and ``shape`` to one calibration (``ks`` at ``alpha_bars``): the pair whose
-    schedule has the least squared error in k, searched on a fine grid (ties: the smaller fraction)."""
-    if len(ks) != len(alpha_bars) or not ks:
-        raise ValueError(f"a calibration needs one k per noise level; got {len(ks)} ks and {len(alpha_bars)} levels")
-    check_int("receptive_field", receptive_field, low=1)
-    best: tuple[float, float, float] | None = None
-    for top in range(max(k_low, 1), 2 * receptive_field + 2, 2):
-        for shape in (round(0.1 * i, 1) for i in range(1, 81)):
-            schedule = PatchSchedule("power", k_min=min(k_low, top), k_max=min(top, allowed), shape=shape)
-            err = sum((schedule.k_at(a) - k) ** 2 for k, a in zip(ks, alpha_bars))
-            if best is None or err < best[0] - 1e-12:
-                best = (err, min(top / receptive_field, 4.0), shape)
-    assert best is not None
-    return MappingRule(best[1], best[2], k_low)
+@dataclass(frozen=True)
+class FitMember:
+    """One calibrated network of a fit set: its calibrated ``ks`` at ``alpha_bars`` (high noise first), the
+    receptive field the rule scales (its convolutional path's), whether it has attention, and the largest
+    patch its machine allows on its images (the rule's schedule is capped there too)."""
+
+    name: str
+    ks: tuple[int, ...]
+    alpha_bars: tuple[float, ...]
+    receptive_field: int
+    attention: bool = False
+    allowed: int = 10**6
+
+    def __post_init__(self) -> None:
+        if len(self.ks) != len(self.alpha_bars) or not self.ks:
+            raise ValueError(f"fit member {self.name!r}: one calibrated k per noise level is needed; got "
+                             f"{len(self.ks)} ks and {len(self.alpha_bars)} levels")
+        check_int(f"{self.name}: receptive_field", self.receptive_field, low=1)
 
 
-def schedule_error(ks: Sequence[int], alpha_bars: Sequence[float], rule: MappingRule, receptive_field: int) -> float:
-    """Root-mean-square error in k of the rule's schedule against a calibration."""
-    top = rule.k_top(receptive_field, 10**6)
-    schedule = PatchSchedule("power", k_min=min(rule.k_low, top), k_max=top, shape=rule.shape)
-    return math.sqrt(sum((schedule.k_at(a) - k) ** 2 for k, a in zip(ks, alpha_bars)) / len(ks))
+FRACTIONS = np.round(np.arange(0.05, 4.0001, 0.01), 2)   # rf_fraction's grid
+SHAPES = np.round(np.arange(0.1, 8.0001, 0.1), 1)        # shape's grid
+
+
+def _odd(v: np.ndarray) -> np.ndarray:
+    """:func:`~ablate.oracle.nearest_odd`, element-wise."""
+    return np.maximum(1, 2 * np.floor((v - 1.0) / 2.0 + 0.5).astype(np.int64) + 1)
+
+
+def _squared_errors(members: Sequence[FitMember], k_low: int) -> np.ndarray:
+    """Summed squared error in k over ``members`` for every (rf_fraction, shape) of the grids ``[F, S]``."""
+    total = np.zeros((len(FRACTIONS), len(SHAPES)))
+    for m in members:
+        top = np.minimum(m.allowed, np.maximum(k_low, _odd(FRACTIONS * m.receptive_field)))  # [F]
+        low = np.minimum(k_low, top)
+        frac = (1.0 - np.asarray(m.alpha_bars))[None, :] ** SHAPES[:, None]                 # [S, T]
+        k = np.minimum(top[:, None, None], _odd(low[:, None, None] + (top - low)[:, None, None] * frac[None]))
+        total += ((k - np.asarray(m.ks)[None, None, :]) ** 2).sum(-1)
+    return total
+
+
+def _best(members: Sequence[FitMember], k_low: int) -> tuple[float, float]:
+    """The least-squares pair. Patch sizes are odd integers, so a whole interval of fractions fits equally
+    well: take the tied fraction nearest the middle of the tied ones (the choice that moves least when a
+    held-out receptive field rounds differently), then the smallest tied shape."""
+    err = _squared_errors(members, k_low)
+    tied = err <= err.min() + 1e-9
+    fractions = np.flatnonzero(tied.any(1))
+    i = fractions[np.argmin(np.abs(FRACTIONS[fractions] - np.median(FRACTIONS[fractions])))]
+    return float(FRACTIONS[i]), float(SHAPES[np.flatnonzero(tied[i])[0]])
+
+
+def fit_rule(members: Sequence[FitMember], k_low: int = 3) -> MappingRule:
+    """The rule's constants fitted on a fit set: ``rf_fraction`` and ``shape`` minimise the summed squared
+    error in k over the convolutional members (one pair for all of them, each scaled by its receptive
+    field), on the grids :data:`FRACTIONS` x :data:`SHAPES`; with attention members, their own pair the
+    same way (``attention="fitted"``). Without attention members the attention rule stays ``local``."""
+    conv = [m for m in members if not m.attention]
+    attn = [m for m in members if m.attention]
+    if not conv:
+        raise ValueError("the fit set has no network without attention; the rule's convolutional constants need "
+                         "at least one (e.g. the quick-preset ResNet)")
+    fraction, shape = _best(conv, k_low)
+    if not attn:
+        return MappingRule(fraction, shape, k_low)
+    a_fraction, a_shape = _best(attn, k_low)
+    return MappingRule(fraction, shape, k_low, "fitted", a_fraction, a_shape)
+
+
+def member_error(member: FitMember, rule: MappingRule) -> float:
+    """Root-mean-square error in k of the rule's schedule for one fit member."""
+    fraction, shape = (rule.attention_rf_fraction, rule.attention_shape) if (
+        member.attention and rule.attention == "fitted") else (rule.rf_fraction, rule.shape)
+    top = min(member.allowed, max(rule.k_low, nearest_odd(fraction * member.receptive_field)))
+    schedule = PatchSchedule("power", k_min=min(rule.k_low, top), k_max=top, shape=shape)
+    return math.sqrt(sum((schedule.k_at(a) - k) ** 2 for k, a in zip(member.ks, member.alpha_bars)) / len(member.ks))

@@ -19,17 +19,24 @@ from ablate.study.compare import BAR, GATED, Comparison
 from ablate.viz import pyplot
 
 COLUMNS = [  # (key in a row, header, format)
-    ("arch", "architecture", "{}"), ("receptive_field", "RF", "{}"), ("mapped_receptive_field", "rule's RF", "{}"),
-    ("stride", "stride", "{}"),
+    ("arch", "architecture", "{}"), ("role", "role", "{}"), ("receptive_field", "RF", "{}"),
+    ("local_receptive_field", "local RF", "{}"), ("stride", "stride", "{}"),
     ("boundary", "boundary", "{}"), ("k_schedule", "rule's k (high noise first)", "{}"),
+    ("els_k", "calibrated k", "{}"),
     ("predicted_coherence", "coherence pred.", "{:.3f}"), ("coherence", "coherence trained", "{:.3f}"),
     ("predicted_artefact_rate", "artefacts pred.", "{:.3f}"), ("artefact_rate", "artefacts trained", "{:.3f}"),
+    ("predicted_conditional_artefact_rate", "wrong count among hands pred.", "{:.3f}"),
+    ("conditional_artefact_rate", "wrong count among hands trained", "{:.3f}"),
     ("predicted_fidelity", "fidelity pred.", "{:.3f}"), ("fidelity", "fidelity trained", "{:.3f}"),
     ("predicted_novelty", "novelty pred.", "{:.3f}"), ("novelty", "novelty trained", "{:.3f}"),
-    ("prediction_r2", "r² pred. vs trained", "{:.3f}"), ("els_r2", "calibrated ELS r²", "{:.3f}"),
-    ("is_r2", "IS r²", "{:.3f}"), ("artefact_map_iou", "artefact map IoU", "{:.2f}"),
+    ("prediction_r2", "r² pred. vs trained", "{:.3f}"), ("els_r", "calibrated ELS r", "{:.3f}"),
+    ("els_r2", "calibrated ELS r²", "{:.3f}"), ("es_r2", "ES r²", "{:.3f}"), ("is_r2", "IS r²", "{:.3f}"),
+    ("artefact_hit_rate", "artefact hit rate", "{:.2f}"), ("artefact_hit_rate_chance", "hit rate, mismatched seeds",
+                                                           "{:.2f}"),
+    ("artefact_map_iou", "artefact map IoU", "{:.2f}"), ("artefact_map_iou_chance", "IoU, mismatched seeds", "{:.2f}"),
     ("prediction_seconds", "predict s", "{:.1f}"), ("train_seconds", "train s", "{:.1f}"),
 ]
+ROLE_NAMES = {"held_out": "held-out", "fit": "fit (in-sample)", "all": "all"}
 
 
 def _cell(row: dict[str, Any], key: str, fmt: str) -> str:
@@ -57,6 +64,11 @@ def scatter_plot(c: Comparison, path: Path) -> Path:
         ys = [r.get(m, float("nan")) for r in c.rows]
         ax.scatter(xs, ys, s=28, c=["tab:red" if r.get("boundary") == "circular" else "tab:blue" for r in c.rows],
                    zorder=3)
+        fit = [i for i, r in enumerate(c.rows) if r.get("role") == "fit"]
+        if fit:  # the fit set's rows, predicted in-sample: hollow rings around them
+            ax.scatter([xs[i] for i in fit], [ys[i] for i in fit], s=110, facecolors="none", edgecolors="0.3",
+                       zorder=4, label="fit set (in-sample)")
+            ax.legend(fontsize=7, loc="best")
         if m in RATES:  # a rate from n samples: +-1 binomial standard error on each axis
             for x, y, r in zip(xs, ys, c.rows):
                 ax.errorbar(x, y, xerr=_binomial_se(x, r.get("prediction_seeds")),
@@ -65,11 +77,12 @@ def scatter_plot(c: Comparison, path: Path) -> Path:
         for x, y, r in zip(xs, ys, c.rows):
             ax.annotate(r["arch"], (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
         rho = c.correlations[m].rho
-        ax.set_title(f"{m}: Spearman ρ = {rho:.2f}" if not math.isnan(rho) else f"{m}: ρ undefined (constant)",
+        which = "held-out " if c.headline == "held-out" else ""
+        ax.set_title(f"{m}: {which}Spearman ρ = {rho:.2f}" if not math.isnan(rho) else f"{m}: ρ undefined (constant)",
                      fontsize=9)
         ax.set(xlabel="predicted by the oracle (no training)", ylabel="measured on the trained network")
     fig.suptitle(f"{c.study}: predicted vs measured across {len(c.rows)} architectures "
-                 "(red: circular padding; bars: ±1 binomial standard error)", fontsize=10)
+                 "(red: circular padding; rings: the fit set; bars: ±1 binomial standard error)", fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
@@ -109,14 +122,41 @@ def samples_plot(c: Comparison, samples_dir: Path, path: Path, seeds: int = 10) 
     return path
 
 
+def _rho(corr) -> str:
+    if math.isnan(corr.rho):
+        return "undefined (constant across the grid)"
+    ci = "" if math.isnan(corr.low) else f", 95% bootstrap interval [{corr.low:.2f}, {corr.high:.2f}]"
+    return f"{corr.rho:.2f} (p = {corr.p_value:.3g}, {corr.n} architectures{ci})"
+
+
 def verdict(c: Comparison) -> list[str]:
     lines = []
+    if c.headline == "held-out":
+        lines.append(f"- **held-out architectures** ({len(c.rows) - sum(r.get('role') == 'fit' for r in c.rows)}; "
+                     "none played a part in fitting the rule):")
     for m, corr in c.correlations.items():
         gate = f" (bar: ≥ {BAR})" if m in GATED else ""
         mark = ("meets" if corr.meets_bar else "misses") if m in GATED else "reported"
-        rho = "undefined (constant across the grid)" if math.isnan(corr.rho) else f"{corr.rho:.2f} (p = {corr.p_value:.3g})"
-        lines.append(f"- **{m}**: Spearman ρ = {rho}{gate}: {mark}")
-    seeds = {(r.get("prediction_seeds"), r.get("measure_seeds")) for r in c.rows}
+        lines.append(f"- **{m}**: Spearman ρ = {_rho(corr)}{gate}: {mark}")
+    for role in ("fit", "all"):
+        if c.headline == "held-out" and role in c.by_role:
+            shown = ", ".join(f"{m} {corr.rho:.2f}" for m, corr in c.by_role[role].items() if not math.isnan(corr.rho))
+            lines.append(f"- {ROLE_NAMES[role]} rows: ρ {shown or 'undefined'}")
+    held = [r for r in c.rows if r.get("role", "held_out") != "fit" and "artefact_hit_rate" in r]
+    if held:
+        def mean(key):
+            v = [r[key] for r in held if isinstance(r.get(key), float) and not math.isnan(r[key])]
+            return f"{sum(v) / len(v):.2f}" if v else "–"
+        lines.append(f"- **where**: the oracle's artefact touches the network's on {mean('artefact_hit_rate')} of the "
+                     f"seeds where the network made one (mismatched seeds, chance: {mean('artefact_hit_rate_chance')});"
+                     f" map IoU {mean('artefact_map_iou')} (chance {mean('artefact_map_iou_chance')}); means over "
+                     "architectures")
+    if c.rule is not None:
+        r = c.rule
+        fit = ", ".join(f"{m['name']} (rms {m['rms_error']:.2f} in k)" for m in r.get("fit_set", []))
+        lines.append(f"- **rule** ({r.get('path')}): {r['rule']}; fitted on {fit or 'an empty fit set'} at commit "
+                     f"{r.get('commit') or 'unknown'}")
+    seeds = {(r.get("prediction_seeds"), r.get("measure_seeds")) for r in c.rows if r.get("role") != "fit"}
     if len(seeds) == 1 and None not in next(iter(seeds)):
         s, m = next(iter(seeds))
         lines.append(f"- **seeds**: the oracle samples {s}, the trained network {m} (the first {s} the same); "
@@ -128,6 +168,13 @@ def verdict(c: Comparison) -> list[str]:
     return lines
 
 
+def _ordered(c: Comparison) -> list[tuple[str, list[dict[str, Any]]]]:
+    """The rows by role: held-out first, then the fit set (one group without a split)."""
+    groups = [(role, [r for r in c.rows if r.get("role", "held_out") == role]) for role in ("held_out", "fit")]
+    groups = [(role, rows) for role, rows in groups if rows]
+    return groups if len(groups) > 1 else [("all", c.rows)]
+
+
 def markdown(comparisons: list[Comparison], images: dict[str, dict[str, Path]], out: Path) -> str:
     parts = ["# Design before training: predicted vs measured", "",
              "Every architecture is first mapped to an ELS machine by the stated rule (`ablate/study/mapping.py`) "
@@ -135,11 +182,14 @@ def markdown(comparisons: list[Comparison], images: dict[str, dict[str, Path]], 
              "same metrics. Spearman's ρ ranks the grid by each.", ""]
     for c in comparisons:
         parts += [f"## {c.study}", "", *verdict(c), ""]
-        parts.append("| " + " | ".join(h for _, h, _ in COLUMNS) + " |")
-        parts.append("|" + "---|" * len(COLUMNS))
-        for r in c.rows:
-            parts.append("| " + " | ".join(_cell(r, k, f) for k, _, f in COLUMNS) + " |")
-        parts.append("")
+        for role, rows in _ordered(c):
+            if role != "all":
+                parts += [f"### {ROLE_NAMES[role]} architectures", ""]
+            parts.append("| " + " | ".join(h for _, h, _ in COLUMNS) + " |")
+            parts.append("|" + "---|" * len(COLUMNS))
+            for r in rows:
+                parts.append("| " + " | ".join(_cell(r, k, f) for k, _, f in COLUMNS) + " |")
+            parts.append("")
         for name, path in images.get(c.study, {}).items():
             parts.append(f"![{name}]({path.relative_to(out).as_posix()})")
         parts.append("")
@@ -155,10 +205,15 @@ def html_page(comparisons: list[Comparison], images: dict[str, dict[str, Path]])
     for c in comparisons:
         parts.append(f"<h2>{html.escape(c.study)}</h2><ul>")
         parts += [f"<li>{html.escape(line[2:]).replace('**', '')}</li>" for line in verdict(c)]
-        parts.append("</ul><table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for _, h, _ in COLUMNS) + "</tr>")
-        for r in c.rows:
-            parts.append("<tr>" + "".join(f"<td>{html.escape(_cell(r, k, f))}</td>" for k, _, f in COLUMNS) + "</tr>")
-        parts.append("</table>")
+        parts.append("</ul>")
+        for role, rows in _ordered(c):
+            if role != "all":
+                parts.append(f"<h3>{ROLE_NAMES[role]} architectures</h3>")
+            parts.append("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for _, h, _ in COLUMNS) + "</tr>")
+            for r in rows:
+                parts.append("<tr>" + "".join(f"<td>{html.escape(_cell(r, k, f))}</td>" for k, _, f in COLUMNS)
+                             + "</tr>")
+            parts.append("</table>")
         parts += [_img(p) for p in images.get(c.study, {}).values()]
     style = ("body{font-family:sans-serif;margin:2em;max-width:1500px} img{max-width:100%;display:block;margin:1em 0}"
              " table{border-collapse:collapse;font-size:12px} td,th{border:1px solid #ccc;padding:3px 6px}")

@@ -1,16 +1,29 @@
-"""``run_design_study``: run (or resume) every dataset's study, compare, report, log to W&B."""
+"""``run_design_study``: run (or resume) every dataset's study, compare, report, log to W&B.
+
+With a fit set (``fit`` in the definition) a dataset's study has two parts, each its own Optuna study:
+
+1. ``<name>-<dataset>-fit``: the fit architectures, trained and calibrated (no prediction);
+2. the rule fitted on their calibrations (:func:`~ablate.study.mapping.fit_rule`), written to
+   ``runs/sweeps/<name>/rule-<dataset>.yaml`` with the commit (:mod:`ablate.study.rule_file`), and the fit
+   rows predicted with it (in-sample, kept in ``fit-predictions-<dataset>.json``);
+3. ``<name>-<dataset>``: the held-out architectures, predicted with that rule, then trained and measured.
+
+``rule=FILE`` skips 1-2: the held-out grid is predicted with that file's rule (refit and re-score).
+"""
 from __future__ import annotations
 
 import dataclasses
-
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from optuna.trial import TrialState
 
 from ablate.study.compare import Comparison, compare, rows_of
 from ablate.study.report import COLUMNS, verdict, write_report
+from ablate.study.rule_file import RuleFile, fit_rule_file, load_rule
 from ablate.sweep.definition import SweepDefinition, dataset_names, load_definition
 
 
@@ -39,36 +52,110 @@ def study_dir(path: str | Path) -> Path:
     return sweeps_dir() / str(yaml.safe_load(Path(path).read_text())["name"])
 
 
+def completed(definition: SweepDefinition, url: str, report_only: bool, workers: int, progress: bool,
+              path: str | Path) -> tuple[SweepDefinition, list]:
+    """Run (or, ``report_only``, load) one study; its completed trials."""
+    from ablate.sweep import study as studies
+
+    if report_only:
+        definition, study = studies.load_existing(definition, url)
+    else:
+        study = studies.run_sweep(definition, url, workers=workers, progress=progress)
+        definition = dataclasses.replace(definition, name=study.study_name)  # the version that holds this condition
+    done = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    if not done:
+        raise ValueError(f"study {definition.name!r} has no completed trial; see `python -m ablate.sweep status "
+                         f"{path}{' --dataset ' + definition.dataset if definition.dataset else ''}` for the errors")
+    return definition, done
+
+
+def fit_members(rows: list[dict[str, Any]]):
+    """The fit set's calibrations as :class:`~ablate.study.mapping.FitMember`s (from its trials' figures)."""
+    from ablate.study.mapping import FitMember
+
+    members = []
+    for r in rows:
+        try:
+            ks = tuple(int(k) for k in str(r["els_k"]).split())
+            abs_ = tuple(float(a) for a in str(r["els_alpha_bar"]).split())
+            members.append(FitMember(r["arch"], ks, abs_, int(r["local_receptive_field"]), bool(r.get("attention")),
+                                     int(r.get("allowed_k") or 10**6)))
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"fit row {r.get('arch')!r} lacks its calibration or geometry ({err}); re-run its "
+                             "trial with this version of ablate") from err
+    return members
+
+
+def predict_fit_rows(definition: SweepDefinition, rows: list[dict[str, Any]], rule: RuleFile, out: Path,
+                     device: str) -> list[dict[str, Any]]:
+    """The fit rows predicted with the rule fitted on them (in-sample), cached in ``out`` by the rule."""
+    from ablate.study.trial import predict
+    from ablate.sweep.study import out_dir
+    from ablate.sweep.trials import TrialContext
+
+    key = rule.rule.knobs()
+    if out.exists():
+        cached = json.loads(out.read_text())
+        if cached.get("rule") == key and set(cached.get("rows", {})) >= {r["arch"] for r in rows}:
+            return [{**r, **cached["rows"][r["arch"]]} for r in rows]
+    ctx = TrialContext.build(definition, out_dir(definition))
+    figures = {}
+    for r in rows:
+        knobs = {**definition.fixed, **key, **definition.architectures[r["arch"]]}
+        figures[r["arch"]], _ = predict(ctx, knobs, device)
+    out.write_text(json.dumps({"rule": key, "rows": figures}, indent=1))
+    return [{**r, **figures[r["arch"]]} for r in rows]
+
+
 def run_design_study(path: str | Path, datasets: list[str] | None = None, storage: str | None = None,
-                     workers: int = 1, report_only: bool = False, progress: bool = True) -> DesignResult:
+                     workers: int = 1, report_only: bool = False, progress: bool = True,
+                     rule: str | Path | None = None) -> DesignResult:
     """Run every dataset's study to completion (finished trials are kept: re-running resumes), then
     compare predicted with measured figures and write the report to ``runs/sweeps/<name>/``.
-    ``storage``: one database URL for all datasets (default: a SQLite file per dataset)."""
+    ``storage``: one database URL for all datasets (default: a SQLite file per dataset). ``rule``: a rule
+    file to predict the held-out grid with (default: fit it on the definition's fit set, if it has one)."""
+    from ablate.study.trial import default_device
     from ablate.sweep import study as studies
 
     start = time.perf_counter()
     comparisons, samples_dirs, resolved = [], {}, []
     defs = definitions(path, datasets)
+    given = load_rule(rule) if rule is not None else None
+    folder = study_dir(path)
     if not report_only:
         from ablate.oracle.fused import kernel
         kernel()  # build the oracle's fused CPU kernel once per machine (cached) before any timed prediction
     for d in defs:
         url = storage or studies.default_storage(d)
-        if report_only:
-            d, study = studies.load_existing(d, url)
-        else:
-            study = studies.run_sweep(d, url, workers=workers, progress=progress)
-            d = dataclasses.replace(d, name=study.study_name)  # the version that holds this condition
-        done = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
-        if not done:
-            raise ValueError(f"study {d.name!r} has no completed trial; see `python -m ablate.sweep status "
-                             f"{path} --dataset {d.dataset}` for the errors")
-        comparisons.append(compare(d.name, rows_of(done, list(d.architectures))))
-        resolved.append(d)
-        samples_dirs[d.name] = studies.out_dir(d) / "samples"
+        tag = d.dataset or "data"
+        fit_rows: list[dict[str, Any]] = []
+        rule_file = given
+        if d.fit and given is None:
+            fit_def, fit_done = completed(d.subset(d.fit, "-fit", {"role": "fit"}, folder), url, report_only,
+                                          workers, progress, path)
+            fit_rows = rows_of(fit_done, list(d.fit))
+            rule_path = folder / f"rule-{tag}.yaml"
+            if report_only and rule_path.exists():
+                rule_file = load_rule(rule_path)
+            else:
+                rule_file = fit_rule_file(fit_members(fit_rows), {n: f"study {fit_def.name}" for n in d.fit})
+                rule_file.save(rule_path)
+                rule_file = dataclasses.replace(rule_file, path=rule_path)
+            fit_rows = predict_fit_rows(fit_def, fit_rows, rule_file, folder / f"fit-predictions-{tag}.json",
+                                        default_device())
+            if progress:
+                print(f"rule fitted on {', '.join(d.fit)}: {rule_file.rule} -> {rule_path}", flush=True)
+        held = [n for n in d.architectures if n not in d.fit]
+        main = d if rule_file is None else d.subset(held, "", rule_file.rule.knobs(), folder)
+        main, done = completed(main, url, report_only, workers, progress, path)
+        rows = fit_rows + rows_of(done, held)
+        comparisons.append(compare(main.name, rows, rule_file.to_dict() | {"path": str(rule_file.path)}
+                                   if rule_file is not None else None))
+        resolved.append(main)
+        samples_dirs[main.name] = studies.out_dir(main) / "samples"
         if progress:
-            print(f"{d.name}:", *verdict(comparisons[-1]), sep="\n", flush=True)
-    report = write_report(comparisons, samples_dirs, study_dir(path))
+            print(f"{main.name}:", *verdict(comparisons[-1]), sep="\n", flush=True)
+    report = write_report(comparisons, samples_dirs, folder)
     for d, c in zip(resolved, comparisons):
         log_to_wandb(d, c, report)
     return DesignResult(comparisons, report, time.perf_counter() - start)

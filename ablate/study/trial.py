@@ -21,10 +21,11 @@ from typing import Any
 
 import torch
 
-from ablate.metrics import map_iou, pairwise_agreement
-from ablate.oracle import build_oracle
+from ablate.metrics import FingerDetector, artefact_locations, conditional_artefact_rate, pairwise_agreement
+from ablate.models import backbone_config, describe
+from ablate.oracle import OracleConfig, build_oracle
 from ablate.sampling import sample
-from ablate.study.mapping import MappingRule, predict_oracle
+from ablate.study.mapping import MappingRule, is_attention, predict_oracle
 from ablate.sweep.definition import PREDICTED
 from ablate.sweep.kinds import register_trial_kind
 from ablate.sweep.trials import TrialContext, train_and_measure
@@ -50,30 +51,61 @@ def predict(ctx: TrialContext, knobs: dict[str, Any], device: str) -> tuple[dict
             "prediction_seeds": len(seeds)}, samples
 
 
-def artefact_iou(ctx: TrialContext, predicted: torch.Tensor, trained: torch.Tensor) -> float:
-    """Mean IoU of the artefact maps over the seeds where the oracle or the network made an artefact
-    (NaN when neither did anywhere)."""
+def artefact_figures(ctx: TrialContext, predicted: torch.Tensor, trained: torch.Tensor,
+                     trained_all: torch.Tensor) -> dict[str, Any]:
+    """Where the artefacts are, seed by seed (:func:`~ablate.metrics.artefact_locations`: hit rate and map
+    IoU against mismatched seeds, which is chance), and on ``fingers`` the wrong-count rate among samples that
+    are hands at all, predicted and trained (``trained_all``: every measured seed)."""
     detector = ctx.suite.detector
-    a, b = detector.maps(predicted), detector.maps(trained)
-    either = (a | b).flatten(1).any(1)
-    return float(map_iou(a[either], b[either]).mean()) if either.any() else float("nan")
+    loc = artefact_locations(detector.maps(predicted), detector.maps(trained))
+    out = {"artefact_map_iou": loc.iou, "artefact_map_iou_chance": loc.chance_iou, "artefact_hit_rate": loc.hit_rate,
+           "artefact_hit_rate_chance": loc.chance_hit_rate, "artefact_seeds": loc.seeds}
+    if isinstance(detector, FingerDetector):
+        out["predicted_conditional_artefact_rate"], out["predicted_hands"] = conditional_artefact_rate(
+            predicted, detector.fingers)
+        out["conditional_artefact_rate"], out["hands"] = conditional_artefact_rate(trained_all, detector.fingers)
+    return out
+
+
+def geometry_figures(knobs: dict[str, Any], ctx: TrialContext) -> dict[str, Any]:
+    """What a fit row needs to refit the rule: the architecture's geometry and the largest patch its machine
+    allows on the study's images."""
+    geometry = describe(backbone_config(knobs))
+    allowed = OracleConfig(machine="els", boundary=geometry.padding).max_patch_size(*ctx.data.shape[1:])
+    return {"receptive_field": geometry.receptive_field, "local_receptive_field": geometry.local_receptive_field,
+            "stride": geometry.stride, "boundary": geometry.padding, "attention": is_attention(geometry),
+            "allowed_k": allowed}
 
 
 def run_design_trial(ctx: TrialContext, knobs: dict[str, Any], tag: str, trial=None,
                      device: str | None = None) -> dict[str, Any]:
+    """One architecture: predicted by the rule (skipped for the fit set, ``role: fit``, whose calibrations
+    fit the rule), trained, and measured against the calibrated ELS (stride-aware, candidates up to the
+    receptive field unless ``calibration_k_max``), with ES and IS as references and per-step agreement."""
     from ablate.evaluation import EvalConfig
 
     device = device or default_device()
     if knobs.get("conditional"):
         raise ValueError("the design study compares unconditional samples; remove conditional=true")
+    role = str(knobs.get("role", "held_out"))
     measure_seeds = int(knobs.get("measure_seeds", ctx.definition.seeds))  # >= seeds (checked by the definition)
-    predicted_figures, predicted = predict(ctx, knobs, device)
-    eval_config = EvalConfig(machines=("els", "ideal"), seeds=max(2, ctx.definition.seeds),
+    if role == "fit":
+        predicted_figures, predicted = geometry_figures(knobs, ctx), None
+    else:
+        predicted_figures, predicted = predict(ctx, knobs, device)
+        predicted_figures = {**geometry_figures(knobs, ctx), **predicted_figures}
+    eval_config = EvalConfig(machines=("els", "es", "ideal"), seeds=max(2, ctx.definition.seeds),
                              calibration_seeds=int(knobs.get("calibration_seeds", 4)),
-                             k_max=knobs.get("calibration_k_max"), steps=ctx.definition.steps, samplers=("ddim",),
-                             per_step=False, wandb_mode="disabled", progress=False)
+                             k_max=knobs.get("calibration_k_max"), stride=knobs.get("calibration_stride", "auto"),
+                             steps=ctx.definition.steps, samplers=("ddim",), per_step=True, wandb_mode="disabled",
+                             progress=False)
     measured = train_and_measure(ctx, knobs, tag, trial, eval_config, device, seeds=measure_seeds)
-    trained = measured.pop("samples")[:len(predicted)]  # the oracle's seeds; the rest only sharpened the rates
+    trained_all = measured.pop("samples")
+    common = {**measured, **predicted_figures, "role": role, "agreement_grid": measured["grid"], "device": device,
+              "measure_seeds": measure_seeds}
+    if predicted is None:
+        return common
+    trained = trained_all[:len(predicted)]  # the oracle's seeds; the rest only sharpened the rates
     r2 = pairwise_agreement(predicted, trained)["r2"]
     out = Path(ctx.out_dir)
     (out / "samples").mkdir(parents=True, exist_ok=True)
@@ -81,9 +113,8 @@ def run_design_trial(ctx: TrialContext, knobs: dict[str, Any], tag: str, trial=N
     n = min(12, len(trained))
     grid = save_grid([predicted[:n], trained[:n]], ["oracle (predicted)", "trained network"],
                      out / "grids" / f"{tag}.png", title=f"{tag}: same seeds, before and after training")
-    return {**measured, **predicted_figures, "prediction_r2": float(r2.median()),
-            "artefact_map_iou": artefact_iou(ctx, predicted, trained), "grid": str(grid),
-            "agreement_grid": measured["grid"], "device": device, "measure_seeds": measure_seeds}
+    return {**common, "prediction_r2": float(r2.median()), **artefact_figures(ctx, predicted, trained, trained_all),
+            "grid": str(grid)}
 
 
 def register() -> None:

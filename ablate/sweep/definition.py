@@ -21,18 +21,20 @@ names (with ``sampler: grid``, every architecture once). ``datasets`` (instead o
 ``data``) names several datasets; ``load_definition(path, dataset=...)`` picks
 one, and the study is named ``<name>-<dataset>``. A ``design`` trial
 (``ablate.study``) predicts an architecture's samples with the oracle, then
-trains it and measures the same figures.
+trains it and measures the same figures. ``fit`` (design sweeps) lists the architectures the
+mapping rule is fitted on; the others are the held-out grid that tests it.
 
 Every problem (an unknown key, an empty range, an unknown objective or knob)
 is found by :func:`load_definition` before any trial runs, and named.
 """
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import yaml
 
@@ -67,11 +69,12 @@ KNOBS = {
 # calibration settings
 # and how many seeds the trained network is scored on (``measure_seeds``, at least ``seeds``: the first
 # ``seeds`` are the oracle's, compared seed by seed; the rest only sharpen the measured rates)
-KNOBS["design"] = KNOBS["train"] + ("rf_fraction", "shape", "k_low", "attention_rule", "calibration_seeds",
-                                    "calibration_k_max", "measure_seeds")
+KNOBS["design"] = KNOBS["train"] + ("rf_fraction", "shape", "k_low", "attention_rule", "attention_rf_fraction",
+                                    "attention_shape", "calibration_seeds", "calibration_k_max",
+                                    "calibration_stride", "measure_seeds", "role")
 ARCH = "arch"  # the implicit knob that names one of the definition's architectures
-TOP_KEYS = ("name", "kind", "description", "data", "datasets", "architectures", "fixed", "space", "objectives",
-            "sampler", "trials", "seeds", "steps", "prune")
+TOP_KEYS = ("name", "kind", "description", "data", "datasets", "architectures", "fit", "fixed", "space",
+            "objectives", "sampler", "trials", "seeds", "steps", "prune")
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,17 @@ class Param:
         if self.kind == "int":
             return trial.suggest_int(self.name, int(self.low), int(self.high), step=int(self.step or 1), log=self.log)
         return trial.suggest_float(self.name, self.low, self.high, log=self.log, step=self.step)
+
+    def to_raw(self) -> dict[str, Any]:
+        """What the definition's ``space`` says for this knob (what :func:`_param` reads)."""
+        if self.kind == "choice":
+            return {"choice": list(self.choices)}
+        out: dict[str, Any] = {self.kind: [self.low, self.high]}
+        if self.log:
+            out["log"] = True
+        if self.step is not None:
+            out["step"] = self.step
+        return out
 
     def grid(self) -> list:
         if self.kind == "choice":
@@ -118,7 +132,49 @@ class SweepDefinition:
     description: str = ""
     architectures: dict[str, dict[str, Any]] = field(default_factory=dict)
     dataset: str | None = None  # the key of ``datasets`` this definition was made for
+    fit: tuple[str, ...] = ()  # design: the architectures the mapping rule is fitted on (the rest are held out)
     path: Path | None = field(default=None, compare=False)
+
+    def subset(self, names: Sequence[str], suffix: str, fixed: Mapping[str, Any] | None = None,
+               folder: str | Path | None = None) -> "SweepDefinition":
+        """The same sweep over the architectures ``names`` only, as study ``<name><suffix>`` (its own Optuna
+        study: a grid over other architectures is another grid), with ``fixed`` knobs added. With ``folder``,
+        the subset is also written there as a definition file (``<name><suffix>.yaml``), which it then names as
+        its ``path``: worker processes load their definition from a file."""
+        missing = [n for n in names if n not in self.architectures]
+        if missing or not names:
+            raise ValueError(f"{self.name}: no architectures {missing or list(names)}; it has {list(self.architectures)}")
+        raw = self.to_raw()
+        raw.update(name=self.name + suffix, architectures={n: self.architectures[n] for n in names},
+                   fixed={**self.fixed, **(fixed or {})}, fit=[n for n in self.fit if n in names] or None)
+        if raw["fit"] is None or len(raw["fit"]) == len(names):
+            del raw["fit"]  # a subset is all fit or all held out: the split is the parent's
+        raw.pop("trials", None)
+        if self.sampler != "grid":
+            raw["trials"] = self.trials
+        subset = parse_definition(raw, where=f"{self.name} ({suffix.strip('-') or 'subset'})")
+        if folder is None:
+            return subset
+        path = Path(folder) / f"{subset.name}.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(raw, sort_keys=False))
+        return dataclasses.replace(subset, path=path)
+
+    def to_raw(self) -> dict[str, Any]:
+        """The definition as plain data that :func:`parse_definition` reads back (one dataset, ``data``)."""
+        from ablate.config import to_dict
+
+        raw: dict[str, Any] = {"name": self.name, "kind": self.kind, "description": self.description,
+                               "data": to_dict(self.data), "fixed": dict(self.fixed),
+                               "space": {p.name: p.to_raw() for p in self.space if p.name != ARCH},
+                               "objectives": dict(self.objectives),
+                               "sampler": {"name": self.sampler, "seed": self.sampler_seed}, "trials": self.trials,
+                               "seeds": self.seeds, "steps": self.steps, "prune": self.prune}
+        if self.architectures:
+            raw["architectures"] = {n: dict(k) for n, k in self.architectures.items()}
+        if self.fit:
+            raw["fit"] = list(self.fit)
+        return raw
 
     @property
     def directions(self) -> list[str]:
@@ -279,7 +335,8 @@ def parse_definition(raw: Mapping[str, Any], where: str = "sweep", dataset: str 
         name=f"{raw['name']}-{dataset}" if dataset else str(raw["name"]), kind=kind, data=data, fixed=fixed,
         space=space, objectives=dict(objectives), sampler=sampler["name"], sampler_seed=sampler.get("seed", 0),
         trials=trials, seeds=int(raw.get("seeds", 16)), steps=int(raw.get("steps", 20)), prune=prune,
-        description=str(raw.get("description", "")), architectures=architectures, dataset=dataset)
+        description=str(raw.get("description", "")), architectures=architectures, dataset=dataset,
+        fit=_fit_set(raw.get("fit"), architectures, kind, where))
     if definition.seeds < 1 or definition.steps < 1:
         raise ValueError(f"{where}: seeds and steps must be >= 1")
     for source in [fixed, *architectures.values()]:
@@ -298,6 +355,22 @@ def parse_definition(raw: Mapping[str, Any], where: str = "sweep", dataset: str 
             except (TypeError, ValueError) as err:
                 raise ValueError(f"{where}: architectures.{name}: {err}") from err
     return definition
+
+
+def _fit_set(raw: Any, architectures: dict[str, Any], kind: str, where: str) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    if kind != "design":
+        raise ValueError(f"{where}: 'fit' (the architectures the mapping rule is fitted on) belongs to design sweeps")
+    if not isinstance(raw, list) or not raw or not all(isinstance(n, str) for n in raw):
+        raise ValueError(f"{where}: fit must list architecture names; got {raw!r}")
+    unknown = [n for n in raw if n not in architectures]
+    if unknown:
+        raise ValueError(f"{where}: fit names {unknown}, which are not in architectures ({', '.join(architectures)})")
+    if len(set(raw)) == len(architectures):
+        raise ValueError(f"{where}: every architecture is in the fit set; hold at least one out (the held-out grid "
+                         "is what tests the rule)")
+    return tuple(dict.fromkeys(raw))
 
 
 def load_definition(path: str | Path, dataset: str | None = None) -> SweepDefinition:

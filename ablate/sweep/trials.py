@@ -145,6 +145,9 @@ def validate_space(definition: SweepDefinition, image_shape: tuple[int, ...]) ->
     return len(corners)
 
 
+MEASURED = (("els", "els"), ("ls", "ls"), ("ideal", "is"), ("es", "es"))  # machine -> the figures' prefix
+
+
 def train_and_measure(ctx: TrialContext, knobs: dict[str, Any], tag: str, trial=None, eval_config=None,
                       device: str = "cpu", seeds: int | None = None) -> dict[str, Any]:
     """Train the backbone the knobs describe, draw the sweep's fixed seeds (or ``seeds`` of them) from it and
@@ -169,11 +172,16 @@ def train_and_measure(ctx: TrialContext, knobs: dict[str, Any], tag: str, trial=
     eval_config = eval_config or EvalConfig(machines=("els", "ls", "ideal"), seeds=max(2, ctx.definition.seeds),
                                             samplers=("ddim",), per_step=False, wandb_mode="disabled", progress=False)
     agreement = evaluate_checkpoint(result.checkpoint, eval_config, subject=subject).summary
-    figures = {f"{short}_r2": agreement[m]["median_r2"] for m, short in (("els", "els"), ("ls", "ls"), ("ideal", "is"))
+    figures = {f"{short}_{key}": agreement[m][f"median_{key}"] for m, short in MEASURED for key in ("r2", "r")
                if m in agreement}
+    for m, short in MEASURED:  # per-step agreement on the network's trajectory (where the sweep asked for it)
+        if agreement.get(m, {}).get("per_step_median_r2"):
+            figures[f"{short}_r2_by_step"] = " ".join(f"{v:.3f}" for v in agreement[m]["per_step_median_r2"])
+    cal = agreement["calibration"]["els"]
     return {**scores, **figures, "val_loss": result.val_loss, "train_seconds": result.seconds,
             "seconds": result.seconds, "grid": agreement["figures"]["grid"], "checkpoint": str(result.checkpoint),
-            "els_k": " ".join(map(str, agreement["calibration"]["els"]["k"])), "samples": samples}
+            "els_k": " ".join(map(str, cal["k"])), "els_alpha_bar": " ".join(f"{a:.6g}" for a in cal["alpha_bar"]),
+            "els_candidates": " ".join(map(str, cal["candidates"])), "samples": samples}
 
 
 def run_train_trial(ctx: TrialContext, knobs: dict[str, Any], tag: str, trial=None) -> dict[str, Any]:
