@@ -119,7 +119,9 @@ class MappingRule:
 
 
 def is_attention(geometry: Geometry) -> bool:
-    """A network whose full receptive field is global but whose convolutional path's is not."""
+    """A network whose full receptive field is global but whose convolutional path's is not: attention, or
+    any other global mixing the geometry shows (a diffusers UNet's GroupNorm statistics). The rule's
+    attention constants apply to all of them: a geometry cannot tell the two kinds of mixing apart."""
     return geometry.receptive_field is None and geometry.local_receptive_field is not None
 
 
