@@ -285,6 +285,7 @@ def test_tiny_design_study_fits_the_rule_on_its_fit_set_and_predicts_the_held_ou
     text = result.report["markdown"].read_text()
     assert "### held-out architectures" in text and "### fit (in-sample) architectures" in text
     assert "rule-fingers.yaml" in text and "mismatched seeds" in text
+    assert (folder / "tiny_split-fingers-per-step.png").is_file()  # which noise levels ELS explains, per network
     # --report-only redraws from the two studies and the rule file; --rule re-scores with a given file and
     # (same constants) trains nothing new
     again = run_design_study(path, progress=False, report_only=True)

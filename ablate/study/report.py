@@ -1,9 +1,11 @@
 """The design-before-training report: markdown and HTML with PNGs, in the run directory and in W&B.
 
-Per dataset: the Spearman figures against the bar, the cost of each phase, the table of every
-architecture (geometry, the rule's schedule, predicted and measured figures, agreement), a
-predicted-vs-measured scatter per metric, and the samples of every architecture before
-(oracle) and after (trained) training, from the same seeds.
+Per dataset: the Spearman figures against the bar (the held-out architectures', with bootstrap 95%
+intervals, where the study has a fit set; the fit rows' and all rows' beside them), the rule with its fit
+set and commit, where the artefacts are against chance, the cost of each phase, the table of every
+architecture by role (geometry, the rule's schedule, the calibrated one, predicted and measured figures,
+agreement with ELS, ES and IS), a predicted-vs-measured scatter per metric (the fit set ringed), and the
+samples of every held-out architecture before (oracle) and after (trained) training, from the same seeds.
 """
 from __future__ import annotations
 
@@ -83,6 +85,37 @@ def scatter_plot(c: Comparison, path: Path) -> Path:
         ax.set(xlabel="predicted by the oracle (no training)", ylabel="measured on the trained network")
     fig.suptitle(f"{c.study}: predicted vs measured across {len(c.rows)} architectures "
                  "(red: circular padding; rings: the fit set; bars: ±1 binomial standard error)", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def per_step_plot(c: Comparison, path: Path) -> Path | None:
+    """Which noise levels the calibrated ELS explains, per architecture: the median per-step r² of its x0_hat
+    against the network's on the network's own trajectory (high noise first), ES and IS dotted beside the
+    architectures whose ELS r is below 0.8 (what the network does instead, if either explains it better)."""
+    rows = [r for r in c.rows if r.get("els_r2_by_step")]
+    if not rows:
+        return None
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(8.5, 4.2))
+    cmap = plt.get_cmap("tab20")
+    for i, r in enumerate(rows):
+        values = [float(v) for v in str(r["els_r2_by_step"]).split()]
+        low = isinstance(r.get("els_r"), float) and r["els_r"] < 0.8
+        ax.plot(range(1, len(values) + 1), values, color=cmap(i % 20), lw=2.2 if low else 1.0,
+                label=f"{r['arch']} (ELS r {r.get('els_r', float('nan')):.2f})")
+        for key, style in (("es_r2_by_step", ":"), ("is_r2_by_step", "--")):
+            if low and r.get(key):
+                other = [float(v) for v in str(r[key]).split()]
+                ax.plot(range(1, len(other) + 1), other, style, color=cmap(i % 20), lw=1.0)
+    ax.set(xlabel="sampler step (1 = highest noise)", ylabel="median per-step r² of x0_hat",
+           title=f"{c.study}: where the calibrated ELS explains each network (thick: ELS r < 0.8; dotted ES, "
+                 "dashed IS)")
+    ax.title.set_fontsize(9)
+    ax.legend(fontsize=6, ncol=2, loc="lower left")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
@@ -227,6 +260,9 @@ def write_report(comparisons: list[Comparison], samples_dirs: dict[str, Path], o
     images: dict[str, dict[str, Path]] = {}
     for c in comparisons:
         images[c.study] = {"predicted vs measured": scatter_plot(c, out / f"{c.study}-scatter.png")}
+        steps = per_step_plot(c, out / f"{c.study}-per-step.png")
+        if steps is not None:
+            images[c.study]["calibrated ELS per step"] = steps
         grid = samples_plot(c, samples_dirs[c.study], out / f"{c.study}-samples.png")
         if grid is not None:
             images[c.study]["samples before and after training"] = grid
