@@ -52,6 +52,17 @@ def study_dir(path: str | Path) -> Path:
     return sweeps_dir() / str(yaml.safe_load(Path(path).read_text())["name"])
 
 
+def part(definition: SweepDefinition, names: list[str], suffix: str, fixed: dict[str, Any], folder: Path,
+         report_only: bool) -> SweepDefinition:
+    """The fit or held-out study of a definition. Run, it is a definition file of its own in ``folder`` (worker
+    processes load it); only looked at (``report_only``), nothing is written and its messages name the user's
+    file and dataset."""
+    if report_only:
+        return dataclasses.replace(definition.subset(names, suffix, fixed), path=definition.path,
+                                   dataset=definition.dataset)
+    return definition.subset(names, suffix, fixed, folder)
+
+
 def completed(definition: SweepDefinition, url: str, report_only: bool, workers: int, progress: bool,
               path: str | Path) -> tuple[SweepDefinition, list]:
     """Run (or, ``report_only``, load) one study; its completed trials."""
@@ -131,8 +142,8 @@ def run_design_study(path: str | Path, datasets: list[str] | None = None, storag
         fit_rows: list[dict[str, Any]] = []
         rule_file = given
         if d.fit and given is None:
-            fit_def, fit_done = completed(d.subset(d.fit, "-fit", {"role": "fit"}, folder), url, report_only,
-                                          workers, progress, path)
+            fit_def, fit_done = completed(part(d, d.fit, "-fit", {"role": "fit"}, folder, report_only), url,
+                                          report_only, workers, progress, path)
             fit_rows = rows_of(fit_done, list(d.fit))
             rule_path = folder / f"rule-{tag}.yaml"
             if report_only and rule_path.exists():
@@ -146,7 +157,7 @@ def run_design_study(path: str | Path, datasets: list[str] | None = None, storag
             if progress:
                 print(f"rule fitted on {', '.join(d.fit)}: {rule_file.rule} -> {rule_path}", flush=True)
         held = [n for n in d.architectures if n not in d.fit]
-        main = d if rule_file is None else d.subset(held, "", rule_file.rule.knobs(), folder)
+        main = d if rule_file is None else part(d, held, "", rule_file.rule.knobs(), folder, report_only)
         main, done = completed(main, url, report_only, workers, progress, path)
         rows = fit_rows + rows_of(done, held)
         comparisons.append(compare(main.name, rows, rule_file.to_dict() | {"path": str(rule_file.path)}
