@@ -83,6 +83,34 @@ def test_dedup_and_pruning_stay_within_1e4_of_straightforward(mnist14, boundary)
         assert (clamped - ref).abs().max() < 1e-6
 
 
+@pytest.mark.parametrize("case", ["digits", "near_ties"])
+def test_pruning_reports_a_certified_bound_that_holds(mnist14, monkeypatch, case):
+    """Each call reports the largest change its skipped keys could make; the float64 answer with and without
+    pruning differ by no more than that, on real digits and on a training set built of near-ties (many
+    copies of a few digits, each jittered by 1e-3, so clusters sit at almost equal distances)."""
+    from ablate.oracle import machines
+    monkeypatch.setattr(machines, "PRUNE_MIN_KEYS", 0)
+    train = mnist14.train.double()
+    if case == "near_ties":
+        g = torch.Generator().manual_seed(1)
+        train = (train[:6].repeat(40, 1, 1, 1) + 1e-3 * torch.randn(240, 1, 14, 14, generator=g,
+                                                                       dtype=torch.float64)).clamp(-1, 1)
+    x0 = mnist14.heldout[:3].double()
+    x_t = 0.999 ** 0.5 * x0 + 0.001 ** 0.5 * torch.randn(x0.shape, generator=torch.Generator().manual_seed(2),
+                                                        dtype=torch.float64)
+    exact = build_oracle(OracleConfig(patch_size=3, boundary="circular", dtype="float64"), train)
+    assert exact.denoise(x_t, 0.999) is not None and exact.truncation_bound == 0.0
+    bounds = []
+    for tol in (1e-2, 1e-4):
+        pruned = build_oracle(OracleConfig(patch_size=3, boundary="circular", dtype="float64", prune_tol=tol), train)
+        out = pruned.denoise(x_t, 0.999)
+        bound = pruned.truncation_bound
+        assert (out - exact.denoise(x_t, 0.999)).abs().max() <= bound + 1e-12
+        assert 0.0 <= bound <= 2 * tol
+        bounds.append(bound)
+    assert bounds[0] > 0  # something was skipped, and the bound says how much it could matter
+
+
 def test_pruning_is_exercised_and_exact(mnist14, monkeypatch):
     """At low noise the bounds skip clusters; the answer equals the unpruned one."""
     from ablate.oracle import machines, prune

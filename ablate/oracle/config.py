@@ -136,7 +136,8 @@ class OracleConfig:
     with k = 27 on 28x28 has 729 groups); to make room for the patch size in use, the least recently used
     sets of other patch sizes are evicted; groups that still do not fit are streamed from the training
     images on every call (memory then stays bounded by ``16 * chunk_bytes``). prune_tol: keys
-    whose total softmax weight is provably below this are skipped (0, the default, disables it: once
+    whose total softmax weight is provably below this are skipped, and each call reports the certified
+    bound on what that changed (``Oracle.truncation_bound``, at most ``2 * prune_tol``; 0, the default, disables it: once
     ``exp`` stays on its fast path (:mod:`ablate.oracle.softmax`) the dense pass costs about what the
     pruned one does at low noise, N = 5,000, while clustering the keys costs 100+ s per patch size).
     """

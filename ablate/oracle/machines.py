@@ -58,6 +58,7 @@ class Oracle:
                              "(the forward process of theory section 1); rescale them, e.g. x / 127.5 - 1 for 0..255 "
                              "or 2 x - 1 for 0..1")
         self.config = config
+        self.truncation_bound = 0.0  # set by every denoise call (see there)
         self.device = torch.device(device) if device is not None else train_images.device
         self.dtype = _DTYPES[config.dtype]
         self.images = train_images.to(self.device, self.dtype).contiguous()
@@ -119,8 +120,11 @@ class Oracle:
     def denoise(self, x_t: torch.Tensor, alpha_bar: float | torch.Tensor,
                 labels: torch.Tensor | None = None) -> torch.Tensor:
         """Posterior mean of the clean image. x_t ``[B, C, H, W]`` (``[B, C, L]`` for signals); alpha_bar a
-        float or ``[B]`` in (0, 1); labels ``[B]`` for class-conditional machines. Returns x_t's shape."""
+        float or ``[B]`` in (0, 1); labels ``[B]`` for class-conditional machines. Returns x_t's shape.
+        Afterwards ``truncation_bound`` holds the certified bound on the largest change any entry of this call's
+        ``x0_hat`` took from keys skipped by pruning (``prune_tol``; 0 when none was skipped)."""
         x, ab, labels = self._validate(x_t, alpha_bar, labels)
+        self.truncation_bound = 0.0
         out = torch.empty_like(x)
         ks = torch.tensor([self.config.schedule().k_at(float(a)) for a in ab], device=self.device)
         lab = labels if labels is not None else torch.full((len(x),), -1, device=self.device)
@@ -227,7 +231,8 @@ class Oracle:
             tile = self._chunk_rows(1)  # logits per tile
             if (keyset is not None and self.config.prune_tol > 0 and len(keyset.keys) >= PRUNE_MIN_KEYS
                     and float(b2.max()) <= PRUNE_MAX_B2):
-                res = pruned_group_softmax(q, s1, s2, keyset, self.config.prune_tol, tile)
+                res, bound = pruned_group_softmax(q, s1, s2, keyset, self.config.prune_tol, tile)
+                self.truncation_bound = max(self.truncation_bound, bound)
             else:
                 rows = max(1, tile // min(len(q), 1024))
                 chunks = keyset.chunks(rows) if keyset is not None else stream_keys(

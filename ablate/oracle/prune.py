@@ -70,9 +70,12 @@ def cluster_keys(keyset: KeySet, size: int = 128) -> Clusters:
 
 
 def pruned_group_softmax(q: torch.Tensor, s1: torch.Tensor, s2: torch.Tensor, keyset: KeySet, tol: float,
-                         chunk_rows: int) -> torch.Tensor:
+                         chunk_rows: int) -> tuple[torch.Tensor, float]:
     """Softmax-weighted centre values ``[Q, C]`` for queries ``q [Q, D]`` with logit scales
-    ``s1 = a / b2``, ``s2 = a^2 / (2 b2)`` (per query), skipping provably negligible clusters."""
+    ``s1 = a / b2``, ``s2 = a^2 / (2 b2)`` (per query), skipping provably negligible clusters; and the
+    certified bound on what the skipping changed: the largest over queries of ``2 * sum(skipped upper
+    masses) / exp(lower)`` (values lie in [-1, 1], so a skipped share ``w`` of the weight moves the mean by
+    at most ``2 w``; 0 when nothing was skipped; at most ``2 * tol`` by construction)."""
     if not hasattr(keyset, "clusters"):
         keyset.clusters = cluster_keys(keyset)  # type: ignore[attr-defined]
     cl: Clusters = keyset.clusters  # type: ignore[attr-defined]
@@ -92,7 +95,10 @@ def pruned_group_softmax(q: torch.Tensor, s1: torch.Tensor, s2: torch.Tensor, ke
     if visit.float().mean() > DENSE_FRACTION:
         state = StreamingSoftmax((len(q),), C, q.dtype, q.device)
         dense_softmax(state, qa, keyset.chunks(max(1, chunk_rows // min(len(q), 1024))), chunk_rows)
-        return state.result()
+        return state.result(), 0.0
+    # the bound on the weight of what is skipped, relative to the partition function: a query visits every
+    # cluster of its tile, so only clusters no query of the tile visits are skipped for it; the bound below
+    # takes every cluster the query itself does not need, which is at least as large
     # Tiles of similar queries (sorted by nearest cluster) share most of the clusters they must visit.
     order = torch.argsort(dc.argmin(1))
     sizes = torch.tensor([e - s for s, e in cl.bounds], device=q.device)
@@ -106,7 +112,9 @@ def pruned_group_softmax(q: torch.Tensor, s1: torch.Tensor, s2: torch.Tensor, ke
         dense_softmax(state, qa[tile], ((keys[r:r + chunk_rows // len(tile)], values[r:r + chunk_rows // len(tile)])
                                         for r in range(0, len(keys), max(1, chunk_rows // len(tile)))), chunk_rows)
         out[tile] = state.result()
-    return out
+    skipped = torch.where(visit, torch.full_like(upper, -math.inf), upper)
+    bound = float((2 * torch.exp(torch.logsumexp(skipped.double(), 1) - lower[:, 0].double())).max())
+    return out, bound
 
 
 def dense_softmax(state: StreamingSoftmax, qa: torch.Tensor, chunks, tile_elems: int) -> None:
