@@ -103,10 +103,10 @@ class MappingRule:
         """The receptive field the rule scales (None: global, the largest patch the machine allows)."""
         return geometry.receptive_field if self.attention == "global" else geometry.local_receptive_field
 
-    def constants(self, geometry: Geometry) -> tuple[float, float]:
-        """``(rf_fraction, shape)`` for a network of ``geometry``: an attention network's own under
-        ``attention="fitted"``, else the convolutional ones."""
-        if self.attention == "fitted" and is_attention(geometry):
+    def constants(self, attention: bool) -> tuple[float, float]:
+        """``(rf_fraction, shape)`` for a network with (``attention``, :func:`is_attention`) or without global
+        mixing: an attention network's own under ``attention="fitted"``, else the convolutional ones."""
+        if self.attention == "fitted" and attention:
             return float(self.attention_rf_fraction), float(self.attention_shape)  # type: ignore[arg-type]
         return self.rf_fraction, self.shape
 
@@ -162,7 +162,7 @@ def predict_from_geometry(geometry: Geometry, image_shape: Sequence[int], rule: 
     boundary = geometry.padding
     allowed = OracleConfig(machine="els", boundary=boundary).max_patch_size(*image_shape[1:])
     mapped = rule.receptive_field(geometry)
-    fraction, shape = rule.constants(geometry)
+    fraction, shape = rule.constants(is_attention(geometry))
     top = rule.k_top(mapped, allowed, fraction)
     low = min(rule.k_low, top)
     schedule = PatchSchedule("power", k_min=low, k_max=top, shape=shape)
@@ -241,8 +241,7 @@ def fit_rule(members: Sequence[FitMember], k_low: int = 3) -> MappingRule:
 
 def member_error(member: FitMember, rule: MappingRule) -> float:
     """Root-mean-square error in k of the rule's schedule for one fit member."""
-    fraction, shape = (rule.attention_rf_fraction, rule.attention_shape) if (
-        member.attention and rule.attention == "fitted") else (rule.rf_fraction, rule.shape)
-    top = min(member.allowed, max(rule.k_low, nearest_odd(fraction * member.receptive_field)))
+    fraction, shape = rule.constants(member.attention)
+    top = rule.k_top(member.receptive_field, member.allowed, fraction)
     schedule = PatchSchedule("power", k_min=min(rule.k_low, top), k_max=top, shape=shape)
     return math.sqrt(sum((schedule.k_at(a) - k) ** 2 for k, a in zip(member.ks, member.alpha_bars)) / len(member.ks))

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from ablate.metrics import FingerDetector, artefact_locations, conditional_artefact_rate, pairwise_agreement
-from ablate.models import backbone_config, describe
+from ablate.models import Geometry, backbone_config, describe
 from ablate.oracle import OracleConfig, build_oracle
 from ablate.sampling import sample
 from ablate.study.mapping import MappingRule, is_attention, predict_oracle
@@ -47,8 +47,8 @@ def predict(ctx: TrialContext, knobs: dict[str, Any], device: str) -> tuple[dict
     samples = sample(oracle, seeds, ctx.data.shape, steps=ctx.definition.steps, device=device).samples.cpu()
     scores = ctx.suite.score(samples)
     figures = {f"predicted_{m}": scores[m] for m in PREDICTED if m in scores}
-    return {**figures, **prediction.describe(), "prediction_seconds": time.perf_counter() - start,
-            "prediction_seeds": len(seeds)}, samples
+    return {**geometry_figures(prediction.geometry, ctx), **figures, **prediction.describe(),
+            "prediction_seconds": time.perf_counter() - start, "prediction_seeds": len(seeds)}, samples
 
 
 def artefact_figures(ctx: TrialContext, predicted: torch.Tensor, trained: torch.Tensor,
@@ -67,10 +67,9 @@ def artefact_figures(ctx: TrialContext, predicted: torch.Tensor, trained: torch.
     return out
 
 
-def geometry_figures(knobs: dict[str, Any], ctx: TrialContext) -> dict[str, Any]:
+def geometry_figures(geometry: Geometry, ctx: TrialContext) -> dict[str, Any]:
     """What a fit row needs to refit the rule: the architecture's geometry and the largest patch its machine
     allows on the study's images."""
-    geometry = describe(backbone_config(knobs))
     allowed = OracleConfig(machine="els", boundary=geometry.padding).max_patch_size(*ctx.data.shape[1:])
     return {"receptive_field": geometry.receptive_field, "local_receptive_field": geometry.local_receptive_field,
             "stride": geometry.stride, "boundary": geometry.padding, "attention": is_attention(geometry),
@@ -90,10 +89,9 @@ def run_design_trial(ctx: TrialContext, knobs: dict[str, Any], tag: str, trial=N
     role = str(knobs.get("role", "held_out"))
     measure_seeds = int(knobs.get("measure_seeds", ctx.definition.seeds))  # >= seeds (checked by the definition)
     if role == "fit":
-        predicted_figures, predicted = geometry_figures(knobs, ctx), None
+        predicted_figures, predicted = geometry_figures(describe(backbone_config(knobs)), ctx), None
     else:
         predicted_figures, predicted = predict(ctx, knobs, device)
-        predicted_figures = {**geometry_figures(knobs, ctx), **predicted_figures}
     eval_config = EvalConfig(machines=("els", "es", "ideal"), seeds=max(2, ctx.definition.seeds),
                              calibration_seeds=int(knobs.get("calibration_seeds", 4)),
                              k_max=knobs.get("calibration_k_max"), stride=knobs.get("calibration_stride", "auto"),
