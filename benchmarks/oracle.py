@@ -11,8 +11,15 @@ same way (also step by step on the baseline's inputs, and both against a
 float64 computation of each step); then (``--rss``) the peak RSS of one k=27 step in a
 fresh process.
 
+``--grid`` instead times single steps over boundary x k x N x batch x noise level (every combination of
+``--grid-boundaries``, ``--grid-ks``, ``--grid-ns``, ``--grid-batches``, ``--grid-noise``): the warm step
+(median of ``--reps``), the cold first step of a fresh oracle (key extraction included), the baseline on the
+same input, both ratios and the max abs deviation (where it exceeds 1e-4, both against the baseline computed
+in float64, to tell which of the two is off), one line per cell, then a summary.
+
     python benchmarks/oracle.py                    # N = 5000, 28x28 (the issue's setting; long)
     python benchmarks/oracle.py --n 500 --reps 3   # a quick look
+    python benchmarks/oracle.py --grid             # the speed grid (zeros/circular x k 3-15 x N x batch x noise)
 """
 from __future__ import annotations
 
@@ -27,11 +34,14 @@ from timing import timed  # benchmarks/timing.py (the script's folder is on sys.
 
 from ablate.data import DataConfig, load_dataset
 from ablate.oracle import OracleConfig, PatchSchedule, build_oracle
+from ablate.oracle.config import cosine_alpha_bar
 from ablate.oracle.baseline import straightforward_els
 from ablate.sampling import sample
 from ablate.sampling.schedules import cosine
 
 SCHEDULE = PatchSchedule("power", k_min=3, k_max=15, shape=1.0)
+# the grid's noise levels: the cosine schedule at t = 0.1, 0.5, 0.9 (alpha_bar 0.976, 0.504, 0.024)
+NOISE = {"low": 0.1, "mid": 0.5, "high": 0.9}
 
 
 def noise_for(k: int) -> float:
@@ -56,6 +66,52 @@ class Baseline:
         return out
 
 
+def digits(n: int, image_size: int) -> torch.Tensor:
+    """``n`` class-balanced mnist5k digits (all 5,000 for n >= 5,000)."""
+    size = image_size if image_size != 28 else None
+    if n >= 5000:
+        return load_dataset(DataConfig(name="mnist5k", image_size=size, heldout_fraction=0.0)).train
+    return load_dataset(DataConfig(name="mnist5k", n=n, image_size=size)).train
+
+
+def grid(a) -> None:
+    """The speed grid: one line per cell, then a summary of the cells below 10x."""
+    queries = digits(5000, a.image_size)[-8:].transpose(2, 3)  # transposed digits: never a training image
+    print(f"speed grid, mnist5k {a.image_size}x{a.image_size}, torch threads {torch.get_num_threads()}, "
+          f"oracle warm = median of {a.reps}, baseline = median of {a.baseline_reps}", flush=True)
+    print(f"{'boundary':9} {'k':>3} {'N':>5} {'B':>2} {'noise':5} {'warm s':>8} {'cold s':>8} {'base s':>8} "
+          f"{'warm x':>7} {'cold x':>7} {'max|dev|':>9}", flush=True)
+    rows = []
+    for n in map(int, a.grid_ns.split(",")):
+        train = digits(n, a.image_size)
+        for boundary in a.grid_boundaries.split(","):
+            for k in map(int, a.grid_ks.split(",")):
+                for batch in map(int, a.grid_batches.split(",")):
+                    for level in a.grid_noise.split(","):
+                        ab = cosine_alpha_bar(NOISE[level])
+                        g = torch.Generator().manual_seed(batch * 1000 + k)
+                        x0 = queries[:batch]
+                        x_t = ab ** 0.5 * x0 + (1 - ab) ** 0.5 * torch.randn(x0.shape, generator=g)
+                        oracle = build_oracle(OracleConfig(patch_size=k, boundary=boundary), train)
+                        cold, _ = timed(lambda: oracle.denoise(x_t, ab), 1)
+                        warm, out = timed(lambda: oracle.denoise(x_t, ab), a.reps)
+                        base, ref = timed(lambda: straightforward_els(x_t, ab, train, k, boundary), a.baseline_reps)
+                        dev = (out - ref).abs().max().item()
+                        f64 = ""
+                        if dev > 1e-4:  # which of the two is off? both against the baseline in float64
+                            truth = straightforward_els(x_t.double(), ab, train.double(), k, boundary)
+                            f64 = (f"  against float64: oracle {(out.double() - truth).abs().max().item():.1e}, "
+                                   f"baseline {(ref.double() - truth).abs().max().item():.1e}")
+                        rows.append((boundary, k, n, batch, level, warm, cold, base, dev))
+                        print(f"{boundary:9} {k:3d} {n:5d} {batch:2d} {level:5} {warm:8.3f} {cold:8.3f} {base:8.3f} "
+                              f"{base / warm:7.1f} {base / cold:7.1f} {dev:9.1e}{f64}", flush=True)
+    slow = [r for r in rows if r[7] / r[5] < 10]
+    print(f"{len(rows)} cells; warm ratio median {statistics.median(r[7] / r[5] for r in rows):.1f}x, "
+          f"min {min(r[7] / r[5] for r in rows):.1f}x; cold ratio median "
+          f"{statistics.median(r[7] / r[6] for r in rows):.1f}x; max|dev| {max(r[8] for r in rows):.1e}; "
+          f"{len(slow)} warm cells under 10x", flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--n", type=int, default=5000)
@@ -72,7 +128,15 @@ def main() -> None:
     p.add_argument("--rss", action="store_true", help="also measure peak RSS of a k=27 step (fresh process)")
     p.add_argument("--cache-mb", type=int, default=None, help="key-cache budget of the --rss step (default: 3 GiB)")
     p.add_argument("--rss-child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--grid", action="store_true", help="time the speed grid instead (see the module docstring)")
+    p.add_argument("--grid-boundaries", default="zeros,circular")
+    p.add_argument("--grid-ks", default="3,5,9,15")
+    p.add_argument("--grid-ns", default="400,5000")
+    p.add_argument("--grid-batches", default="1,2,8")
+    p.add_argument("--grid-noise", default="low,mid,high")
     a = p.parse_args()
+    if a.grid:
+        return grid(a)
     full = DataConfig(name="mnist5k", image_size=a.image_size if a.image_size != 28 else None, heldout_fraction=0.0)
     everything = load_dataset(full).train  # all 5,000 digits, class-balanced subsets below that
     train = everything if a.n >= len(everything) else load_dataset(

@@ -19,6 +19,7 @@ import torch
 
 from ablate.oracle import Oracle, PatchSchedule
 from ablate.sampling import Denoiser, Schedule, sample
+from ablate.sampling.sampler import announce_plan, report_plan
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,8 @@ def calibrate_variants(network: Denoiser, variants: dict, machine: str, boundary
     candidates = list(variants)
     traj = sample(network, seeds, shape, steps=steps, schedule=noise_schedule, labels=labels, keep_trajectory=True,
                   device=device)
+    what = f"calibrating {machine} over {len(candidates)} candidates"
+    planned = announce_plan(list(variants.values()), traj.alpha_bars.tolist(), len(seeds), labels, progress, what)
     loop = range(steps)
     if progress:
         from tqdm.auto import tqdm
@@ -105,6 +108,8 @@ def calibrate_variants(network: Denoiser, variants: dict, machine: str, boundary
         for j, value in enumerate(candidates):
             guess = score(x, variants[value].denoise(x, ab, labels), ab).double()
             sims[i, j] = torch.nn.functional.cosine_similarity(guess, target, dim=1).cpu()
+    if progress:
+        report_plan(planned, what)
     cand = torch.tensor(candidates, dtype=torch.float64)
     votes = cand[sims.argmax(1)]  # [T, S]
     chosen = votes.median(dim=1).values  # an actual vote

@@ -116,6 +116,19 @@ class Oracle:
             return self.config.chunk_bytes
         return CPU_TILE_BYTES if self.device.type == "cpu" else DEVICE_TILE_BYTES
 
+    # ------------------------------------------------------------------ planning
+    def plan(self, alpha_bars, batch: int, labels: torch.Tensor | None = None, timing: bool = True,
+             what: str = "this job", budget: int | None = None):
+        """Estimate a job of one ``batch``-sized call per noise level of ``alpha_bars`` (a sample's steps),
+        and refuse it (``MemoryError``, saying what to change) when its memory estimate exceeds ``budget``
+        (default: ``ABLATE_MEMORY_BUDGET``, else what the machine has available). Returns the
+        :class:`~ablate.oracle.plan.Estimate`; ``timing=False`` checks memory only (cheap; no seconds)."""
+        from ablate.oracle import plan
+
+        est = plan.estimate(self, plan.sample_calls(self, batch, alpha_bars, labels), timing=timing)
+        plan.check_memory(est, budget, what)
+        return est
+
     # ------------------------------------------------------------------ interface
     def denoise(self, x_t: torch.Tensor, alpha_bar: float | torch.Tensor,
                 labels: torch.Tensor | None = None) -> torch.Tensor:

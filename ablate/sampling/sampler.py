@@ -10,6 +10,7 @@ are the step functions below; every other name is a diffusers scheduler
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Protocol, Sequence
 
@@ -63,6 +64,38 @@ def ddpm_step(x_t: torch.Tensor, x0_hat: torch.Tensor, alpha_bar: torch.Tensor, 
     return mean + var.sqrt() * noise
 
 
+def announce_plan(denoisers, alpha_bars: Sequence[float], batch: int, labels: torch.Tensor | None,
+                  progress: bool, what: str):
+    """Before a long job: for the denoisers that plan (the oracle: ``plan``, :mod:`ablate.oracle.plan`),
+    refuse the job when its memory estimate exceeds the budget (always; cheap) and, with ``progress``,
+    estimate its time and print it. Returns ``(estimate seconds or None, start time)`` for
+    :func:`report_plan`."""
+    import time
+
+    seconds = None
+    for d in denoisers:
+        plan = getattr(d, "plan", None)
+        if callable(plan):
+            est = plan([float(a) for a in alpha_bars], batch, labels, timing=progress, what=what)
+            seconds = (seconds or 0.0) + est.seconds
+            if progress:
+                print(f"{what}: planned {est}", file=sys.stderr, flush=True)
+    return seconds, time.perf_counter()
+
+
+def report_plan(planned, what: str) -> None:
+    """After the job: its wall time beside the plan (with ``progress``, where one was made)."""
+    import time
+
+    seconds, start = planned
+    if seconds is not None and seconds == seconds:  # NaN: no timing estimate was made
+        from ablate.oracle.plan import format_seconds
+
+        took = time.perf_counter() - start
+        print(f"{what}: took {format_seconds(took)} (planned {format_seconds(seconds)}, "
+              f"{took / max(seconds, 1e-9):.2f}x)", file=sys.stderr, flush=True)
+
+
 def seed_noise(seeds: Sequence[int], shape: tuple[int, int, int], steps: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Per seed: ``x_T ~ N(0, I)`` ``[B, C, H, W]`` and the DDPM step noise ``[T, B, C, H, W]``,
     all drawn from ``torch.Generator().manual_seed(seed)`` on the CPU in float64, so any
@@ -110,6 +143,7 @@ def sample(denoiser: Denoiser, seeds: Sequence[int], shape: tuple[int, ...], ste
         return SampleResult(traj.samples, traj.alpha_bars, traj.x0_hats, traj.xs)
     ab, ab_prev = own_grid(schedule, steps, sampler)  # [T] each: the step's level and the level it goes to
     B = len(seeds)
+    planned = announce_plan([denoiser], ab.tolist(), B, labels, progress, f"{sampler} sampling, {B} seeds")
     x0s, xs = [], [x]
     loop = range(steps)
     if progress:
@@ -125,5 +159,7 @@ def sample(denoiser: Denoiser, seeds: Sequence[int], shape: tuple[int, ...], ste
         if keep_trajectory:
             x0s.append(x0_hat)
             xs.append(x)
+    if progress:
+        report_plan(planned, f"{sampler} sampling, {B} seeds")
     return SampleResult(x, ab.clone(), torch.stack(x0s) if keep_trajectory else None,
                         torch.stack(xs) if keep_trajectory else None)

@@ -196,6 +196,11 @@ def scheduler_sample(denoiser, name: str, schedule: Schedule, x_T: torch.Tensor,
     B = len(x_T)
     x = x_T * float(scheduler.init_noise_sigma)
     abs_, xs, x0s = [], [], []
+    from ablate.sampling.sampler import announce_plan, report_plan
+
+    levels = ([1.0 / (1.0 + float(s) ** 2) for s in scheduler.sigmas[:len(scheduler.timesteps)]] if sigma_space
+              else [float(ac[int(t)]) for t in scheduler.timesteps])
+    planned = announce_plan([denoiser], levels, B, labels, progress, f"{name} sampling, {B} seeds")
     loop = scheduler.timesteps
     if progress:
         from tqdm.auto import tqdm
@@ -216,6 +221,8 @@ def scheduler_sample(denoiser, name: str, schedule: Schedule, x_T: torch.Tensor,
         if keep_trajectory:
             xs.append(x_in)
             x0s.append(x0_hat)
+    if progress:
+        report_plan(planned, f"{name} sampling, {B} seeds")
     return SchedulerTrajectory(x, torch.tensor(abs_, dtype=torch.float64),
                                torch.stack(x0s) if keep_trajectory else None,
                                torch.stack(xs + [x]) if keep_trajectory else None)

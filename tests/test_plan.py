@@ -1,0 +1,92 @@
+"""The run planner (ablate.oracle.plan): key counts with known answers, the distinct-key estimate at its two
+extremes, and the memory refusal before any work is done."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from ablate.oracle import OracleConfig, build_oracle
+from ablate.oracle import plan
+from ablate.oracle.patches import shared_key_groups
+from ablate.sampling import sample
+
+
+def noise_images(n, size=10, seed=0):
+    """Images whose patches are all distinct (continuous noise): nothing merges."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 1, size, size, generator=g) * 2 - 1
+
+
+def test_circular_logit_count_is_batch_pixels_times_inside_patches():
+    N, S, k, B = 5, 10, 3, 2
+    o = build_oracle(OracleConfig(patch_size=k, boundary="circular"), noise_images(N, S))
+    est = plan.estimate(o, [(0.5, B, None)], timing=False)
+    d = k // 2
+    # every pixel sees every patch lying inside every training image (theory section 4)
+    assert est.logits == B * S * S * N * (S - 2 * d) ** 2
+    assert math.isnan(est.seconds)
+
+
+def test_zeros_logit_count_is_the_sum_over_boundary_classes_of_their_squares():
+    N, S, k, B = 4, 9, 5, 3
+    o = build_oracle(OracleConfig(patch_size=k, boundary="zeros"), noise_images(N, S))
+    est = plan.estimate(o, [(0.5, B, None)], timing=False)
+    d = k // 2
+    # rows fall into d top classes, d bottom classes (one row each) and one interior class of S - 2d rows;
+    # a pixel sees its own class's positions, so a class of r rows x c columns adds (r c)^2
+    sizes = [1] * (2 * d) + [S - 2 * d]
+    assert est.logits == B * N * sum((r * c) ** 2 for r in sizes for c in sizes)
+
+
+def test_after_a_call_the_plan_counts_the_cached_distinct_keys_exactly():
+    images = noise_images(3, 8)
+    o = build_oracle(OracleConfig(patch_size=3, boundary="circular"), images)
+    x = torch.randn(2, 1, 8, 8)
+    o.denoise(x, 0.5)
+    distinct = sum(len(s.augmented) for s in o._keysets.values())
+    est = plan.estimate(o, [(0.5, 2, None)])
+    assert est.logits == 2 * 64 * distinct
+    assert est.seconds > 0 and math.isfinite(est.seconds)
+
+
+def test_distinct_estimate_is_exact_for_copies_and_for_all_distinct_patches():
+    one = noise_images(1, 8)
+    k = (3, 3)
+    copies = build_oracle(OracleConfig(patch_size=3, boundary="circular"), one.repeat(200, 1, 1, 1))
+    group = shared_key_groups(8, 8, k, "circular")
+    distinct, _, _ = plan._distinct(copies, k, copies.images, group[0], None)
+    assert distinct == 36  # one image's 6 x 6 inside patches, however many copies
+    fresh = build_oracle(OracleConfig(patch_size=3, boundary="circular"), noise_images(200, 8))
+    distinct, _, _ = plan._distinct(fresh, k, fresh.images, group[0], None)
+    assert distinct == pytest.approx(200 * 36)  # seen once in the sample: they grow with N
+
+
+def test_a_job_over_the_memory_budget_is_refused_before_any_work(monkeypatch):
+    o = build_oracle(OracleConfig(patch_size=5, boundary="zeros"), noise_images(20, 12))
+    calls = []
+    real = o._denoise
+    monkeypatch.setattr(o, "_denoise", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setenv("ABLATE_MEMORY_BUDGET", "1M")
+    with pytest.raises(MemoryError, match=r"needs about .* GiB .* only 0\.00 GiB is available; lower "
+                                          r"OracleConfig\.cache_bytes"):
+        sample(o, range(2), (1, 12, 12), steps=3)
+    assert calls == []  # nothing ran
+    monkeypatch.setenv("ABLATE_MEMORY_BUDGET", "8G")
+    out = sample(o, range(2), (1, 12, 12), steps=3).samples
+    assert out.shape == (2, 1, 12, 12) and len(calls) == 3
+
+
+def test_a_bad_budget_says_what_a_size_looks_like(monkeypatch):
+    monkeypatch.setenv("ABLATE_MEMORY_BUDGET", "lots")
+    with pytest.raises(ValueError, match="ABLATE_MEMORY_BUDGET='lots' is not a size"):
+        plan.env_budget()
+
+
+def test_sampling_with_progress_prints_the_plan_and_the_time_it_took(capsys):
+    o = build_oracle(OracleConfig(patch_size=3, boundary="zeros"), noise_images(10, 8))
+    sample(o, range(2), (1, 8, 8), steps=4, progress=True)
+    err = capsys.readouterr().err
+    assert "ddim sampling, 2 seeds: planned about" in err
+    assert "ddim sampling, 2 seeds: took" in err and "planned" in err
