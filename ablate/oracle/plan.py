@@ -10,6 +10,8 @@ sets where they exist, and otherwise estimates them from a sample of images (dis
 as the background, as already all seen); it takes the seconds per logit, per group and per extracted
 key number from timing this machine on those very shapes (:func:`throughput`, cached per process).
 The position-aware machines (LS, ELS with knobs) cost ``queries x positions x N`` logits the same way.
+The other machines (IS, ES, the rival theories) take a fraction of a second per step at these sizes; their
+estimate is a rough one from the same rates.
 
 Memory: the training images, their padded copy, the key cache (at most ``cache_bytes``, and at most
 what the keys need), the query patches and a few tiles. :func:`check_memory` refuses a job whose
@@ -164,7 +166,8 @@ def estimate(oracle, calls: Sequence[tuple[float, int, int | None]], timing: boo
     C, H, W, HW = oracle.C, oracle.H, oracle.W, oracle.H * oracle.W
     seconds, logits, peak_extra = 0.0, 0.0, 0
     built: dict = {}  # (k, label) -> (distinct per group, build seconds per group) of sets that were built
-    cache_peak = 0
+    sets: dict = {}  # (extent, label) -> bytes of its cached key sets
+    build_peak = 0
     tile = oracle._chunk_rows(1)
     layouts: dict = {}  # patch extent -> pixel groups, or the positions each offset pairs (computed once)
     for alpha_bar, batch, label in calls:
@@ -218,7 +221,8 @@ def estimate(oracle, calls: Sequence[tuple[float, int, int | None]], timing: boo
                 built[cache_key] = ([r * share for r in raw], [fixed + r * per_key for r in raw])
                 seconds += sum(built[cache_key][1])  # the first call extracts and merges
             counts = built[cache_key][0]
-            cache_peak = max(cache_peak, int(sum(counts) * per_key_bytes + max(raw) * (per_key_bytes + 32)))
+            sets[cache_key] = sum(counts) * per_key_bytes  # what the cache keeps of this patch size
+            build_peak = max(build_peak, max(raw) * (per_key_bytes + 32))  # one group's set while it is built
         else:
             counts = raw  # streamed: every key, every call, plus its extraction
             if not fits and timing:
@@ -232,7 +236,8 @@ def estimate(oracle, calls: Sequence[tuple[float, int, int | None]], timing: boo
         seconds += n_logits * rate + overhead * len(groups)
         logits += n_logits
         peak_extra = max(peak_extra, padded_bytes + queries_bytes + 4 * oracle.chunk_bytes)
-    cache_peak = min(cache_peak, cfg.cache_bytes + cache_peak // 2)
+    # the cache keeps sets of every patch size while they fit in cache_bytes, evicting the least recently used
+    cache_peak = int(min(sum(sets.values()), cfg.cache_bytes) + build_peak)
     parts = {"training images": images_bytes, "key cache": cache_peak, "working set": peak_extra}
     return Estimate(seconds, images_bytes + cache_peak + peak_extra, logits, len(calls), parts)
 
