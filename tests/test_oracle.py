@@ -58,8 +58,13 @@ def test_the_gpu_tile_size_gives_the_cpu_answer_and_the_default_follows_the_devi
     big = build_oracle(OracleConfig(machine=machine, patch_size=5, chunk_bytes=DEVICE_TILE_BYTES), mnist14.train)
     assert default.chunk_bytes == CPU_TILE_BYTES and big.chunk_bytes == DEVICE_TILE_BYTES
     assert default.with_knobs(chunk_bytes=2**16).chunk_bytes == 2**16
+    truth = build_oracle(OracleConfig(machine=machine, patch_size=5, dtype="float64"), mnist14.train)
     for ab in (0.9, 0.3):
-        assert (default.denoise(x, ab) - big.denoise(x, ab)).abs().max() < 1e-5
+        exact = truth.denoise(x.double(), ab)
+        # the two tilings sum in different orders: each is float32 rounding away from the float64 answer
+        # (about 1e-5 here), within the oracle's bar of 1e-4
+        assert (default.denoise(x, ab).double() - exact).abs().max() < 1e-4
+        assert (big.denoise(x, ab).double() - exact).abs().max() < 1e-4
 
 
 @pytest.fixture(scope="module")
