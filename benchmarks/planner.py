@@ -5,8 +5,8 @@ rising patch schedule, and a calibration over several candidates, prints the pla
 (:mod:`ablate.oracle.plan`, made before the job), the measured wall time and their ratio. The issue's bar:
 every ratio within a factor of 2.
 
-    python benchmarks/planner.py               # N = 400 and 5,000 (a few minutes)
-    python benchmarks/planner.py --ns 400      # a quick look
+    python benchmarks/planner.py                          # N = 1,000 (about 20 minutes on 2 cores)
+    python benchmarks/planner.py --ns 400 --skip-jobs     # a quick look: single steps only
 """
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ class Network:
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--ns", default="400,5000")
+    p.add_argument("--ns", default="1000")
     p.add_argument("--ks", default="3,9,15")
     p.add_argument("--batches", default="1,8")
     p.add_argument("--boundaries", default="zeros,circular")

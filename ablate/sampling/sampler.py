@@ -11,6 +11,7 @@ are the step functions below; every other name is a diffusers scheduler
 from __future__ import annotations
 
 import sys
+import time
 from dataclasses import dataclass
 from typing import Protocol, Sequence
 
@@ -70,8 +71,6 @@ def announce_plan(denoisers, alpha_bars: Sequence[float], batch: int, labels: to
     refuse the job when its memory estimate exceeds the budget (always; cheap) and, with ``progress``,
     estimate its time and print it. Returns ``(estimate seconds or None, start time)`` for
     :func:`report_plan`."""
-    import time
-
     seconds = None
     for d in denoisers:
         plan = getattr(d, "plan", None)
@@ -85,8 +84,6 @@ def announce_plan(denoisers, alpha_bars: Sequence[float], batch: int, labels: to
 
 def report_plan(planned, what: str) -> None:
     """After the job: its wall time beside the plan (with ``progress``, where one was made)."""
-    import time
-
     seconds, start = planned
     if seconds is not None and seconds == seconds:  # NaN: no timing estimate was made
         from ablate.oracle.plan import format_seconds
