@@ -56,10 +56,10 @@ def test_distinct_estimate_is_exact_for_copies_and_for_all_distinct_patches():
     k = (3, 3)
     copies = build_oracle(OracleConfig(patch_size=3, boundary="circular"), one.repeat(200, 1, 1, 1))
     group = shared_key_groups(8, 8, k, "circular")
-    distinct, _, _ = plan._distinct(copies, k, copies.images, group[0], None)
+    distinct, _, _ = plan._distinct(copies, k, copies.images, group[0])
     assert distinct == 36  # one image's 6 x 6 inside patches, however many copies
     fresh = build_oracle(OracleConfig(patch_size=3, boundary="circular"), noise_images(200, 8))
-    distinct, _, _ = plan._distinct(fresh, k, fresh.images, group[0], None)
+    distinct, _, _ = plan._distinct(fresh, k, fresh.images, group[0])
     assert distinct == pytest.approx(200 * 36)  # seen once in the sample: they grow with N
 
 

@@ -95,8 +95,8 @@ def calibrate_variants(network: Denoiser, variants: dict, machine: str, boundary
     candidates = list(variants)
     traj = sample(network, seeds, shape, steps=steps, schedule=noise_schedule, labels=labels, keep_trajectory=True,
                   device=device)
-    what = f"calibrating {machine} over {len(candidates)} candidates"
-    planned = announce_plan(list(variants.values()), traj.alpha_bars.tolist(), len(seeds), labels, progress, what)
+    planned = announce_plan(list(variants.values()), traj.alpha_bars.tolist(), len(seeds), labels, progress,
+                            f"calibrating {machine} over {len(candidates)} candidates")
     loop = range(steps)
     if progress:
         from tqdm.auto import tqdm
@@ -109,7 +109,7 @@ def calibrate_variants(network: Denoiser, variants: dict, machine: str, boundary
             guess = score(x, variants[value].denoise(x, ab, labels), ab).double()
             sims[i, j] = torch.nn.functional.cosine_similarity(guess, target, dim=1).cpu()
     if progress:
-        report_plan(planned, what)
+        report_plan(planned)
     cand = torch.tensor(candidates, dtype=torch.float64)
     votes = cand[sims.argmax(1)]  # [T, S]
     chosen = votes.median(dim=1).values  # an actual vote

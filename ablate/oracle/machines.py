@@ -79,7 +79,7 @@ class Oracle:
         self._keysets: dict[tuple, KeySet] = {}
         self._cache_used = [0]  # bytes of all cached key sets (a list: shared with with_patch_size copies)
         self._pad_cache: list = [None, None]  # [(extent, label), padded images]: shared the same way
-        self._groups: dict[tuple, list[Group]] = {}  # patch extent (kh, kw) -> pixel groups
+        self._groups: dict[tuple, list[Group]] = {}  # (extent (kh, kw), boundary, stride) -> pixel groups
         self._offsets: dict[tuple, list] = {}  # (extent, LS?) -> per-offset key positions
         self._rival_stats: dict = {}  # (label, spectral only?) -> rivals.Statistics (float64, see rivals.stats)
         # ("mask" or "shape", label, tau, a) -> a PCA-locality mask or patch shape, oldest first
@@ -232,9 +232,7 @@ class Oracle:
         q_all = self._query_patches(x, k, boundary, cols)
         patch = (k, None if cols is None else tuple(cols.tolist()))  # what a cached key set was cut with
         out = torch.empty(B, self.H * self.W, self.C, dtype=self.dtype, device=self.device)
-        if k not in self._groups:
-            self._groups[k] = shared_key_groups(self.H, self.W, k, boundary, self.config.stride)
-        groups = self._groups[k]
+        groups = self.groups(k)
         for gi, group in enumerate(groups):
             qpos = group.query_pos.to(self.device)
             q = q_all[:, qpos].reshape(-1, q_all.shape[-1])  # [B * P, D], batch-major
@@ -255,6 +253,15 @@ class Oracle:
                 res = state.result()
             out[:, qpos] = res.reshape(B, len(qpos), self.C)
         return out.permute(0, 2, 1).reshape(B, self.C, self.H, self.W)
+
+    def groups(self, k: tuple[int, int]) -> list[Group]:
+        """The pixel groups of the shared-key path for patch extent ``k`` (this config's boundary and
+        stride; :func:`ablate.oracle.patches.shared_key_groups`), computed once and kept (copies made by
+        :meth:`with_knobs` share them)."""
+        key = (k, self.config.boundary, self.config.stride)
+        if key not in self._groups:
+            self._groups[key] = shared_key_groups(self.H, self.W, k, self.config.boundary, self.config.stride)
+        return self._groups[key]
 
     def _keyset(self, patch, cols, images, label, gi, group) -> KeySet | None:
         """The cached, deduplicated keys of a group, or None: stream them. ``patch`` = ``(k, shape)`` names

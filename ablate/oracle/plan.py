@@ -29,7 +29,7 @@ import torch
 
 from ablate.oracle.config import RIVALS
 from ablate.oracle.keys import KeySet, augment_queries, build_key_set
-from ablate.oracle.patches import offset_table, pad, shared_key_groups
+from ablate.oracle.patches import offset_table, pad
 from ablate.oracle.prune import dense_softmax
 from ablate.oracle.softmax import StreamingSoftmax
 
@@ -127,7 +127,7 @@ def throughput(D: int, device: torch.device, dtype: torch.dtype, tile: int) -> t
     return _RATES[key]
 
 
-def _distinct(oracle, k, images, group, cols) -> tuple[float, float, float]:
+def _distinct(oracle, k, images, group) -> tuple[float, float, float]:
     """``(distinct keys, build seconds per key, build seconds per set)`` of one pixel group over ``images``,
     estimated from :data:`SAMPLE_IMAGES` of them (all of them when there are no more): the time per key is
     the slope between half the sample and all of it, the time per set what one image's set costs beyond
@@ -136,12 +136,12 @@ def _distinct(oracle, k, images, group, cols) -> tuple[float, float, float]:
     pick = torch.linspace(0, len(images) - 1, m).round().long().to(images.device)
     padded = pad(images[pick], (k[0] // 2, k[1] // 2), oracle.config.boundary)
     positions = group.key_pos.to(images.device)
-    rows = oracle._chunk_rows(oracle.C * k[0] * k[1] if cols is None else len(cols))  # as the oracle builds
+    rows = oracle._chunk_rows(oracle.C * k[0] * k[1])  # as the oracle builds
     times = []
-    build_key_set(padded[:2], k, positions, oracle.W, rows, cols)  # warm: first-call costs are not per key
+    build_key_set(padded[:2], k, positions, oracle.W, rows)  # warm: first-call costs are not per key
     for part in (padded[:1], padded[:max(1, m // 2)], padded):
         start = time.perf_counter()
-        keyset: KeySet = build_key_set(part, k, positions, oracle.W, rows, cols)
+        keyset: KeySet = build_key_set(part, k, positions, oracle.W, rows)
         times.append(time.perf_counter() - start)
     per_image = len(positions)
     raw = m * per_image  # keys in the sample, before merging
@@ -169,7 +169,7 @@ def estimate(oracle, calls: Sequence[tuple[float, int, int | None]], timing: boo
     sets: dict = {}  # (extent, label) -> bytes of its cached key sets
     build_peak = 0
     tile = oracle._chunk_rows(1)
-    layouts: dict = {}  # patch extent -> pixel groups, or the positions each offset pairs (computed once)
+    offsets: dict = {}  # patch extent -> query positions per offset of the position-aware path (computed once)
     for alpha_bar, batch, label in calls:
         k = cfg.schedule().k_at(float(alpha_bar))
         images = oracle.images if label is None or label < 0 else oracle.images[oracle.labels == label]
@@ -187,25 +187,24 @@ def estimate(oracle, calls: Sequence[tuple[float, int, int | None]], timing: boo
             peak_extra = max(peak_extra, queries_bytes + 4 * oracle.chunk_bytes)
             continue
         if machine == "ls" or cfg.shift_radius is not None or cfg.position_bandwidth is not None:
-            if ext not in layouts:
+            if ext not in offsets:
                 table = offset_table(H, W, ext, cfg.boundary, cfg.shift_radius, cfg.stride, cfg.position_bandwidth,
                                      machine == "ls")
-                layouts[ext] = [len(o.query_pos) for o in table]
-            table = layouts[ext]
+                offsets[ext] = [len(o.query_pos) for o in table]
+            table = offsets[ext]
             n_logits = batch * N * sum(table)
             rate, overhead = throughput(D, oracle.device, oracle.dtype, tile) if timing else (math.nan, 0.0)
             seconds += n_logits * rate + overhead * len(table) * math.ceil(N * HW * D * el / (16 * oracle.chunk_bytes))
             logits += n_logits
             peak_extra = max(peak_extra, padded_bytes + queries_bytes + 48 * oracle.chunk_bytes)
             continue
-        if ext not in layouts:
-            layouts[ext] = shared_key_groups(H, W, ext, cfg.boundary, cfg.stride)
-        groups = layouts[ext]
+        groups = oracle.groups(ext)
         rate, overhead = throughput(D, oracle.device, oracle.dtype, tile) if timing else (math.nan, 0.0)
         raw = [N * len(g.key_pos) for g in groups]
         per_key_bytes = (D + 2 + C) * el
         fits = sum(raw) * (per_key_bytes + 32) <= cfg.cache_bytes
         cache_key = (ext, label)
+        big = max(range(len(groups)), key=lambda i: len(groups[i].key_pos))  # it stands for all groups
         if fits and cache_key not in built:
             cached = {key[2]: s for key, s in oracle._keysets.items() if key[0] == (ext, None) and key[1] == (
                 -1 if label is None else label)}
@@ -214,9 +213,8 @@ def estimate(oracle, calls: Sequence[tuple[float, int, int | None]], timing: boo
             elif len(cached) == len(groups):
                 built[cache_key] = ([len(s.augmented) for _, s in sorted(cached.items())], [0.0] * len(groups))
             else:
-                # the largest group stands for all: the share of distinct keys and the build time per key
-                big = max(range(len(groups)), key=lambda i: len(groups[i].key_pos))
-                distinct, per_key, fixed = _distinct(oracle, ext, images, groups[big], None)
+                # the largest group's share of distinct keys and build time per key, for every group
+                distinct, per_key, fixed = _distinct(oracle, ext, images, groups[big])
                 share = distinct / max(raw[big], 1)
                 built[cache_key] = ([r * share for r in raw], [fixed + r * per_key for r in raw])
                 seconds += sum(built[cache_key][1])  # the first call extracts and merges
@@ -226,12 +224,10 @@ def estimate(oracle, calls: Sequence[tuple[float, int, int | None]], timing: boo
         else:
             counts = raw  # streamed: every key, every call, plus its extraction
             if not fits and timing:
-                build_rate = _BUILD.get((str(oracle.device), oracle.dtype, torch.get_num_threads()))
-                if build_rate is None:
-                    big = max(range(len(groups)), key=lambda i: len(groups[i].key_pos))
-                    build_rate = _distinct(oracle, ext, images, groups[big], None)[1] / 2  # streaming: no merging
-                    _BUILD[(str(oracle.device), oracle.dtype, torch.get_num_threads())] = build_rate
-                seconds += sum(raw) * build_rate
+                where = (str(oracle.device), oracle.dtype, torch.get_num_threads())
+                if where not in _BUILD:
+                    _BUILD[where] = _distinct(oracle, ext, images, groups[big])[1] / 2  # streaming: no merging
+                seconds += sum(raw) * _BUILD[where]
         n_logits = sum(batch * len(g.query_pos) * c for g, c in zip(groups, counts))
         seconds += n_logits * rate + overhead * len(groups)
         logits += n_logits

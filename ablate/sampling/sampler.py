@@ -69,7 +69,7 @@ def announce_plan(denoisers, alpha_bars: Sequence[float], batch: int, labels: to
                   progress: bool, what: str):
     """Before a long job: for the denoisers that plan (the oracle: ``plan``, :mod:`ablate.oracle.plan`),
     refuse the job when its memory estimate exceeds the budget (always; cheap) and, with ``progress``,
-    estimate its time and print it. Returns ``(estimate seconds or None, start time)`` for
+    estimate its time and print it. Returns ``(estimate seconds or None, start time, what)`` for
     :func:`report_plan`."""
     seconds = None
     for d in denoisers:
@@ -79,12 +79,12 @@ def announce_plan(denoisers, alpha_bars: Sequence[float], batch: int, labels: to
             seconds = (seconds or 0.0) + est.seconds
             if progress:
                 print(f"{what}: planned {est}", file=sys.stderr, flush=True)
-    return seconds, time.perf_counter()
+    return seconds, time.perf_counter(), what
 
 
-def report_plan(planned, what: str) -> None:
+def report_plan(planned) -> None:
     """After the job: its wall time beside the plan (with ``progress``, where one was made)."""
-    seconds, start = planned
+    seconds, start, what = planned
     if seconds is not None and seconds == seconds:  # NaN: no timing estimate was made
         from ablate.oracle.plan import format_seconds
 
@@ -157,6 +157,6 @@ def sample(denoiser: Denoiser, seeds: Sequence[int], shape: tuple[int, ...], ste
             x0s.append(x0_hat)
             xs.append(x)
     if progress:
-        report_plan(planned, f"{sampler} sampling, {B} seeds")
+        report_plan(planned)
     return SampleResult(x, ab.clone(), torch.stack(x0s) if keep_trajectory else None,
                         torch.stack(xs) if keep_trajectory else None)

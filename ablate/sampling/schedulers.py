@@ -222,7 +222,7 @@ def scheduler_sample(denoiser, name: str, schedule: Schedule, x_T: torch.Tensor,
             xs.append(x_in)
             x0s.append(x0_hat)
     if progress:
-        report_plan(planned, f"{name} sampling, {B} seeds")
+        report_plan(planned)
     return SchedulerTrajectory(x, torch.tensor(abs_, dtype=torch.float64),
                                torch.stack(x0s) if keep_trajectory else None,
                                torch.stack(xs + [x]) if keep_trajectory else None)
