@@ -424,3 +424,30 @@ def test_the_sweep_machinery_imports_no_study_and_finds_the_design_kind_by_its_e
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert "no trial kind 'cluster' is registered (registered: design, oracle, train)" in out.stdout
+
+
+def test_a_retried_training_trial_continues_the_killed_attempts_checkpoint(in_tmp):
+    """A worker killed mid-training (a session that ends): its retry continues the newest checkpoint that
+    reads (last.ckpt, cut short here, is skipped for the step checkpoint) instead of training from scratch,
+    and the trial's training time counts both attempts."""
+    d = write(in_tmp, kind="train", fixed={"depth": 1, "width": 8, "max_steps": 600, "batch_size": 8},
+              space={}, objectives={"els_r2": "maximize"}, trials=1, seeds=4, steps=4)
+    cmd = [sys.executable, "-m", "ablate.sweep", "run", str(d.path), "--heartbeat", "1"]
+    proc = subprocess.Popen(cmd, cwd=in_tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = in_tmp / "runs" / "sweeps" / "tiny" / "runs" / "trial0000" / "checkpoints"
+    deadline = time.time() + 300
+    while not (first / "step0000500.ckpt").is_file() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    proc.kill()
+    proc.wait()
+    assert (first / "step0000500.ckpt").is_file() and not (first / "final.ckpt").exists()
+    time.sleep(1)  # let the checkpoint's write finish before cutting last.ckpt short
+    (first / "last.ckpt").write_bytes(b"PK\x03\x04 cut short by the kill")
+    study = run_sweep(d, f"sqlite:///{in_tmp}/runs/sweeps/tiny.db", heartbeat=1, progress=False)
+    done = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    assert len(done) == 1 and done[0].system_attrs["failed_trial"] == 0
+    assert done[0].user_attrs["resumed_from_step"] == 500
+    log = (first.parent / "train.log").read_text().strip().splitlines()
+    assert len(log) == 1 and "trained steps 500-600 in " in log[0]  # the retry trained only the rest
+    resumed_part = float(log[0].split(" in ")[1].split(" s ")[0])
+    assert done[0].user_attrs["train_seconds"] > resumed_part  # and counts the first attempt's 500 steps too

@@ -39,7 +39,7 @@ from ablate.sweep.claims import PerTrialSeed, storage_lock
 from ablate.sweep.condition import condition, resolve
 from ablate.sweep.definition import ARCH, SweepDefinition
 from ablate.sweep.kinds import trial_kind
-from ablate.sweep.trials import TrialContext, validate_space
+from ablate.sweep.trials import TrialContext, trial_tag, validate_space
 
 
 
@@ -172,7 +172,7 @@ def objective_fn(definition: SweepDefinition, ctx: TrialContext):
         import wandb
 
         knobs = knobs_of(definition, trial)
-        tag = f"trial{trial.number:04d}" + (f"-{knobs[ARCH]}" if ARCH in knobs else "")
+        tag = trial_tag(trial.number, knobs)
         trial.set_user_attr("worker", f"{os.uname().nodename}:{os.getpid()}")
         run = None
         failed = True

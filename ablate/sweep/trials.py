@@ -82,6 +82,42 @@ def run_oracle_trial(ctx: TrialContext, knobs: dict[str, Any], tag: str, trial=N
     return {**scores, "seconds": time.perf_counter() - start, "grid": str(grid)}
 
 
+def trial_tag(number: int, knobs: dict[str, Any]) -> str:
+    """A trial's name (its run folder, W&B run, samples): ``trial0007`` or, with an architecture, ``trial0007-unet_2``."""
+    return f"trial{number:04d}" + (f"-{knobs[ARCH]}" if ARCH in knobs else "")
+
+
+def interrupted_checkpoint(ctx: "TrialContext", knobs: dict[str, Any], trial) -> tuple[Path, int] | None:
+    """Where an earlier attempt of this trial stopped training (checkpoint, step), or None.
+
+    A worker killed mid-training (a session that ends, a machine that goes away) leaves its trial running in
+    the study; the heartbeat marks it stale and queues a copy (Optuna's ``retry_history`` lists the earlier
+    attempts' numbers). That copy continues the latest attempt's run from its newest checkpoint that reads
+    (``final.ckpt``, ``last.ckpt``, then ``step*.ckpt``, newest first: one cut short by the kill is skipped)
+    instead of training from scratch; the resumed run draws the numbers the uninterrupted one would."""
+    from optuna.storages import RetryFailedTrialCallback
+
+    from ablate.training.checkpoint import read_checkpoint
+
+    if trial is None:
+        return None
+    frozen = next((t for t in trial.study.get_trials(deepcopy=False) if t.number == trial.number), None)
+    for number in reversed(RetryFailedTrialCallback.retry_history(frozen) if frozen is not None else []):
+        folder = Path(ctx.out_dir) / "runs" / trial_tag(number, knobs) / "checkpoints"
+        found = [folder / "final.ckpt", folder / "last.ckpt", *sorted(folder.glob("step*.ckpt"), reverse=True)]
+        best, best_step = None, -1
+        for path in (p for p in found if p.is_file()):
+            try:
+                step = int(read_checkpoint(path).get("global_step", 0))
+            except ValueError:
+                continue  # unreadable (cut short by the kill): an older one will do
+            if step > best_step:
+                best, best_step = path, step
+        if best is not None:
+            return best, best_step
+    return None
+
+
 def train_config(definition: SweepDefinition, out_dir: Path, knobs: dict[str, Any], tag: str):
     """The :class:`~ablate.training.TrainConfig` of a trial: the quick preset with the knobs' architecture,
     optimiser and budget, on the sweep's data, with no W&B run of its own (the trial has one)."""
@@ -154,7 +190,9 @@ def train_and_measure(ctx: TrialContext, knobs: dict[str, Any], tag: str, trial=
     score them, then
     measure its agreement with the calibrated oracle (``eval_config``). With ``trial`` (an Optuna trial of
     a pruned sweep), validation loss is reported after each validation by optuna-integration's Lightning
-    pruning callback, which stops hopeless trials. Returns the figures and ``samples`` ``[S, C, H, W]``."""
+    pruning callback, which stops hopeless trials. A retried trial (its worker was killed) continues the earlier
+    attempt's training (:func:`interrupted_checkpoint`); ``train_seconds`` counts every attempt's training up
+    to the checkpoint it continued. Returns the figures and ``samples`` ``[S, C, H, W]``."""
     from ablate.evaluation import EvalConfig, checkpoint_subject, evaluate_checkpoint
     from ablate.training import run
 
@@ -163,7 +201,10 @@ def train_and_measure(ctx: TrialContext, knobs: dict[str, Any], tag: str, trial=
     if trial is not None and ctx.definition.prune:
         from optuna_integration import PyTorchLightningPruningCallback
         callbacks.append(PyTorchLightningPruningCallback(trial, monitor="val/loss"))
-    result = run(config, callbacks=callbacks)
+    resume, resumed_step = interrupted_checkpoint(ctx, knobs, trial) or (None, 0)
+    if resume is not None:
+        print(f"{tag}: continuing the interrupted training at step {resumed_step}: {resume}", flush=True)
+    result = run(config, resume=resume, callbacks=callbacks)
     subject = checkpoint_subject(result.checkpoint, ctx.data, device)  # loaded once: sampled and evaluated
     seeds, labels = ctx.seeds_and_labels(config.conditional, seeds)
     samples = sample(subject.network, seeds, ctx.data.shape, steps=ctx.definition.steps, labels=labels,
@@ -178,8 +219,9 @@ def train_and_measure(ctx: TrialContext, knobs: dict[str, Any], tag: str, trial=
         if agreement.get(m, {}).get("per_step_median_r2"):
             figures[f"{short}_r2_by_step"] = " ".join(f"{v:.3f}" for v in agreement[m]["per_step_median_r2"])
     cal = agreement["calibration"]["els"]
-    return {**scores, **figures, "val_loss": result.val_loss, "train_seconds": result.seconds,
-            "seconds": result.seconds, "grid": agreement["figures"]["grid"], "checkpoint": str(result.checkpoint),
+    return {**scores, **figures, "val_loss": result.val_loss, "train_seconds": result.total_seconds,
+            "seconds": result.total_seconds, "resumed_from_step": resumed_step, "grid": agreement["figures"]["grid"],
+            "checkpoint": str(result.checkpoint),
             "els_k": " ".join(map(str, cal["k"])), "els_alpha_bar": " ".join(f"{a:.6g}" for a in cal["alpha_bar"]),
             "els_candidates": " ".join(map(str, cal["candidates"])), "samples": samples}
 

@@ -9,6 +9,7 @@ checkpoint, so a resumed run draws the numbers the uninterrupted run would.
 from __future__ import annotations
 
 import math
+import time
 from collections import deque
 from typing import Any
 
@@ -45,6 +46,8 @@ class DiffusionModule(pl.LightningModule):
         self._pending_generator_state: torch.Tensor | None = None
         self.recent_losses: deque[float] = deque(maxlen=100)
         self.wandb_id: str | None = None
+        self.earlier_seconds = 0.0  # training seconds before this run resumed (saved in every checkpoint)
+        self._fit_start: float | None = None
 
     # ------------------------------------------------------------------ sampling
     def denoiser(self) -> NetworkDenoiser:
@@ -112,11 +115,21 @@ class DiffusionModule(pl.LightningModule):
         return {"optimizer": opt,
                 "lr_scheduler": {"scheduler": torch.optim.lr_scheduler.LambdaLR(opt, factor), "interval": "step"}}
 
+    def on_fit_start(self) -> None:
+        self._fit_start = time.perf_counter()
+
+    def train_seconds(self) -> float:
+        """Seconds trained so far, over every run this one resumed."""
+        now = 0.0 if self._fit_start is None else time.perf_counter() - self._fit_start
+        return self.earlier_seconds + now
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["ablate"] = {"format": CHECKPOINT_FORMAT, "config": self.config.to_dict(), "meta": dict(self.meta),
-                                "generator": self.generator().get_state(), "wandb_id": self.wandb_id}
+                                "generator": self.generator().get_state(), "wandb_id": self.wandb_id,
+                                "train_seconds": self.train_seconds()}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._pending_generator_state = checkpoint["ablate"]["generator"]
         self._generator = None
         self.wandb_id = checkpoint["ablate"].get("wandb_id")
+        self.earlier_seconds = float(checkpoint["ablate"].get("train_seconds", 0.0))

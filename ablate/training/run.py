@@ -46,6 +46,7 @@ class TrainResult:
     receptive_field: int | None
     stride: int
     wandb_dir: Path | None
+    total_seconds: float = 0.0  # seconds over this run and every run it resumed (``seconds``: this run's)
 
 
 def default_name(config: TrainConfig) -> str:
@@ -147,7 +148,8 @@ def run(config: TrainConfig, resume: str | Path | None = None,
             seconds=seconds, images_per_second=(steps - first_step) * config.batch_size / max(seconds, 1e-9),
             final_loss=sum(module.recent_losses) / max(len(module.recent_losses), 1),
             val_loss=float(val) if val is not None else None, receptive_field=receptive_field,
-            stride=config.model.stride, wandb_dir=Path(wandb_logger.experiment.dir).parent if wandb_logger else None)
+            stride=config.model.stride, wandb_dir=Path(wandb_logger.experiment.dir).parent if wandb_logger else None,
+            total_seconds=module.earlier_seconds + seconds)
         with open(run_dir / "train.log", "a") as log:  # one clean line per finished (or resumed) run
             log.write(f"{datetime.now():%Y-%m-%d %H:%M:%S} trained steps {first_step}-{steps} in {seconds:.0f} s "
                       f"({result.images_per_second:.0f} images/s), final loss {result.final_loss:.4f}, val loss "
