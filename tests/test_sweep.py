@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 
 from ablate.sweep import load_definition, parse_definition
 from ablate.sweep.definition import dataset_names
-from ablate.sweep.study import counts, open_storage, run_sweep
+from ablate.sweep.study import counts, create_study, open_storage, run_sweep
 from conftest import write_definition
 
 ROOT = Path(__file__).parent.parent
@@ -451,3 +451,24 @@ def test_a_retried_training_trial_continues_the_killed_attempts_checkpoint(in_tm
     assert len(log) == 1 and "trained steps 500-600 in " in log[0]  # the retry trained only the rest
     resumed_part = float(log[0].split(" in ")[1].split(" s ")[0])
     assert done[0].user_attrs["train_seconds"] > resumed_part  # and counts the first attempt's 500 steps too
+
+
+def test_a_grid_of_training_trials_is_queued_longest_first(in_tmp):
+    """Workers take the oldest queued trial, so a grid of training trials is queued by its measured cost (timed
+    optimiser steps of each backbone): the wide, deep ResNet before the one-layer one, whatever the order the
+    definition lists them in."""
+    from ablate.sweep.study import training_costs
+
+    d = write(in_tmp, kind="train", fixed={"max_steps": 100}, space={}, objectives={"els_r2": "maximize"},
+              sampler={"name": "grid"}, trials=2,
+              architectures={"small": {"name": "resnet", "depth": 1, "width": 8},
+                             "big": {"name": "resnet", "depth": 6, "width": 48}})
+    lines = []
+    cost = training_costs(d, (1, 8, 8), say=lambda *a, **k: lines.append(a[0]))
+    small, big = cost({"arch": "small"}), cost({"arch": "big"})
+    assert big > 3 * small > 0
+    assert len(lines) == 3 and "arch=small: training about" in lines[1]  # a header, then one line per estimate
+    study = create_study(d, open_storage(f"sqlite:///{in_tmp}/q.db"), cost=cost)
+    queued = [t.params.get("arch") or t.system_attrs["fixed_params"]["arch"] for t in study.get_trials()]
+    assert queued == ["big", "small"]
+    assert len(lines) == 3  # each knob set was timed once

@@ -118,7 +118,7 @@ def run_design_trial(ctx: TrialContext, knobs: dict[str, Any], tag: str, trial=N
 def register() -> None:
     """Make ``kind: design`` known to the sweep machinery (the ``ablate.trial_kinds`` entry point calls this):
     its trial, and the mapping rule's constants checked before any trial runs."""
-    register_trial_kind("design", run_design_trial, MappingRule.from_knobs)
+    register_trial_kind("design", run_design_trial, MappingRule.from_knobs, trains=True)
 
 
 register()

@@ -17,10 +17,12 @@ ENTRY_POINTS = "ablate.trial_kinds"  # each entry: a function that calls registe
 @dataclass(frozen=True)
 class TrialKind:
     """``run(ctx, knobs, tag, trial=None) -> figures``; ``check(knobs)`` raises ``ValueError`` for knobs the
-    trial would refuse (None: nothing beyond the sweep's own checks)."""
+    trial would refuse (None: nothing beyond the sweep's own checks); ``trains``: the trial trains the backbone
+    its knobs describe (a grid of such trials is queued longest first)."""
 
     run: Callable[..., dict[str, Any]]
     check: Callable[[dict[str, Any]], Any] | None = None
+    trains: bool = False
 
 
 _KINDS: dict[str, TrialKind] = {}
@@ -28,8 +30,8 @@ _loaded: list[bool] = [False]
 
 
 def register_trial_kind(name: str, run: Callable[..., dict[str, Any]],
-                        check: Callable[[dict[str, Any]], Any] | None = None) -> None:
-    _KINDS[name] = TrialKind(run, check)
+                        check: Callable[[dict[str, Any]], Any] | None = None, trains: bool = False) -> None:
+    _KINDS[name] = TrialKind(run, check, trains)
 
 
 def trial_kind(name: str) -> TrialKind:

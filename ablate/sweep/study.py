@@ -27,7 +27,7 @@ import time
 import traceback
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
@@ -37,9 +37,9 @@ from ablate import tracking
 from ablate.paths import runs_root
 from ablate.sweep.claims import PerTrialSeed, storage_lock
 from ablate.sweep.condition import condition, resolve
-from ablate.sweep.definition import ARCH, SweepDefinition
+from ablate.sweep.definition import SweepDefinition
 from ablate.sweep.kinds import trial_kind
-from ablate.sweep.trials import TrialContext, trial_tag, validate_space
+from ablate.sweep.trials import TrialContext, merged_knobs, trial_tag, validate_space
 
 
 
@@ -100,8 +100,12 @@ def make_sampler(definition: SweepDefinition) -> optuna.samplers.BaseSampler:
     return PerTrialSeed(kinds[definition.sampler], seed)
 
 
-def create_study(definition: SweepDefinition, storage: RDBStorage, trials: int | None = None) -> optuna.Study:
-    """Create (or load) the study and enqueue trials until ``trials`` are done, queued or running."""
+def create_study(definition: SweepDefinition, storage: RDBStorage, trials: int | None = None,
+                 cost: Callable[[dict[str, Any]], float] | None = None) -> optuna.Study:
+    """Create (or load) the study and enqueue trials until ``trials`` are done, queued or running. ``cost``
+    (grid sampler): the estimated seconds of a grid point's trial; the points are queued most expensive first,
+    so that the last trial to finish is a short one and no worker waits alone on a long one (workers take the
+    oldest queued trial)."""
     study = optuna.create_study(study_name=definition.name, storage=storage, directions=definition.directions,
                                 sampler=make_sampler(definition), load_if_exists=True,
                                 pruner=optuna.pruners.MedianPruner(n_warmup_steps=1) if definition.prune else None)
@@ -121,7 +125,10 @@ def create_study(definition: SweepDefinition, storage: RDBStorage, trials: int |
         seen = {tuple(sorted(t.params.items())) for t in live}
         names = [p.name for p in definition.space]
         points = [dict(zip(names, values)) for values in itertools.product(*(p.grid() for p in definition.space))]
-        for point in [p for p in points if tuple(sorted(p.items())) not in seen][:missing]:
+        points = [p for p in points if tuple(sorted(p.items())) not in seen][:missing]
+        if cost is not None:
+            points.sort(key=cost, reverse=True)
+        for point in points:
             study.enqueue_trial(point, skip_if_exists=False)
     else:
         for _ in range(missing):
@@ -148,9 +155,30 @@ def load_existing(definition: SweepDefinition, url: str) -> tuple[SweepDefinitio
 
 def knobs_of(definition: SweepDefinition, trial: optuna.Trial) -> dict[str, Any]:
     """The fixed knobs, then the suggested ones; a suggested ``arch`` brings that architecture's knobs."""
-    suggested = {p.name: p.suggest(trial) for p in definition.space}
-    arch = definition.architectures.get(suggested.get(ARCH), {})
-    return {**definition.fixed, **arch, **suggested}
+    return merged_knobs(definition, {p.name: p.suggest(trial) for p in definition.space})
+
+
+
+def training_costs(definition: SweepDefinition, image_shape: tuple[int, ...], say=print) -> Callable[[dict], float]:
+    """For a grid of training trials: each point's estimated training seconds (a few timed optimiser steps of
+    its backbone, :func:`~ablate.sweep.trials.training_step_seconds`, times ``max_steps``; one estimate per
+    distinct knob set, printed once)."""
+    from ablate.sweep.trials import training_step_seconds
+
+    seen: dict[tuple, float] = {}
+
+    def cost(point: dict[str, Any]) -> float:
+        knobs = merged_knobs(definition, point)
+        key = tuple(sorted((k, repr(v)) for k, v in knobs.items()))
+        if key not in seen:
+            if not seen:
+                say("queueing the longest training first:", flush=True)
+            steps = int(knobs.get("max_steps", 0)) or 1
+            seen[key] = training_step_seconds(definition, knobs, image_shape) * steps
+            say(f"  {', '.join(f'{k}={v}' for k, v in point.items())}: training about {seen[key] / 60:.0f} min "
+                "on this process's threads", flush=True)
+        return seen[key]
+    return cost
 
 
 def wandb_run(definition: SweepDefinition, name: str, job_type: str, config: dict[str, Any] | None = None):
@@ -257,12 +285,16 @@ def run_sweep(definition: SweepDefinition, storage: str | None = None, workers: 
     from ablate.data import load_dataset
 
     url = storage or default_storage(definition)
-    validate_space(definition, load_dataset(definition.data).shape)
+    shape = load_dataset(definition.data).shape
+    validate_space(definition, shape)
     store = open_storage(url, heartbeat)
+    say = print if progress else (lambda *a, **k: None)
+    cost = None
+    if definition.sampler == "grid" and trial_kind(definition.kind).trains:
+        cost = training_costs(definition, shape, say)
     with storage_lock(url, definition.name):  # one process at a time resolves, creates and tops up the queue
         definition = resolve(definition, store, create=True, new_version=new_version)
-        study = create_study(definition, store, trials)
-    say = print if progress else (lambda *a, **k: None)
+        study = create_study(definition, store, trials, cost)
     c = counts(study)
     say(f"study {definition.name!r} in {url}: {c['complete']} complete, {c['waiting']} queued, "
         f"{c['running']} running, {c['fail']} failed", flush=True)

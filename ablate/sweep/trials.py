@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,6 +83,11 @@ def run_oracle_trial(ctx: TrialContext, knobs: dict[str, Any], tag: str, trial=N
     return {**scores, "seconds": time.perf_counter() - start, "grid": str(grid)}
 
 
+def merged_knobs(definition: SweepDefinition, suggested: dict[str, Any]) -> dict[str, Any]:
+    """The knobs of a trial with the ``suggested`` values: the fixed ones, an ``arch``'s own, then these."""
+    return {**definition.fixed, **definition.architectures.get(suggested.get(ARCH), {}), **suggested}
+
+
 def trial_tag(number: int, knobs: dict[str, Any]) -> str:
     """A trial's name (its run folder, W&B run, samples): ``trial0007`` or, with an architecture, ``trial0007-unet_2``."""
     return f"trial{number:04d}" + (f"-{knobs[ARCH]}" if ARCH in knobs else "")
@@ -118,6 +124,30 @@ def interrupted_checkpoint(ctx: "TrialContext", knobs: dict[str, Any], trial) ->
     return None
 
 
+def training_step_seconds(definition: SweepDefinition, knobs: dict[str, Any], image_shape: tuple[int, ...],
+                          reps: int = 3) -> float:
+    """The median seconds of one optimiser step of the trial's backbone (its real loss and AdamW, at the sweep's
+    batch size) on random data of shape ``image_shape``, after one warm-up step: times ``max_steps``, what the
+    trial's training will roughly cost on this machine."""
+    from ablate.models import build_backbone
+    from ablate.training.module import DiffusionModule
+
+    config = train_config(definition, Path("."), knobs, "cost")
+    module = DiffusionModule(build_backbone(config.model, image_shape[0]), config, {})
+    optimiser = torch.optim.AdamW(module.backbone.parameters(), lr=config.optim.lr)
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.rand((config.batch_size, *image_shape), generator=g) * 2 - 1
+    times = []
+    for _ in range(reps + 1):
+        start = time.perf_counter()
+        loss = module.diffusion_loss(x0, None, g)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times[1:])
+
+
 def train_config(definition: SweepDefinition, out_dir: Path, knobs: dict[str, Any], tag: str):
     """The :class:`~ablate.training.TrainConfig` of a trial: the quick preset with the knobs' architecture,
     optimiser and budget, on the sweep's data, with no W&B run of its own (the trial has one)."""
@@ -148,8 +178,7 @@ def space_corners(definition: SweepDefinition) -> list[dict[str, Any]]:
             values.append([p.low, p.high])
     out = []
     for combo in itertools.product(*values):
-        suggested = dict(zip((p.name for p in definition.space), combo))
-        out.append({**definition.fixed, **definition.architectures.get(suggested.get(ARCH), {}), **suggested})
+        out.append(merged_knobs(definition, dict(zip((p.name for p in definition.space), combo))))
     return out
 
 
@@ -234,4 +263,4 @@ def run_train_trial(ctx: TrialContext, knobs: dict[str, Any], tag: str, trial=No
 
 
 register_trial_kind("oracle", run_oracle_trial)
-register_trial_kind("train", run_train_trial)
+register_trial_kind("train", run_train_trial, trains=True)
