@@ -227,7 +227,8 @@ def test_tiny_design_study_predicts_trains_compares_and_resumes(in_tmp):
     text = result.report["markdown"].read_text()
     assert "| r1c |" in text and "tiny_design-fingers-scatter.png" in text and "Spearman" in text
     assert (tmp_path / "runs/sweeps/tiny_design/tiny_design-fingers-samples.png").is_file()
-    saved = torch.load(tmp_path / "runs/sweeps/tiny_design-fingers/samples/trial0000-r1.pt", weights_only=True)
+    (r1,) = (tmp_path / "runs/sweeps/tiny_design-fingers/samples").glob("trial*-r1.pt")  # queued by cost, not order
+    saved = torch.load(r1, weights_only=True)
     assert saved["predicted"].shape == saved["trained"].shape == (4, 1, 28, 28)  # the oracle's seeds
     assert all(r["measure_seeds"] == 6 and r["prediction_seeds"] == 4 for r in c.rows)
     assert "the trained network 6 (the first 4 the same)" in text
@@ -300,3 +301,31 @@ def test_binomial_standard_error_of_a_rate():
     from ablate.study.report import _binomial_se
     assert _binomial_se(0.5, 100) == pytest.approx(0.05) and _binomial_se(0.9, 36) == pytest.approx(0.05)
     assert _binomial_se(0.0, 24) == 0.0 and _binomial_se(0.5, None) == 0.0
+
+
+def test_report_only_on_an_unfinished_fit_set_names_what_is_missing_and_fits_no_rule(in_tmp):
+    """Between sessions the fit study may hold one finished architecture of two: the rule is fitted on the whole
+    fit set or not at all, so looking at the study says what is missing and how to resume, and writes no rule."""
+    from ablate.study.run import part, study_dir
+    from ablate.sweep.definition import load_definition
+    from ablate.sweep.study import default_storage, run_sweep
+
+    raw = dict(name="tiny_unfinished", kind="design",
+               datasets={"fingers": {"name": "fingers", "size": 28, "count": 60, "n": 40}},
+               architectures={"r1": {"name": "resnet", "depth": 1}, "r2": {"name": "resnet", "depth": 2},
+                              "r1c": {"name": "resnet", "depth": 1, "padding": "circular"}},
+               fit=["r1", "r2"], fixed={"width": 8, "max_steps": 20, "calibration_seeds": 2, "calibration_k_max": 5,
+                                        "measure_seeds": 4},
+               objectives={"coherence": "maximize", "artefact_rate": "minimize"},
+               sampler={"name": "grid", "seed": 0}, seeds=4, steps=4)
+    path = write_definition(in_tmp, raw)
+    d = load_definition(path, "fingers")
+    fit_def = part(d, d.fit, "-fit", {"role": "fit"}, study_dir(path), report_only=False)
+    study = run_sweep(fit_def, default_storage(d), trials=1, progress=False)  # one of the two fit trials
+    assert [t.params["arch"] for t in study.get_trials() if t.state == TrialState.COMPLETE] == ["r1"]
+    with pytest.raises(ValueError, match=r"tiny_unfinished-fingers-fit: the rule is fitted on the whole fit set "
+                                         r"\(r1, r2\), and r2 \(not started\) has no completed trial yet; the study "
+                                         r"is still running or was stopped: resume it with python -m ablate.study "
+                                         r"design-before-training --definition .*tiny_unfinished.yaml --dataset fingers"):
+        run_design_study(path, progress=False, report_only=True)
+    assert not (study_dir(path) / "rule-fingers.yaml").exists()

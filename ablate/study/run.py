@@ -73,11 +73,42 @@ def completed(definition: SweepDefinition, url: str, report_only: bool, workers:
     else:
         study = studies.run_sweep(definition, url, workers=workers, progress=progress)
         definition = dataclasses.replace(definition, name=study.study_name)  # the version that holds this condition
-    done = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    trials = study.get_trials(deepcopy=False)
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
     if not done:
+        live = sum(t.state in (TrialState.RUNNING, TrialState.WAITING) for t in trials)
+        if live:  # looked at while it runs, or after it was stopped
+            from ablate.sweep.study import run_command
+
+            raise ValueError(f"study {definition.name!r} has no completed trial yet ({live} running or queued); "
+                             f"it is still running or was stopped: resume it with {run_command(definition)}")
         raise ValueError(f"study {definition.name!r} has no completed trial; see `python -m ablate.sweep status "
                          f"{path}{' --dataset ' + definition.dataset if definition.dataset else ''}` for the errors")
     return definition, done
+
+
+def check_fit_set(definition: SweepDefinition, fit_def: SweepDefinition, rows: list[dict[str, Any]], url: str,
+                  report_only: bool) -> None:
+    """The rule is fitted on the whole declared fit set or not at all: a fit architecture without a completed
+    trial (still running, between sessions, or failed) stops the study with what is missing, before any rule
+    is fitted or written."""
+    from ablate.sweep import study as studies
+
+    missing = [n for n in definition.fit if n not in {r["arch"] for r in rows}]
+    if not missing:
+        return
+    states = {}
+    if report_only:
+        import optuna
+
+        trials = optuna.load_study(study_name=fit_def.name, storage=studies.open_storage(url)).get_trials(deepcopy=False)
+        for t in sorted(trials, key=lambda t: t.number):
+            states[t.params.get("arch")] = t.state.name.lower()
+    what = ", ".join(f"{n} ({states.get(n, 'not started')})" for n in missing) if report_only else ", ".join(missing)
+    how = (f"the study is still running or was stopped: resume it with {studies.run_command(definition)}"
+           if report_only else f"their trials failed: see python -m ablate.sweep status {fit_def.path} for the errors")
+    raise ValueError(f"{fit_def.name}: the rule is fitted on the whole fit set ({', '.join(definition.fit)}), and "
+                     f"{what} {'has' if len(missing) == 1 else 'have'} no completed trial yet; {how}")
 
 
 def fit_members(rows: list[dict[str, Any]]):
@@ -145,6 +176,7 @@ def run_design_study(path: str | Path, datasets: list[str] | None = None, storag
             fit_def, fit_done = completed(part(d, d.fit, "-fit", {"role": "fit"}, folder, report_only), url,
                                           report_only, workers, progress, path)
             fit_rows = rows_of(fit_done, list(d.fit))
+            check_fit_set(d, fit_def, fit_rows, url, report_only)
             rule_path = folder / f"rule-{tag}.yaml"
             if report_only and rule_path.exists():
                 rule_file = load_rule(rule_path)
