@@ -158,7 +158,6 @@ def knobs_of(definition: SweepDefinition, trial: optuna.Trial) -> dict[str, Any]
     return merged_knobs(definition, {p.name: p.suggest(trial) for p in definition.space})
 
 
-
 def training_costs(definition: SweepDefinition, image_shape: tuple[int, ...], say=print) -> Callable[[dict], float]:
     """For a grid of training trials: each point's estimated training seconds (a few timed optimiser steps of
     its backbone, :func:`~ablate.sweep.trials.training_step_seconds`, times ``max_steps``; one estimate per
