@@ -75,7 +75,7 @@ def test_sweep_runs_resumes_without_duplicates_and_tracks_every_trial(in_tmp):
     assert 0 <= t.values[0] <= 1 and Path(t.user_attrs["grid"]).is_file()
 
 
-def test_failed_trials_are_recorded_and_do_not_stall(in_tmp, monkeypatch):
+def test_failed_trials_are_recorded_and_do_not_stall(in_tmp, monkeypatch, capsys):
     import wandb
 
     from ablate.sweep import trials
@@ -98,6 +98,12 @@ def test_failed_trials_are_recorded_and_do_not_stall(in_tmp, monkeypatch):
     failed = next(t for t in study.trials if t.state == TrialState.FAIL)
     assert failed.params["machine"] == "ls" and "out of memory in the LS trial" in failed.user_attrs["error"]
     assert wandb.run is None
+    from ablate.sweep.__main__ import main  # status shows each trial, the failed one with its error
+    main(["status", str(d.path)])
+    out = capsys.readouterr().out
+    assert "tiny (sqlite:///" in out and "1 complete, 1 fail" in out
+    assert f"trial {failed.number} machine=ls: failed: MemoryError: out of memory in the LS trial" in out
+    assert "machine=els: complete in " in out and "coherence=" in out
 
 
 def _postgres_url():

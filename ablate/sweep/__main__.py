@@ -55,16 +55,7 @@ def main(argv: list[str] | None = None) -> None:
         elif a.command == "worker":
             studies.work(definition, url, a.heartbeat)
         elif a.command == "status":
-            from ablate.sweep.report import knob_text
-
-            definition, study = studies.load_existing(definition, url)
-            print(f"{definition.name} ({url}): " + ", ".join(f"{v} {k}" for k, v in studies.counts(study).items() if v))
-            print("  objectives: " + ", ".join(f"{n} ({d})" for n, d in definition.objectives.items()))
-            print(f"  fixed: {knob_text(definition.fixed) or 'none'}; {definition.seeds} seeds, {definition.steps} steps")
-            for t in studies.pareto(study):
-                took = (t.datetime_complete - t.datetime_start).total_seconds()
-                print(f"  pareto trial {t.number} ({took:.1f} s): " + ", ".join(
-                    f"{n}={v:.4g}" for n, v in zip(definition.objectives, t.values)) + f"  {knob_text(t.params)}")
+            print("\n".join(studies.status_lines(definition, url)))
         elif a.command == "report":
             from ablate.sweep.report import write_report
             print(write_report(definition, url, a.out))

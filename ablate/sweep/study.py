@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import re
 import subprocess
 import sys
 import time
@@ -151,6 +152,75 @@ def load_existing(definition: SweepDefinition, url: str) -> tuple[SweepDefinitio
         raise ValueError(f"no study {definition.name!r} in {url} (it holds: {', '.join(names) or 'none'}); "
                          f"start it with: {run_command(definition)}") from None
     return resolved, optuna.load_study(study_name=resolved.name, storage=storage)
+
+
+def status_lines(definition: SweepDefinition, url: str) -> list[str]:
+    """What ``python -m ablate.sweep status`` prints: the study that holds this definition's condition (a
+    design study with a fit set: its fit part, then its held-out part, one study per rule it was predicted
+    with), each with its counts and one line per trial: complete (its objectives), running (since when, on
+    which worker, and the training step of its newest checkpoint), queued (a retry says of which trial),
+    failed (the error, and the retry that replaced it); then the Pareto front. Raises ``ValueError`` for a
+    definition never run (or run under another condition), writing nothing."""
+    from ablate.sweep.report import knob_text
+
+    resolved = None
+    if definition.kind == "design" and definition.fit:
+        names = []
+        with contextlib.suppress(ValueError):  # the fit part, as the design study runs it
+            names.append(load_existing(definition.subset(list(definition.fit), "-fit", {"role": "fit"}), url)[0].name)
+        storage = open_storage(url) if names else None
+        if storage is not None:
+            pattern = re.compile(re.escape(definition.name) + r"(-v\d+)?")
+            names += sorted(s.study_name for s in optuna.get_all_study_summaries(storage)
+                            if pattern.fullmatch(s.study_name))
+        else:
+            load_existing(definition, url)  # never run: the message that names the command
+    else:
+        resolved, _ = load_existing(definition, url)
+        storage, names = open_storage(url), [resolved.name]
+    lines = []
+    for name in names:
+        study = optuna.load_study(study_name=name, storage=storage)
+        trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
+        lines.append(f"{name} ({url}): " + ", ".join(f"{v} {k}" for k, v in counts(study).items() if v))
+        if len(lines) == 1:
+            lines.append("  objectives: " + ", ".join(f"{n} ({d})" for n, d in definition.objectives.items()))
+            lines.append(f"  fixed: {knob_text(definition.fixed) or 'none'}; {definition.seeds} seeds, "
+                         f"{definition.steps} steps")
+        retried = {t.system_attrs.get("failed_trial"): t.number for t in trials if "failed_trial" in t.system_attrs}
+        objectives = study.user_attrs.get("objectives", list(definition.objectives))
+        for t in trials:
+            lines.append(f"  trial {t.number} {knob_text(t.params) or '(no knobs)'}: "
+                         + _trial_state(t, objectives, sweeps_dir() / name, retried))
+    if resolved is not None:
+        front = pareto(optuna.load_study(study_name=resolved.name, storage=storage))
+        lines += [f"  pareto trial {t.number}: " + ", ".join(f"{n}={v:.4g}" for n, v in zip(definition.objectives,
+                                                                                        t.values))
+                  + f"  {knob_text(t.params)}" for t in front]
+    if any(" running since " in line for line in lines):
+        lines.append("  (a killed worker's trial shows as running until the next run marks it stale and retries it)")
+    return lines
+
+
+def _trial_state(t, objectives: list[str], folder: Path, retried: dict) -> str:
+    if t.state == TrialState.COMPLETE:
+        took = (t.datetime_complete - t.datetime_start).total_seconds() / 60
+        values = ", ".join(f"{n}={v:.4g}" for n, v in zip(objectives, t.values or []))
+        return f"complete in {took:.1f} min; {values}"
+    if t.state == TrialState.RUNNING:
+        attempts = [t.number, *RetryHeartbeatStaleTrialCallback.retry_history(t)]  # a retry trains in the first's run
+        steps = [int(p.stem[4:]) for n in attempts for p in (folder / "runs" / trial_tag(n, t.params) / "checkpoints")
+                 .glob("step*.ckpt") if p.stem[4:].isdigit()]
+        return (f"running since {t.datetime_start:%Y-%m-%d %H:%M} on {t.user_attrs.get('worker', '?')}"
+                + (f", training checkpointed at step {max(steps)}" if steps else ""))
+    if t.state == TrialState.WAITING:
+        of = t.system_attrs.get("failed_trial")
+        return "queued" + (f" (the retry of trial {of})" if of is not None else "")
+    if t.state == TrialState.FAIL:
+        error = str(t.user_attrs.get("error", "no error recorded: its worker stopped (killed, or out of memory)"))
+        again = retried.get(t.number)
+        return f"failed: {error.splitlines()[0][:300]}" + (f"; retried as trial {again}" if again is not None else "")
+    return t.state.name.lower()
 
 
 def knobs_of(definition: SweepDefinition, trial: optuna.Trial) -> dict[str, Any]:
