@@ -329,7 +329,10 @@ def test_report_only_on_an_unfinished_fit_set_names_what_is_missing_and_fits_no_
                                          r"design-before-training --definition .*tiny_unfinished.yaml --dataset fingers"):
         run_design_study(path, progress=False, report_only=True)
     assert not (study_dir(path) / "rule-fingers.yaml").exists()
-    from ablate.sweep.study import status_lines  # status shows the fit part, though no held-out study exists yet
-    lines = status_lines(d, default_storage(d))
+    from ablate.sweep.study import create_study, open_storage, status_lines
+
+    create_study(fit_def, open_storage(default_storage(d)), trials=2)  # queue r2 (nothing runs it)
+    lines = status_lines(d, default_storage(d))  # the fit part, though no held-out study exists yet
     assert lines[0].startswith("tiny_unfinished-fingers-fit (sqlite:///") and "1 complete" in lines[0]
     assert any(line.startswith("  trial 0 arch=r1: complete in ") for line in lines)
+    assert "  trial 1 arch=r2: queued" in lines  # queued with its knobs, not yet run

@@ -190,7 +190,8 @@ def status_lines(definition: SweepDefinition, url: str) -> list[str]:
         retried = {t.system_attrs.get("failed_trial"): t.number for t in trials if "failed_trial" in t.system_attrs}
         objectives = study.user_attrs.get("objectives", list(definition.objectives))
         for t in trials:
-            lines.append(f"  trial {t.number} {knob_text(t.params) or '(no knobs)'}: "
+            knobs = t.params or t.system_attrs.get("fixed_params", {})  # a queued trial's knobs are its enqueued ones
+            lines.append(f"  trial {t.number} {knob_text(knobs) or '(no knobs)'}: "
                          + _trial_state(t, objectives, sweeps_dir() / name, retried))
     if resolved is not None:
         front = pareto(optuna.load_study(study_name=resolved.name, storage=storage))
