@@ -432,6 +432,7 @@ def test_the_sweep_machinery_imports_no_study_and_finds_the_design_kind_by_its_e
     assert "no trial kind 'cluster' is registered (registered: design, oracle, train)" in out.stdout
 
 
+@pytest.mark.slow  # about a minute; the default suite keeps the training-resume tests of test_training.py
 def test_a_retried_training_trial_continues_the_killed_attempts_checkpoint(in_tmp):
     """A worker killed mid-training (a session that ends): its retry continues the newest checkpoint that
     reads (last.ckpt, cut short here, is skipped for the step checkpoint) instead of training from scratch,

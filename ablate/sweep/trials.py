@@ -11,6 +11,7 @@ import dataclasses
 import itertools
 import statistics
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,7 @@ def interrupted_checkpoint(ctx: "TrialContext", knobs: dict[str, Any], trial) ->
     attempts' numbers). That copy continues the latest attempt's run from its newest checkpoint that reads
     (``final.ckpt``, ``last.ckpt``, then ``step*.ckpt``, newest first: one cut short by the kill is skipped)
     instead of training from scratch; the resumed run draws the numbers the uninterrupted one would."""
+    import optuna
     from optuna.storages import RetryFailedTrialCallback
 
     from ablate.training.checkpoint import read_checkpoint
@@ -108,7 +110,10 @@ def interrupted_checkpoint(ctx: "TrialContext", knobs: dict[str, Any], trial) ->
     if trial is None:
         return None
     frozen = next((t for t in trial.study.get_trials(deepcopy=False) if t.number == trial.number), None)
-    for number in reversed(RetryFailedTrialCallback.retry_history(frozen) if frozen is not None else []):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # retry_history: stable in use
+        history = RetryFailedTrialCallback.retry_history(frozen) if frozen is not None else []
+    for number in reversed(history):
         folder = Path(ctx.out_dir) / "runs" / trial_tag(number, knobs) / "checkpoints"
         found = [folder / "final.ckpt", folder / "last.ckpt", *sorted(folder.glob("step*.ckpt"), reverse=True)]
         best, best_step = None, -1
