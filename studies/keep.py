@@ -6,14 +6,12 @@ when training had finished, else ``last.ckpt``). Print them, one per line, for `
 """
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import optuna
-from optuna.storages import RetryFailedTrialCallback
 from optuna.trial import TrialState
 
-from ablate.sweep.trials import trial_tag
+from ablate.sweep.trials import attempt_checkpoints
 
 SWEEPS = Path(__file__).parent / "sweeps"
 
@@ -28,8 +26,7 @@ def needed() -> list[Path]:
                 if t.state not in (TrialState.RUNNING, TrialState.WAITING):
                     continue
                 knobs = t.params or t.system_attrs.get("fixed_params", {})
-                for number in [t.number, *RetryFailedTrialCallback.retry_history(t)]:
-                    folder = SWEEPS / summary.study_name / "runs" / trial_tag(number, knobs) / "checkpoints"
+                for folder in attempt_checkpoints(SWEEPS / summary.study_name, t, knobs):
                     best = next((folder / n for n in ("final.ckpt", "last.ckpt") if (folder / n).is_file()), None)
                     if best is not None:
                         out.append(best)
@@ -37,5 +34,4 @@ def needed() -> list[Path]:
 
 
 if __name__ == "__main__":
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # retry_history: stable in use
     print("\n".join(str(p.relative_to(Path.cwd())) if p.is_relative_to(Path.cwd()) else str(p) for p in needed()))

@@ -40,7 +40,7 @@ from ablate.sweep.claims import PerTrialSeed, storage_lock
 from ablate.sweep.condition import condition, resolve
 from ablate.sweep.definition import SweepDefinition
 from ablate.sweep.kinds import trial_kind
-from ablate.sweep.trials import TrialContext, merged_knobs, trial_tag, validate_space
+from ablate.sweep.trials import TrialContext, attempt_checkpoints, merged_knobs, trial_tag, validate_space
 
 
 
@@ -209,9 +209,8 @@ def _trial_state(t, objectives: list[str], folder: Path, retried: dict) -> str:
         values = ", ".join(f"{n}={v:.4g}" for n, v in zip(objectives, t.values or []))
         return f"complete in {took:.1f} min; {values}"
     if t.state == TrialState.RUNNING:
-        attempts = [t.number, *RetryHeartbeatStaleTrialCallback.retry_history(t)]  # a retry trains in the first's run
-        steps = [int(p.stem[4:]) for n in attempts for p in (folder / "runs" / trial_tag(n, t.params) / "checkpoints")
-                 .glob("step*.ckpt") if p.stem[4:].isdigit()]
+        steps = [int(p.stem[4:]) for f in attempt_checkpoints(folder, t, t.params) for p in f.glob("step*.ckpt")
+                 if p.stem[4:].isdigit()]
         return (f"running since {t.datetime_start:%Y-%m-%d %H:%M} on {t.user_attrs.get('worker', '?')}"
                 + (f", training checkpointed at step {max(steps)}" if steps else ""))
     if t.state == TrialState.WAITING:

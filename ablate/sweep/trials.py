@@ -94,6 +94,19 @@ def trial_tag(number: int, knobs: dict[str, Any]) -> str:
     return f"trial{number:04d}" + (f"-{knobs[ARCH]}" if ARCH in knobs else "")
 
 
+def attempt_checkpoints(out_dir: Path, trial, knobs: dict[str, Any]) -> list[Path]:
+    """The checkpoint folders of a trial's run and of its earlier attempts' runs (Optuna's ``retry_history``,
+    kept by the heartbeat's retry), newest attempt first. ``trial``: a ``FrozenTrial``. A retry that continues
+    an earlier attempt trains in that attempt's folder, so its own may not exist."""
+    import optuna
+    from optuna.storages import RetryFailedTrialCallback
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # retry_history: stable in use
+        history = RetryFailedTrialCallback.retry_history(trial)
+    return [Path(out_dir) / "runs" / trial_tag(n, knobs) / "checkpoints" for n in [trial.number, *reversed(history)]]
+
+
 def interrupted_checkpoint(ctx: "TrialContext", knobs: dict[str, Any], trial) -> tuple[Path, int] | None:
     """Where an earlier attempt of this trial stopped training (checkpoint, step), or None.
 
@@ -102,19 +115,12 @@ def interrupted_checkpoint(ctx: "TrialContext", knobs: dict[str, Any], trial) ->
     attempts' numbers). That copy continues the latest attempt's run from its newest checkpoint that reads
     (``final.ckpt``, ``last.ckpt``, then ``step*.ckpt``, newest first: one cut short by the kill is skipped)
     instead of training from scratch; the resumed run draws the numbers the uninterrupted one would."""
-    import optuna
-    from optuna.storages import RetryFailedTrialCallback
-
     from ablate.training.checkpoint import read_checkpoint
 
     if trial is None:
         return None
     frozen = next((t for t in trial.study.get_trials(deepcopy=False) if t.number == trial.number), None)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # retry_history: stable in use
-        history = RetryFailedTrialCallback.retry_history(frozen) if frozen is not None else []
-    for number in reversed(history):
-        folder = Path(ctx.out_dir) / "runs" / trial_tag(number, knobs) / "checkpoints"
+    for folder in attempt_checkpoints(ctx.out_dir, frozen, knobs)[1:] if frozen is not None else []:
         found = [folder / "final.ckpt", folder / "last.ckpt", *sorted(folder.glob("step*.ckpt"), reverse=True)]
         best, best_step = None, -1
         for path in (p for p in found if p.is_file()):
