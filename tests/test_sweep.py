@@ -479,3 +479,28 @@ def test_a_grid_of_training_trials_is_queued_longest_first(in_tmp):
     queued = [t.params.get("arch") or t.system_attrs["fixed_params"]["arch"] for t in study.get_trials()]
     assert queued == ["big", "small"]
     assert len(lines) == 3  # each knob set was timed once
+
+
+def test_a_worker_that_loses_the_last_waiting_trial_to_another_creates_none(in_tmp):
+    """The race that once gave 5 trials for 4: a worker sees a waiting trial, another worker takes it, and the
+    first one's ``ask`` then made a new trial. Claims wait for the claim lock, so the loser gets nothing."""
+    import threading
+
+    from ablate.sweep.claims import storage_lock
+    from ablate.sweep.study import claim
+
+    d = write(in_tmp, trials=1)
+    url = f"sqlite:///{in_tmp}/claims.db"
+    study = create_study(d, open_storage(url))
+    got = {}
+    with storage_lock(url, f"{d.name}:claim"):  # another worker holds the lock while it claims
+        loser = threading.Thread(target=lambda: got.update(zip(("trial", "counts"), claim(study, url, d.name))))
+        loser.start()
+        loser.join(timeout=1.0)
+        assert loser.is_alive()  # it waits for the lock instead of counting and asking
+        winner = study.ask()  # the other worker pops the only waiting trial
+    loser.join(timeout=30)
+    assert got["trial"] is None and got["counts"]["running"] == 1 and got["counts"]["waiting"] == 0
+    assert [t.number for t in study.get_trials()] == [winner.number]  # still exactly the requested one
+    trial, c = claim(study, url, d.name)
+    assert trial is None and len(study.get_trials()) == 1

@@ -19,16 +19,18 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import itertools
 import os
 import re
 import subprocess
 import sys
+import threading
 import time
 import traceback
 import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
@@ -307,6 +309,69 @@ def counts(study: optuna.Study) -> dict[str, int]:
     return out
 
 
+@contextlib.contextmanager
+def _heartbeat(storage: RDBStorage, trial_id: int) -> Iterator[None]:
+    """Record the trial's heartbeat every ``heartbeat_interval`` s while the body runs (what Optuna's own loop does)."""
+    interval = storage.get_heartbeat_interval()
+    if interval is None:
+        yield
+        return
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            storage.record_heartbeat(trial_id)
+            if stop.wait(interval):
+                return
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{trial_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def claim(study: optuna.Study, url: str, name: str) -> tuple[optuna.Trial | None, dict[str, int]]:
+    """Pop a waiting trial, or none, holding the study's claim lock: a worker never creates a trial outside the
+    queue. (``study.ask`` makes a new trial when the queue is empty, so a worker that counted a waiting trial
+    and lost it to another before asking added one more than requested.) Stale trials are failed (and retried
+    as waiting copies) first. Returns the trial and the counts seen under the lock."""
+    with storage_lock(url, f"{name}:claim"):
+        fail_stale_trials(study)
+        c = counts(study)
+        if not c["waiting"]:
+            return None, c
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Heartbeat of storage")  # run_claimed records the heartbeat
+            return study.ask(), c
+
+
+def run_claimed(study: optuna.Study, storage: RDBStorage, trial: optuna.Trial,
+                objective: Callable) -> optuna.trial.FrozenTrial:
+    """Run a claimed trial with its heartbeat and record the outcome: complete, pruned or failed (an error is a
+    failed trial, never a crashed worker; Ctrl-C fails the trial and stops). ``storage``: the study's storage."""
+    values, state = None, TrialState.COMPLETE
+    with _heartbeat(storage, trial._trial_id):
+        try:
+            values = objective(trial)
+        except optuna.TrialPruned:
+            state = TrialState.PRUNED
+        except Exception:
+            state = TrialState.FAIL
+        except KeyboardInterrupt:
+            study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+            raise
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # non-finite values: Optuna fails the trial and says so in a warning
+        # skip_if_finished: a worker whose heartbeat lapsed finds its trial failed (and retried) by another
+        frozen = study.tell(trial, values if state == TrialState.COMPLETE else None, state=state,
+                            skip_if_finished=True)
+    gc.collect()
+    return frozen
+
+
 def work(definition: SweepDefinition, url: str, heartbeat: int = 10, poll: float = 1.0) -> None:
     """One worker: claim waiting trials until none is waiting and none is running elsewhere.
     A trial whose worker died goes stale after ``3 * heartbeat`` s and comes back as a waiting copy.
@@ -323,17 +388,16 @@ def work(definition: SweepDefinition, url: str, heartbeat: int = 10, poll: float
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     names = list(definition.objectives)
 
-    def progress(study: optuna.Study, t: optuna.trial.FrozenTrial) -> None:
+    def progress(t: optuna.trial.FrozenTrial) -> None:
         took = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete else 0.0
         shown = ", ".join(f"{n}={v:.4g}" for n, v in zip(names, t.values)) if t.values else \
             t.user_attrs.get("error", t.state.name.lower())
         print(f"trial {t.number} {t.state.name.lower()} in {took:.1f} s: {shown}  {t.params}", flush=True)
 
     while True:
-        fail_stale_trials(study)
-        c = counts(study)
-        if c["waiting"]:
-            study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=True, callbacks=[progress])
+        trial, c = claim(study, url, definition.name)
+        if trial is not None:
+            progress(run_claimed(study, storage, trial, objective))
         elif c["running"]:
             time.sleep(poll)  # another worker is busy, or died and its trial will go stale
         else:
