@@ -108,6 +108,27 @@ def test_rule_file_round_trips_with_its_fit_set_and_commit(tmp_path):
         load_rule(tmp_path / "missing.yaml")
 
 
+def test_a_refit_keeps_the_rule_files_provenance_and_never_overwrites_a_different_rule(tmp_path):
+    import dataclasses
+
+    from ablate.study.rule_file import save_or_keep
+
+    truth = MappingRule(0.7, 1.2)
+    members = [made_by(truth, {"name": "resnet", "depth": 6}), made_by(truth, {"name": "unet", "depth": 1})]
+    first = dataclasses.replace(fit_rule_file(members), commit="a" * 40, fitted="2026-01-01T00:00:00+00:00")
+    path = tmp_path / "rule.yaml"
+    kept, written = save_or_keep(first, path)
+    assert written and load_rule(path).commit == "a" * 40
+    again = dataclasses.replace(fit_rule_file(members), commit="b" * 40, fitted="2026-02-02T00:00:00+00:00")
+    kept, written = save_or_keep(again, path)  # the same fit on a resumed run: the first provenance stays
+    assert not written and kept.commit == "a" * 40 and load_rule(path).fitted == "2026-01-01T00:00:00+00:00"
+    other = dataclasses.replace(fit_rule_file(members[:1]), commit="c" * 40)  # another fit set, another rule
+    kept, written = save_or_keep(other, path)
+    assert written and load_rule(path).commit == "c" * 40 and [m.name for m in kept.fit_set] == [members[0].name]
+    aside = list(tmp_path.glob("rule.replaced-*.yaml"))
+    assert len(aside) == 1 and load_rule(aside[0]).commit == "a" * 40  # the earlier rule is not lost
+
+
 def test_held_out_rows_are_the_headline_and_carry_a_bootstrap_interval():
     rows = [{"arch": f"a{i}", "role": "held_out", "predicted_artefact_rate": p, "artefact_rate": m,
              "prediction_seeds": 48, "measure_seeds": 200, "prediction_seconds": 1.0, "train_seconds": 20.0}

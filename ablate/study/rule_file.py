@@ -16,7 +16,7 @@ grid with it; the file is what travels between the two and what the report quote
 from __future__ import annotations
 
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
@@ -53,14 +53,19 @@ class RuleFile:
 
 
 def current_commit() -> str | None:
-    """The checkout's commit (with ``+dirty`` when files differ from it), or None outside git."""
+    """The checkout's commit (with ``+dirty`` when tracked files differ from it), or None outside git. The runs
+    root is not code: a study kept in the checkout (``studies/``) changes as it runs without making it dirty."""
+    from ablate.paths import runs_root
+
     root = Path(__file__).resolve().parents[2]
+    outputs = runs_root().resolve()
+    exclude = [f":(exclude){outputs.relative_to(root)}"] if outputs.is_relative_to(root) and outputs != root else []
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
         if sha.returncode != 0:
             return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *exclude],
+                               cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
     return sha.stdout.strip() + ("+dirty" if dirty else "")
@@ -73,6 +78,30 @@ def fit_rule_file(members: Sequence[FitMember], sources: dict[str, str] | None =
         raise ValueError(f"fit set members need distinct names; got {names}")
     return RuleFile(fit_rule(members, k_low), tuple(members), current_commit(),
                     datetime.now(timezone.utc).isoformat(timespec="seconds"), dict(sources or {}))
+
+
+def _content(d: dict[str, Any]) -> dict[str, Any]:
+    """A rule file's constants and fit set as written to disk (floats round-tripped), without its provenance."""
+    return {k: v for k, v in yaml.safe_load(yaml.safe_dump(d, sort_keys=True)).items() if k in ("rule", "fit_set")}
+
+
+def save_or_keep(new: RuleFile, path: str | Path) -> tuple[RuleFile, bool]:
+    """Write ``new`` to ``path`` unless the file there already holds the same rule fitted on the same fit set,
+    in which case that file (and its commit and date: the rule's provenance) is kept. A different rule never
+    overwrites the earlier one: the earlier file is moved aside to ``<stem>.replaced-<its date>.yaml``, so that
+    the held-out trials predicted with it stay traceable. Returns the rule now on disk and whether it was written."""
+    path = Path(path)
+    if path.exists():
+        try:
+            old = load_rule(path)
+        except ValueError:
+            old = None  # unreadable: moved aside below, never silently lost
+        if old is not None and _content(old.to_dict()) == _content(new.to_dict()):
+            return old, False
+        stamp = (old.fitted if old is not None else datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        path.rename(path.with_name(f"{path.stem}.replaced-{stamp.replace(':', '')}.yaml"))
+    new.save(path)
+    return replace(new, path=path), True
 
 
 def load_rule(path: str | Path) -> RuleFile:

@@ -23,7 +23,7 @@ from optuna.trial import TrialState
 
 from ablate.study.compare import Comparison, compare, rows_of
 from ablate.study.report import COLUMNS, verdict, write_report
-from ablate.study.rule_file import RuleFile, fit_rule_file, load_rule
+from ablate.study.rule_file import RuleFile, fit_rule_file, load_rule, save_or_keep
 from ablate.sweep.definition import SweepDefinition, dataset_names, load_definition
 
 
@@ -181,13 +181,14 @@ def run_design_study(path: str | Path, datasets: list[str] | None = None, storag
             if report_only and rule_path.exists():
                 rule_file = load_rule(rule_path)
             else:
-                rule_file = fit_rule_file(fit_members(fit_rows), {n: f"study {fit_def.name}" for n in d.fit})
-                rule_file.save(rule_path)
-                rule_file = dataclasses.replace(rule_file, path=rule_path)
+                rule_file, written = save_or_keep(
+                    fit_rule_file(fit_members(fit_rows), {n: f"study {fit_def.name}" for n in d.fit}), rule_path)
+                if progress:
+                    print(f"rule fitted on {', '.join(d.fit)}: {rule_file.rule} -> {rule_path}" if written else
+                          f"rule unchanged since {rule_file.fitted} (commit {rule_file.commit}): {rule_path}",
+                          flush=True)
             fit_rows = predict_fit_rows(fit_def, fit_rows, rule_file, folder / f"fit-predictions-{tag}.json",
                                         default_device())
-            if progress:
-                print(f"rule fitted on {', '.join(d.fit)}: {rule_file.rule} -> {rule_path}", flush=True)
         held = [n for n in d.architectures if n not in d.fit]
         main = d if rule_file is None else part(d, held, "", rule_file.rule.knobs(), folder, report_only)
         main, done = completed(main, url, report_only, workers, progress, path)
