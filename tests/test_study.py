@@ -149,6 +149,13 @@ def test_held_out_rows_are_the_headline_and_carry_a_bootstrap_interval():
     assert low < spearman([1, 2, 3, 4, 5, 6], [1, 3, 2, 5, 4, 6])[0] < high == 1.0
     assert all(math.isnan(v) for v in bootstrap_rho([1, 2], [1, 2]))
     assert compare("s", rows).headline == "all"  # no fit set: every row counts
+    from ablate.study.report import verdict
+
+    early = compare("s", fit + rows[:2])  # a study read while its held-out grid runs: 2 rows, no ranking yet
+    line = next(x for x in verdict(early) if x.startswith("- **artefact_rate**"))
+    assert "2 architectures with both figures" in line and line.endswith("not decided yet")
+    line = next(x for x in verdict(c) if x.startswith("- **artefact_rate**"))
+    assert "1.00" in line and line.endswith("meets")
 
 
 def test_spearman_known_rankings():

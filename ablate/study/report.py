@@ -80,7 +80,8 @@ def scatter_plot(c: Comparison, path: Path) -> Path:
             ax.annotate(r["arch"], (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
         rho = c.correlations[m].rho
         which = "held-out " if c.headline == "held-out" else ""
-        ax.set_title(f"{m}: {which}Spearman ρ = {rho:.2f}" if not math.isnan(rho) else f"{m}: ρ undefined (constant)",
+        undefined = "fewer than 3 architectures" if c.correlations[m].n < 3 else "constant"
+        ax.set_title(f"{m}: {which}Spearman ρ = {rho:.2f}" if not math.isnan(rho) else f"{m}: ρ undefined ({undefined})",
                      fontsize=9)
         ax.set(xlabel="predicted by the oracle (no training)", ylabel="measured on the trained network")
     fig.suptitle(f"{c.study}: predicted vs measured across {len(c.rows)} architectures "
@@ -156,6 +157,8 @@ def samples_plot(c: Comparison, samples_dir: Path, path: Path, seeds: int = 10) 
 
 
 def _rho(corr) -> str:
+    if math.isnan(corr.rho) and corr.n < 3:
+        return f"undefined ({corr.n} architectures with both figures; a rank correlation needs at least 3)"
     if math.isnan(corr.rho):
         return "undefined (constant across the grid)"
     ci = "" if math.isnan(corr.low) else f", 95% bootstrap interval [{corr.low:.2f}, {corr.high:.2f}]"
@@ -169,7 +172,8 @@ def verdict(c: Comparison) -> list[str]:
                      "none played a part in fitting the rule):")
     for m, corr in c.correlations.items():
         gate = f" (bar: ≥ {BAR})" if m in GATED else ""
-        mark = ("meets" if corr.meets_bar else "misses") if m in GATED else "reported"
+        mark = ("meets" if corr.meets_bar else "not decided yet" if corr.n < 3 else "misses") if m in GATED \
+            else "reported"
         lines.append(f"- **{m}**: Spearman ρ = {_rho(corr)}{gate}: {mark}")
     for role in ("fit", "all"):
         if c.headline == "held-out" and role in c.by_role:
