@@ -364,3 +364,24 @@ def test_report_only_on_an_unfinished_fit_set_names_what_is_missing_and_fits_no_
     assert lines[0].startswith("tiny_unfinished-fingers-fit (sqlite:///") and "1 complete" in lines[0]
     assert any(line.startswith("  trial 0 arch=r1: complete in ") for line in lines)
     assert "  trial 1 arch=r2: queued" in lines  # queued with its knobs, not yet run
+
+
+def test_an_architecture_under_the_agreement_bar_gets_a_measured_explanation():
+    from ablate.study.report import agreement_explanation
+
+    ab = "0.01 0.1 0.5 0.9"
+    assert agreement_explanation({"arch": "a", "els_r": 0.9, "els_r2_by_step": "0.1 0.9 0.9 0.9",
+                                  "els_alpha_bar": ab}) is None  # at the bar: nothing to explain
+    row = {"arch": "deep", "els_r": 0.6, "els_alpha_bar": ab, "els_candidates": "3 5 7 15",
+           "els_r2_by_step": "0.20 0.70 0.90 0.95", "es_r2_by_step": "0.10 0.85 0.91 0.50",
+           "is_r2_by_step": "0.30 0.10 0.10 0.10"}
+    text = agreement_explanation(row)
+    assert "under 0.64 at 1 of 4 steps (alpha_bar 0.01: 0.20) and 0.70-0.95 at the others" in text
+    # ES beats ELS by more than the margin at step 2 only (0.91 against 0.90 is within it); IS at step 1
+    assert "ES explains it better at 1 step (alpha_bar 0.1: r² 0.85 against ELS 0.70)" in text
+    assert "candidates up to k = 15" in text and "IS explains it better at 1 step (alpha_bar 0.01" in text
+    smooth = {**row, "els_r2_by_step": "0.80 0.90 0.95 0.99", "es_r2_by_step": "0 0 0 0", "is_r2_by_step": "0 0 0 0"}
+    assert "compound along the trajectory" in agreement_explanation(smooth)
+    alone = {**row, "es_r2_by_step": "0 0 0 0", "is_r2_by_step": "0 0 0 0"}
+    assert "no machine here explains those steps" in agreement_explanation(alone)
+    assert "no per-step figures" in agreement_explanation({"arch": "x", "els_r": 0.5})

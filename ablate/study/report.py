@@ -2,7 +2,9 @@
 
 Per dataset: the Spearman figures against the bar (the held-out architectures', with bootstrap 95%
 intervals, where the study has a fit set; the fit rows' and all rows' beside them), the rule with its fit
-set and commit, where the artefacts are against chance, the cost of each phase, the table of every
+set and commit, where the artefacts are against chance, for every architecture whose calibrated ELS ``r`` is
+under 0.8 a measured explanation (:func:`agreement_explanation`: which noise levels, and whether ES or IS
+explains the network better there), the cost of each phase, the table of every
 architecture by role (geometry, the rule's schedule, the calibrated one, predicted and measured figures,
 agreement with ELS, ES and IS), a predicted-vs-measured scatter per metric (the fit set ringed), and the
 samples of every held-out architecture before (oracle) and after (trained) training, from the same seeds.
@@ -156,6 +158,63 @@ def samples_plot(c: Comparison, samples_dir: Path, path: Path, seeds: int = 10) 
     return path
 
 
+def _floats(row: dict[str, Any], key: str) -> list[float]:
+    try:
+        return [float(v) for v in str(row.get(key) or "").split()]
+    except ValueError:
+        return []
+
+
+def _range(values: list[float]) -> str:
+    return f"{min(values):.2f}" if f"{min(values):.2f}" == f"{max(values):.2f}" else f"{min(values):.2f}-{max(values):.2f}"
+
+
+def _span(alpha_bars: list[float], steps: list[int]) -> str:
+    lo, hi = min(alpha_bars[i] for i in steps), max(alpha_bars[i] for i in steps)
+    return f"alpha_bar {lo:.2g}" if lo == hi else f"alpha_bar {lo:.2g}-{hi:.2g}"
+
+
+def agreement_explanation(row: dict[str, Any], bar: float = BAR, margin: float = 0.02) -> str | None:
+    """A measured account of an architecture whose calibrated ELS ``r`` (final samples from the same seeds) is
+    under ``bar``, from the per-step figures (each machine's x0_hat against the network's, on the network's own
+    trajectory): at which noise levels ELS falls under ``bar**2`` in r², where ES or IS explains the network
+    better (by more than ``margin`` in r²: what it does instead), and, when every step is explained, that the
+    final samples part because small per-step differences compound. None for an architecture at or over the
+    bar or without figures."""
+    r = row.get("els_r")
+    if not isinstance(r, float) or math.isnan(r) or r >= bar:
+        return None
+    els, alpha_bars = _floats(row, "els_r2_by_step"), _floats(row, "els_alpha_bar")
+    head = f"**{row.get('arch')}** (calibrated ELS r {r:.2f} on the final samples)"
+    if not els or len(alpha_bars) != len(els):
+        return f"{head}: no per-step figures to explain it"
+    parts = []
+    weak = [i for i, v in enumerate(els) if v < bar ** 2]
+    if weak:
+        rest = [v for i, v in enumerate(els) if i not in weak]
+        parts.append(f"per step, ELS r² is under {bar ** 2:.2f} at {len(weak)} of {len(els)} steps "
+                     f"({_span(alpha_bars, weak)}: {_range([els[i] for i in weak])})"
+                     + (f" and {_range(rest)} at the others" if rest else ""))
+    else:
+        parts.append(f"per step, ELS explains every noise level (r² {_range(els)}), so the final "
+                     "samples part because small differences compound along the trajectory")
+    largest = _floats(row, "els_candidates")
+    for key, name, meaning in (("es_r2_by_step", "ES", "more global than any local patch"),
+                               ("is_r2_by_step", "IS", "uses the whole image, not only shifted patches")):
+        other = _floats(row, key)
+        if len(other) != len(els):
+            continue
+        better = [i for i in range(len(els)) if other[i] > els[i] + margin]
+        if better:
+            cap = f" (calibration candidates up to k = {int(largest[-1])})" if largest and name == "ES" else ""
+            parts.append(f"{name} explains it better at {len(better)} step{'s' * (len(better) != 1)} ({_span(alpha_bars, better)}: r² "
+                         f"{_range([other[i] for i in better])} against ELS {_range([els[i] for i in better])}): "
+                         f"there the network is {meaning}{cap}")
+    if len(parts) == 1 and weak:
+        parts.append("neither ES nor IS does better there, so no machine here explains those steps")
+    return f"{head}: " + "; ".join(parts)
+
+
 def _rho(corr) -> str:
     if math.isnan(corr.rho) and corr.n < 3:
         return f"undefined ({corr.n} architectures with both figures; a rank correlation needs at least 3)"
@@ -188,6 +247,10 @@ def verdict(c: Comparison) -> list[str]:
                      f"seeds where the network made one (mismatched seeds, chance: {mean('artefact_hit_rate_chance')});"
                      f" map IoU {mean('artefact_map_iou')} (chance {mean('artefact_map_iou_chance')}); means over "
                      "architectures")
+    for row in c.rows:
+        explained = agreement_explanation(row)
+        if explained is not None:
+            lines.append(f"- **ELS r under {BAR}**: {explained}")
     if c.rule is not None:
         r = c.rule
         fit = ", ".join(f"{m['name']} (rms {m['rms_error']:.2f} in k)" for m in r.get("fit_set", []))
