@@ -207,7 +207,8 @@ def agreement_explanation(row: dict[str, Any], bar: float = BAR, margin: float =
         better = [i for i in range(len(els)) if other[i] > els[i] + margin]
         if better:
             cap = f" (calibration candidates up to k = {int(largest[-1])})" if largest and name == "ES" else ""
-            parts.append(f"{name} explains it better at {len(better)} step{'s' * (len(better) != 1)} ({_span(alpha_bars, better)}: r² "
+            steps = f"{len(better)} step{'s' * (len(better) != 1)}"
+            parts.append(f"{name} explains it better at {steps} ({_span(alpha_bars, better)}: r² "
                          f"{_range([other[i] for i in better])} against ELS {_range([els[i] for i in better])}): "
                          f"there the network is {meaning}{cap}")
     if len(parts) == 1 and weak:
