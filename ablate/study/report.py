@@ -83,7 +83,8 @@ def scatter_plot(c: Comparison, path: Path) -> Path:
         rho = c.correlations[m].rho
         which = "held-out " if c.headline == "held-out" else ""
         undefined = "fewer than 3 architectures" if c.correlations[m].n < 3 else "constant"
-        ax.set_title(f"{m}: {which}Spearman ρ = {rho:.2f}" if not math.isnan(rho) else f"{m}: ρ undefined ({undefined})",
+        ax.set_title(f"{m}: {which}Spearman ρ = {rho:.2f}" if not math.isnan(rho) else
+                     f"{m}: ρ undefined ({undefined})",
                      fontsize=9)
         ax.set(xlabel="predicted by the oracle (no training)", ylabel="measured on the trained network")
     fig.suptitle(f"{c.study}: predicted vs measured across {len(c.rows)} architectures "
@@ -166,7 +167,8 @@ def _floats(row: dict[str, Any], key: str) -> list[float]:
 
 
 def _range(values: list[float]) -> str:
-    return f"{min(values):.2f}" if f"{min(values):.2f}" == f"{max(values):.2f}" else f"{min(values):.2f}-{max(values):.2f}"
+    lo, hi = f"{min(values):.2f}", f"{max(values):.2f}"
+    return lo if lo == hi else f"{lo}-{hi}"
 
 
 def _span(alpha_bars: list[float], steps: list[int]) -> str:
