@@ -374,14 +374,19 @@ def test_an_architecture_under_the_agreement_bar_gets_a_measured_explanation():
                                   "els_alpha_bar": ab}) is None  # at the bar: nothing to explain
     row = {"arch": "deep", "els_r": 0.6, "els_alpha_bar": ab, "els_candidates": "3 5 7 15",
            "els_r2_by_step": "0.20 0.70 0.90 0.95", "es_r2_by_step": "0.10 0.85 0.91 0.50",
-           "is_r2_by_step": "0.30 0.10 0.10 0.10"}
+           "is_r2_by_step": "0.70 0.10 0.10 0.10"}
     text = agreement_explanation(row)
     assert "under 0.64 at 1 of 4 steps (alpha_bar 0.01: 0.20) and 0.70-0.95 at the others" in text
     # ES beats ELS by more than the margin at step 2 only (0.91 against 0.90 is within it); IS at step 1
     assert "ES explains it better at 1 step (alpha_bar 0.1: r² 0.85 against ELS 0.70)" in text
-    assert "candidates up to k = 15" in text and "IS explains it better at 1 step (alpha_bar 0.01" in text
+    assert "candidates up to k = 15" in text and "IS explains it better at 1 step (alpha_bar 0.01: r² 0.70" in text
+    noisy = {**row, "is_r2_by_step": "0.40 0.10 0.10 0.10"}  # better than ELS at step 1 but explaining nothing
+    assert "IS explains" not in agreement_explanation(noisy)
     smooth = {**row, "els_r2_by_step": "0.80 0.90 0.95 0.99", "es_r2_by_step": "0 0 0 0", "is_r2_by_step": "0 0 0 0"}
-    assert "compound along the trajectory" in agreement_explanation(smooth)
+    text = agreement_explanation(smooth)
+    assert "ELS explains every noise level (r² 0.80-0.99)" in text
+    assert "because the per-step differences compound" in text
     alone = {**row, "es_r2_by_step": "0 0 0 0", "is_r2_by_step": "0 0 0 0"}
-    assert "no machine here explains those steps" in agreement_explanation(alone)
+    assert "neither ES nor IS explains it better at any step, so the final samples part where ELS fails" in \
+        agreement_explanation(alone)
     assert "no per-step figures" in agreement_explanation({"arch": "x", "els_r": 0.5})

@@ -179,10 +179,10 @@ def _span(alpha_bars: list[float], steps: list[int]) -> str:
 def agreement_explanation(row: dict[str, Any], bar: float = BAR, margin: float = 0.02) -> str | None:
     """A measured account of an architecture whose calibrated ELS ``r`` (final samples from the same seeds) is
     under ``bar``, from the per-step figures (each machine's x0_hat against the network's, on the network's own
-    trajectory): at which noise levels ELS falls under ``bar**2`` in r², where ES or IS explains the network
-    better (by more than ``margin`` in r²: what it does instead), and, when every step is explained, that the
-    final samples part because small per-step differences compound. None for an architecture at or over the
-    bar or without figures."""
+    trajectory): the noise levels where ELS falls under ``bar**2`` in r²; where ES or IS explains the network
+    better (by more than ``margin`` in r², and itself at least ``bar**2``): what it does instead; otherwise,
+    that no machine here does, and that the final samples part because per-step differences compound along the
+    trajectory. None for an architecture at or over the bar."""
     r = row.get("els_r")
     if not isinstance(r, float) or math.isnan(r) or r >= bar:
         return None
@@ -190,31 +190,33 @@ def agreement_explanation(row: dict[str, Any], bar: float = BAR, margin: float =
     head = f"**{row.get('arch')}** (calibrated ELS r {r:.2f} on the final samples)"
     if not els or len(alpha_bars) != len(els):
         return f"{head}: no per-step figures to explain it"
-    parts = []
     weak = [i for i, v in enumerate(els) if v < bar ** 2]
+    rest = [v for i, v in enumerate(els) if i not in weak]
     if weak:
-        rest = [v for i, v in enumerate(els) if i not in weak]
-        parts.append(f"per step, ELS r² is under {bar ** 2:.2f} at {len(weak)} of {len(els)} steps "
-                     f"({_span(alpha_bars, weak)}: {_range([els[i] for i in weak])})"
-                     + (f" and {_range(rest)} at the others" if rest else ""))
+        parts = [f"per step, ELS r² is under {bar ** 2:.2f} at {len(weak)} of {len(els)} steps "
+                 f"({_span(alpha_bars, weak)}: {_range([els[i] for i in weak])})"
+                 + (f" and {_range(rest)} at the others" if rest else "")]
     else:
-        parts.append(f"per step, ELS explains every noise level (r² {_range(els)}), so the final "
-                     "samples part because small differences compound along the trajectory")
+        parts = [f"per step, ELS explains every noise level (r² {_range(els)})"]
     largest = _floats(row, "els_candidates")
-    for key, name, meaning in (("es_r2_by_step", "ES", "more global than any local patch"),
-                               ("is_r2_by_step", "IS", "uses the whole image, not only shifted patches")):
+    instead = False
+    for key, name, meaning in (("es_r2_by_step", "ES", "is global but still shift-equivariant"),
+                               ("is_r2_by_step", "IS", "draws on whole training images, as the ideal denoiser does")):
         other = _floats(row, key)
         if len(other) != len(els):
             continue
-        better = [i for i in range(len(els)) if other[i] > els[i] + margin]
+        better = [i for i in range(len(els)) if other[i] > els[i] + margin and other[i] >= bar ** 2]
         if better:
+            instead = True
             cap = f" (calibration candidates up to k = {int(largest[-1])})" if largest and name == "ES" else ""
             steps = f"{len(better)} step{'s' * (len(better) != 1)}"
             parts.append(f"{name} explains it better at {steps} ({_span(alpha_bars, better)}: r² "
                          f"{_range([other[i] for i in better])} against ELS {_range([els[i] for i in better])}): "
-                         f"there the network is {meaning}{cap}")
-    if len(parts) == 1 and weak:
-        parts.append("neither ES nor IS does better there, so no machine here explains those steps")
+                         f"there the network {meaning}{cap}")
+    if not instead:
+        parts.append("neither ES nor IS explains it better at any step, so the final samples part "
+                     + ("where ELS fails and " if weak else "") + "because the per-step differences compound "
+                     "along the trajectory")
     return f"{head}: " + "; ".join(parts)
 
 
@@ -224,7 +226,8 @@ def _rho(corr) -> str:
     if math.isnan(corr.rho):
         return "undefined (constant across the grid)"
     ci = "" if math.isnan(corr.low) else f", 95% bootstrap interval [{corr.low:.2f}, {corr.high:.2f}]"
-    return f"{corr.rho:.2f} (p = {corr.p_value:.3g}, {corr.n} architectures{ci})"
+    p = "p < 0.001" if corr.p_value < 1e-3 else f"p = {corr.p_value:.3g}"
+    return f"{corr.rho:.2f} ({p}, {corr.n} architectures{ci})"
 
 
 def verdict(c: Comparison) -> list[str]:
