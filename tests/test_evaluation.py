@@ -58,6 +58,11 @@ def test_calibration_candidates_reach_the_receptive_field_densely_then_spaced():
         assert ks[-1] == top and ks == sorted(set(ks)) and all(k % 2 for k in ks)
         gaps = [b / a for a, b in zip(ks, ks[1:]) if a >= DENSE_K]
         assert all(g <= 1.3 for g in gaps)  # about 25% apart beyond DENSE_K
+    # a global network (attention: no receptive field) is not capped at the image: every patch the machine
+    # allows, 2H - 1 with zero padding (a patch centred on a corner pixel still sees the whole image), H with wrap
+    for boundary, top in (("zeros", 31), ("circular", 15)):
+        ks = candidates(EvalConfig(), Subject(None, torch.zeros(2, 1, 16, 16)), "els", boundary)
+        assert ks[-1] == top
 
 
 def test_network_that_is_the_ideal_machine_has_ideal_agreement_one(digits, tmp_path):

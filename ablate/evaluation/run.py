@@ -118,7 +118,8 @@ DENSE_K = 25  # calibration candidates: every odd k up to here, then about 25% a
 def candidates(config: EvalConfig, subject: Subject, machine: str, boundary: str) -> list[int]:
     spatial = subject.train_images.shape[2:]  # (H, W), or (L,) for signals
     allowed = OracleConfig(machine=machine, boundary=boundary).max_patch_size(*spatial)
-    top = min(config.k_max or subject.receptive_field or max(spatial), allowed)
+    # a network without a receptive field (attention, GroupNorm: global) gets every patch the machine allows
+    top = min(config.k_max or subject.receptive_field or allowed, allowed)
     top -= 1 - top % 2  # the largest odd k <= top
     ks = list(range(3, min(top, DENSE_K) + 1, 2))
     while ks and ks[-1] < top:
