@@ -337,10 +337,14 @@ def claim(study: optuna.Study, url: str, name: str) -> tuple[optuna.Trial | None
     """Pop a waiting trial, or none, holding the study's claim lock: a worker never creates a trial outside the
     queue. (``study.ask`` makes a new trial when the queue is empty, so a worker that counted a waiting trial
     and lost it to another before asking added one more than requested.) Stale trials are failed (and retried
-    as waiting copies) first. Returns the trial and the counts seen under the lock."""
+    as waiting copies) first. The lock (a database connection on PostgreSQL) is taken only when a trial is
+    waiting, not on every poll of a worker that waits for others. Returns the trial and the counts last seen."""
+    fail_stale_trials(study)
+    c = counts(study)
+    if not c["waiting"]:
+        return None, c
     with storage_lock(url, f"{name}:claim"):
-        fail_stale_trials(study)
-        c = counts(study)
+        c = counts(study)  # again under the lock: another worker may have taken it meanwhile
         if not c["waiting"]:
             return None, c
         with warnings.catch_warnings():
