@@ -96,6 +96,14 @@ def scatter_plot(c: Comparison, path: Path) -> Path:
     return path
 
 
+def _floats(row: dict[str, Any], key: str) -> list[float]:
+    """A row's space-separated figures (per step, per candidate); [] when absent or unreadable."""
+    try:
+        return [float(v) for v in str(row.get(key) or "").split()]
+    except ValueError:
+        return []
+
+
 def per_step_plot(c: Comparison, path: Path) -> Path | None:
     """Which noise levels the calibrated ELS explains, per architecture: the median per-step r² of its x0_hat
     against the network's on the network's own trajectory (high noise first), ES and IS dotted beside the
@@ -107,13 +115,13 @@ def per_step_plot(c: Comparison, path: Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(8.5, 4.2))
     cmap = plt.get_cmap("tab20")
     for i, r in enumerate(rows):
-        values = [float(v) for v in str(r["els_r2_by_step"]).split()]
+        values = _floats(r, "els_r2_by_step")
         low = isinstance(r.get("els_r"), float) and r["els_r"] < 0.8
         ax.plot(range(1, len(values) + 1), values, color=cmap(i % 20), lw=2.2 if low else 1.0,
                 label=f"{r['arch']} (ELS r {r.get('els_r', float('nan')):.2f})")
         for key, style in (("es_r2_by_step", ":"), ("is_r2_by_step", "--")):
             if low and r.get(key):
-                other = [float(v) for v in str(r[key]).split()]
+                other = _floats(r, key)
                 ax.plot(range(1, len(other) + 1), other, style, color=cmap(i % 20), lw=1.0)
     ax.set(xlabel="sampler step (1 = highest noise)", ylabel="median per-step r² of x0_hat",
            title=f"{c.study}: where the calibrated ELS explains each network (thick: ELS r < 0.8; dotted ES, "
@@ -157,13 +165,6 @@ def samples_plot(c: Comparison, samples_dir: Path, path: Path, seeds: int = 10) 
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
-
-
-def _floats(row: dict[str, Any], key: str) -> list[float]:
-    try:
-        return [float(v) for v in str(row.get(key) or "").split()]
-    except ValueError:
-        return []
 
 
 def _range(values: list[float]) -> str:
