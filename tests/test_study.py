@@ -325,6 +325,31 @@ def test_tiny_design_study_fits_the_rule_on_its_fit_set_and_predicts_the_held_ou
     assert [r["train_seconds"] for r in held] == [by_arch[r["arch"]]["train_seconds"] for r in held]
 
 
+def test_running_one_dataset_keeps_the_others_results_in_the_shared_report(in_tmp, capsys):
+    """One report for the whole file: a run (or --report-only) of one dataset redraws it with every dataset that
+    has results, in the file's order, and says which it left out because they were never run."""
+    raw = dict(name="two_sets", kind="design",
+               datasets={"fingers": {"name": "fingers", "size": 28, "count": 40, "n": 30},
+                         "fingers_b": {"name": "fingers", "size": 28, "count": 40, "n": 30, "split_seed": 1}},
+               architectures={"r1": {"name": "resnet", "depth": 1}, "r2": {"name": "resnet", "depth": 2}},
+               fixed={"width": 8, "max_steps": 10, "calibration_seeds": 2, "calibration_k_max": 3,
+                      "measure_seeds": 4},
+               objectives={"coherence": "maximize", "artefact_rate": "minimize"},
+               sampler={"name": "grid", "seed": 0}, seeds=4, steps=3)
+    path = write_definition(in_tmp, raw)
+    first = run_design_study(path, ["fingers_b"], progress=True)
+    assert [c.study for c in first.comparisons] == ["two_sets-fingers_b"]
+    assert "report: fingers left out" in capsys.readouterr().out  # never run: nothing to show, and it says so
+    text = first.report["markdown"].read_text()
+    assert "two_sets-fingers_b" in text and "two_sets-fingers-scatter" not in text
+    second = run_design_study(path, ["fingers"], progress=False)
+    assert [c.study for c in second.comparisons] == ["two_sets-fingers"]  # only the asked dataset is returned
+    text = second.report["markdown"].read_text()
+    assert text.index("two_sets-fingers-scatter") < text.index("two_sets-fingers_b-scatter")  # the file's order
+    only = run_design_study(path, ["fingers_b"], progress=False, report_only=True)
+    assert only.report["markdown"].read_text() == text  # unchanged by a one-dataset --report-only
+
+
 def test_binomial_standard_error_of_a_rate():
     from ablate.study.report import _binomial_se
     assert _binomial_se(0.5, 100) == pytest.approx(0.05) and _binomial_se(0.9, 36) == pytest.approx(0.05)

@@ -12,7 +12,8 @@ With a fit set (``fit:`` in the definition) the rule is fitted on those architec
 first and written to runs/sweeps/<name>/rule-<dataset>.yaml; the others are the held-out grid. A
 fit-rule MEMBER is CALIBRATION.json:RF (RF: the receptive field the rule scales, the convolutional
 path's), with :attention for an attention network. Re-running resumes: finished architectures are kept, interrupted ones are run again. The
-report goes to runs/sweeps/<name>/report.md and report.html; every trial is in the Optuna
+report goes to runs/sweeps/<name>/report.md and report.html, one for the whole file: --dataset runs only
+that dataset, and the report still shows every other dataset that has results; every trial is in the Optuna
 study (runs/sweeps/<name>-<dataset>.db unless --storage says otherwise) and in W&B.
 """
 from __future__ import annotations

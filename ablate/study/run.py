@@ -149,14 +149,49 @@ def predict_fit_rows(definition: SweepDefinition, rows: list[dict[str, Any]], ru
     return [{**r, **figures[r["arch"]]} for r in rows]
 
 
+def dataset_comparison(d: SweepDefinition, url: str, given: RuleFile | None, folder: Path, report_only: bool,
+                       workers: int, progress: bool, path: str | Path) -> tuple[SweepDefinition, Comparison]:
+    """One dataset's study run (or, ``report_only``, loaded) and compared: the held-out definition that holds it
+    and its comparison (fit rows first, predicted in-sample, when the definition has a fit set)."""
+    from ablate.study.trial import default_device
+
+    tag = d.dataset or "data"
+    fit_rows: list[dict[str, Any]] = []
+    rule_file = given
+    if d.fit and given is None:
+        fit_def, fit_done = completed(part(d, d.fit, "-fit", {"role": "fit"}, folder, report_only), url,
+                                      report_only, workers, progress, path)
+        fit_rows = rows_of(fit_done, list(d.fit))
+        check_fit_set(d, fit_def, fit_rows, url, report_only)
+        rule_path = folder / f"rule-{tag}.yaml"
+        if report_only and rule_path.exists():
+            rule_file = load_rule(rule_path)
+        else:
+            rule_file, written = save_or_keep(
+                fit_rule_file(fit_members(fit_rows), {n: f"study {fit_def.name}" for n in d.fit}), rule_path)
+            if progress:
+                print(f"rule fitted on {', '.join(d.fit)}: {rule_file.rule} -> {rule_path}" if written else
+                      f"rule unchanged since {rule_file.fitted} (commit {rule_file.commit}): {rule_path}",
+                      flush=True)
+        fit_rows = predict_fit_rows(fit_def, fit_rows, rule_file, folder / f"fit-predictions-{tag}.json",
+                                    default_device())
+    held = [n for n in d.architectures if n not in d.fit]
+    main = d if rule_file is None else part(d, held, "", rule_file.rule.knobs(), folder, report_only)
+    main, done = completed(main, url, report_only, workers, progress, path)
+    rows = fit_rows + rows_of(done, held)
+    return main, compare(main.name, rows, rule_file.to_dict() | {"path": str(rule_file.path)}
+                         if rule_file is not None else None)
+
+
 def run_design_study(path: str | Path, datasets: list[str] | None = None, storage: str | None = None,
                      workers: int = 1, report_only: bool = False, progress: bool = True,
                      rule: str | Path | None = None) -> DesignResult:
     """Run every dataset's study to completion (finished trials are kept: re-running resumes), then
     compare predicted with measured figures and write the report to ``runs/sweeps/<name>/``.
+    ``datasets``: only these datasets are run; the report (one for the whole file) still shows every other
+    dataset of the file that has results, as they stand, so running one dataset never drops another from it.
     ``storage``: one database URL for all datasets (default: a SQLite file per dataset). ``rule``: a rule
-    file to predict the held-out grid with (default: fit it on the definition's fit set, if it has one)."""
-    from ablate.study.trial import default_device
+    file to predict the asked datasets' held-out grids with (default: fit it on the definition's fit set)."""
     from ablate.sweep import study as studies
 
     start = time.perf_counter()
@@ -167,39 +202,26 @@ def run_design_study(path: str | Path, datasets: list[str] | None = None, storag
     if not report_only:
         from ablate.oracle.fused import kernel
         kernel()  # build the oracle's fused CPU kernel once per machine (cached) before any timed prediction
-    for d in defs:
+    asked = {d.dataset for d in defs}
+    shown = []  # every dataset of the file, in its order: the asked ones run, the others as they stand
+    for d in defs if datasets is None else definitions(path, None):
         url = storage or studies.default_storage(d)
-        tag = d.dataset or "data"
-        fit_rows: list[dict[str, Any]] = []
-        rule_file = given
-        if d.fit and given is None:
-            fit_def, fit_done = completed(part(d, d.fit, "-fit", {"role": "fit"}, folder, report_only), url,
-                                          report_only, workers, progress, path)
-            fit_rows = rows_of(fit_done, list(d.fit))
-            check_fit_set(d, fit_def, fit_rows, url, report_only)
-            rule_path = folder / f"rule-{tag}.yaml"
-            if report_only and rule_path.exists():
-                rule_file = load_rule(rule_path)
-            else:
-                rule_file, written = save_or_keep(
-                    fit_rule_file(fit_members(fit_rows), {n: f"study {fit_def.name}" for n in d.fit}), rule_path)
+        if d.dataset in asked:
+            main, c = dataset_comparison(d, url, given, folder, report_only, workers, progress, path)
+            comparisons.append(c)
+            resolved.append(main)
+            if progress:
+                print(f"{main.name}:", *verdict(c), sep="\n", flush=True)
+        else:
+            try:  # its own rule file, nothing run; a dataset never run is left out of the report
+                main, c = dataset_comparison(d, url, None, folder, True, 1, False, path)
+            except ValueError as err:
                 if progress:
-                    print(f"rule fitted on {', '.join(d.fit)}: {rule_file.rule} -> {rule_path}" if written else
-                          f"rule unchanged since {rule_file.fitted} (commit {rule_file.commit}): {rule_path}",
-                          flush=True)
-            fit_rows = predict_fit_rows(fit_def, fit_rows, rule_file, folder / f"fit-predictions-{tag}.json",
-                                        default_device())
-        held = [n for n in d.architectures if n not in d.fit]
-        main = d if rule_file is None else part(d, held, "", rule_file.rule.knobs(), folder, report_only)
-        main, done = completed(main, url, report_only, workers, progress, path)
-        rows = fit_rows + rows_of(done, held)
-        comparisons.append(compare(main.name, rows, rule_file.to_dict() | {"path": str(rule_file.path)}
-                                   if rule_file is not None else None))
-        resolved.append(main)
+                    print(f"report: {d.dataset} left out ({err})", flush=True)
+                continue
+        shown.append(c)
         samples_dirs[main.name] = studies.out_dir(main) / "samples"
-        if progress:
-            print(f"{main.name}:", *verdict(comparisons[-1]), sep="\n", flush=True)
-    report = write_report(comparisons, samples_dirs, folder)
+    report = write_report(shown, samples_dirs, folder)
     for d, c in zip(resolved, comparisons):
         log_to_wandb(d, c, report)
     return DesignResult(comparisons, report, time.perf_counter() - start)
