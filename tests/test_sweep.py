@@ -504,3 +504,25 @@ def test_a_worker_that_loses_the_last_waiting_trial_to_another_creates_none(in_t
     assert [t.number for t in study.get_trials()] == [winner.number]  # still exactly the requested one
     trial, c = claim(study, url, d.name)
     assert trial is None and len(study.get_trials()) == 1
+
+
+def test_a_retried_trial_is_claimed_before_trials_not_started(in_tmp):
+    """A killed worker's trial comes back as a waiting copy numbered after the queue; it resumes from the killed
+    trial's checkpoints, so the next claim takes it first (Optuna's ``ask`` would take trial 1, then 2)."""
+    from ablate.sweep.study import claim
+
+    d = write(in_tmp, trials=3)
+    url = f"sqlite:///{in_tmp}/claims.db"
+    storage = open_storage(url, heartbeat=1)
+    study = create_study(d, storage)
+    first, _ = claim(study, url, d.name)
+    assert first.number == 0
+    storage.record_heartbeat(first._trial_id)  # its worker beat once, then died
+    time.sleep(5)  # past the grace period (3 heartbeats; SQLite times it in whole seconds)
+    retry, c = claim(study, url, d.name)
+    trials = study.get_trials(deepcopy=False)
+    assert trials[0].state == TrialState.FAIL and trials[3].system_attrs["failed_trial"] == 0
+    assert retry.number == 3 and retry.params == trials[0].params  # the retry, not trial 1
+    assert c["waiting"] == 3  # counted before the claim: 1, 2 and the retry
+    after, _ = claim(study, url, d.name)
+    assert after.number == 1  # then the queue's order

@@ -347,9 +347,22 @@ def claim(study: optuna.Study, url: str, name: str) -> tuple[optuna.Trial | None
         c = counts(study)  # again under the lock: another worker may have taken it meanwhile
         if not c["waiting"]:
             return None, c
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", "Heartbeat of storage")  # run_claimed records the heartbeat
-            return study.ask(), c
+        return pop_waiting(study), c
+
+
+def pop_waiting(study: optuna.Study) -> optuna.Trial | None:
+    """Take a waiting trial as ``study.ask`` does (set it running; ``None`` if another worker took them all),
+    but retries first: the copy of a trial whose worker died resumes from that trial's checkpoints, so it
+    goes before trials not started (``ask`` would take them in number order, the retries last)."""
+    storage = study._storage
+    waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    for t in sorted(waiting, key=lambda t: ("failed_trial" not in t.system_attrs, t.number)):
+        try:
+            if storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING):
+                return optuna.Trial(study, t._trial_id)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue
+    return None
 
 
 def run_claimed(study: optuna.Study, storage: RDBStorage, trial: optuna.Trial,
