@@ -155,7 +155,7 @@ def test_held_out_rows_are_the_headline_and_carry_a_bootstrap_interval():
     line = next(x for x in verdict(early) if x.startswith("- **artefact_rate**"))
     assert "2 architectures with both figures" in line and line.endswith("not decided yet")
     line = next(x for x in verdict(c) if x.startswith("- **artefact_rate**"))
-    assert "1.00" in line and line.endswith("meets")
+    assert "1.00" in line and ": meets; a perfect predictor at these seed counts reaches median" in line
 
 
 def test_spearman_known_rankings():
@@ -415,3 +415,19 @@ def test_an_architecture_under_the_agreement_bar_gets_a_measured_explanation():
     assert "neither ES nor IS explains it better at any step, so the final samples part where ELS fails" in \
         agreement_explanation(alone)
     assert "no per-step figures" in agreement_explanation({"arch": "x", "els_r": 0.5})
+
+
+def test_the_seed_noise_ceiling_of_a_rank_correlation_has_known_answers():
+    """A perfect predictor of well-separated rates ranks them exactly; of equal rates, at random."""
+    from ablate.study.compare import ceiling_rho
+
+    apart = [0.1, 0.3, 0.5, 0.7, 0.9]
+    median, at_bar = ceiling_rho(apart, [10**6] * 5, [10**6] * 5)
+    assert median == 1.0 and at_bar == 1.0
+    tied = [0.5] * 8
+    median, at_bar = ceiling_rho(tied, [48] * 8, [200] * 8)
+    assert abs(median) < 0.1 and at_bar < 0.05  # rho of two independent rankings of 8: P(rho >= 0.8) ~ 0.01
+    # few seeds blur near rates: the same spread of 0.04 is ranked well at 10^5 seeds, poorly at 48
+    near = [0.78, 0.79, 0.80, 0.81, 0.82]
+    assert ceiling_rho(near, [10**5] * 5, [10**5] * 5)[0] > 0.95 > 0.5 > ceiling_rho(near, [48] * 5, [200] * 5)[0]
+    assert all(math.isnan(v) for v in ceiling_rho([0.1, 0.9], [48, 48], [200, 200]))  # fewer than 3 rates

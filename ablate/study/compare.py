@@ -4,7 +4,8 @@ Input: the completed trials of a design study (one per architecture). Output: pl
 (:class:`Comparison`) that the report draws and prints. With a fit set (``fit`` in the definition),
 the headline figures are the **held-out** rows', the architectures that played no part in fitting the
 rule; the fit rows (predicted in-sample) and all rows are kept beside them. Each rho carries a bootstrap
-95% interval over architectures and seeds (:func:`bootstrap_rho`).
+95% interval over architectures and seeds (:func:`bootstrap_rho`), and a rate's rho its seed-noise ceiling:
+what a perfect predictor would reach at the same seed counts (:func:`ceiling_rho`).
 """
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ class Correlation:
     n: int
     low: float = float("nan")   # bootstrap 95% interval (architectures and seeds resampled)
     high: float = float("nan")
+    ceiling: float = float("nan")  # median rho of a perfect predictor at these seed counts (rates only)
+    ceiling_at_bar: float = float("nan")  # the fraction of its draws with rho >= BAR
 
     @property
     def meets_bar(self) -> bool:
@@ -108,6 +111,27 @@ def bootstrap_rho(predicted: Sequence[float], measured: Sequence[float], n_predi
     return float(np.percentile(rho, 2.5)), float(np.percentile(rho, 97.5))
 
 
+def ceiling_rho(measured: Sequence[float], n_predicted: Sequence[float], n_measured: Sequence[float],
+                draws: int = BOOTSTRAP, seed: int = 0) -> tuple[float, float]:
+    """What seed noise alone leaves of a rate's ranking: a *perfect* predictor (its rates are the measured
+    ones) is drawn as ``Binomial(n_predicted, rate) / n_predicted`` against the measurement redrawn as
+    ``Binomial(n_measured, rate) / n_measured``; returns the median of Spearman's rho over the draws and the
+    fraction of draws with rho >= ``BAR``. Near-tied rates (a spread of a few standard errors) give a ceiling
+    under 1: no predictor at these seed counts can be expected to rank them. NaN for fewer than 3 rates;
+    draws with a constant side count as rho 0."""
+    m = np.asarray(measured, float)
+    npred, nmeas = np.asarray(n_predicted, float), np.asarray(n_measured, float)
+    keep = ~np.isnan(m) & np.isfinite(npred) & (npred > 0) & np.isfinite(nmeas) & (nmeas > 0)
+    if keep.sum() < 3:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    rate = np.broadcast_to(np.clip(m[keep], 0.0, 1.0), (draws, int(keep.sum())))
+    a = rng.binomial(npred[keep].astype(np.int64), rate) / npred[keep]
+    b = rng.binomial(nmeas[keep].astype(np.int64), rate) / nmeas[keep]
+    rho = np.nan_to_num(_row_spearman(a, b), nan=0.0)
+    return float(np.median(rho)), float((rho >= BAR).mean())
+
+
 def rows_of(trials, order: Sequence[str] = ()) -> list[dict[str, Any]]:
     """One row per completed trial (Optuna ``FrozenTrial``s), architectures in ``order`` (then by number)."""
     rank = {name: i for i, name in enumerate(order)}
@@ -134,8 +158,11 @@ def correlations_of(rows: list[dict[str, Any]]) -> dict[str, Correlation]:
         if metric == "conditional_artefact_rate":  # a rate over the samples that are hands
             counts = ([_value(r, "predicted_hands") for r in rows], [_value(r, "hands") for r in rows])
         low, high = bootstrap_rho(pred, meas, *counts)
-        out[metric] = Correlation(metric, rho, p, sum(1 for a, b in zip(pred, meas) if not (math.isnan(a) or math.isnan(b))),
-                                  low, high)
+        paired = [not (math.isnan(a) or math.isnan(b)) for a, b in zip(pred, meas)]
+        ceiling = ceiling_rho([v for v, k in zip(meas, paired) if k], *([c for c, k in zip(side, paired) if k]
+                                                                        for side in counts)) \
+            if counts[0] is not None else (float("nan"), float("nan"))
+        out[metric] = Correlation(metric, rho, p, sum(paired), low, high, *ceiling)
     return out
 
 
