@@ -84,6 +84,14 @@ def _row_spearman(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         return np.where(den > 0, (rx * ry).sum(1) / np.where(den > 0, den, 1), np.nan)
 
 
+def _redraw(rng: np.random.Generator, rates: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """Each rate redrawn as ``Binomial(n, rate) / n`` (resampling its ``n`` seeds); kept where ``n`` is not a
+    positive count."""
+    ok = np.isfinite(n) & (n > 0)
+    drawn = rng.binomial(np.where(ok, n, 1).astype(np.int64), np.clip(rates, 0.0, 1.0)) / np.where(ok, n, 1)
+    return np.where(ok, drawn, rates)
+
+
 def bootstrap_rho(predicted: Sequence[float], measured: Sequence[float], n_predicted: Sequence[float] | None = None,
                   n_measured: Sequence[float] | None = None, draws: int = BOOTSTRAP, seed: int = 0) -> tuple[float, float]:
     """A 95% percentile interval for Spearman's rho: architectures drawn with replacement, and, where the
@@ -100,10 +108,7 @@ def bootstrap_rho(predicted: Sequence[float], measured: Sequence[float], n_predi
     ps, ms = p[keep][idx], m[keep][idx]
     for values, counts in ((ps, n_predicted), (ms, n_measured)):
         if counts is not None:
-            n = np.asarray(counts, float)[keep][idx]
-            ok = np.isfinite(n) & (n > 0)
-            drawn = rng.binomial(np.where(ok, n, 1).astype(np.int64), np.clip(values, 0.0, 1.0)) / np.where(ok, n, 1)
-            values[...] = np.where(ok, drawn, values)
+            values[...] = _redraw(rng, values, np.asarray(counts, float)[keep][idx])
     rho = _row_spearman(ps, ms)
     rho = rho[~np.isnan(rho)]
     if len(rho) < draws / 2:
@@ -125,10 +130,8 @@ def ceiling_rho(measured: Sequence[float], n_predicted: Sequence[float], n_measu
     if keep.sum() < 3:
         return float("nan"), float("nan")
     rng = np.random.default_rng(seed)
-    rate = np.broadcast_to(np.clip(m[keep], 0.0, 1.0), (draws, int(keep.sum())))
-    a = rng.binomial(npred[keep].astype(np.int64), rate) / npred[keep]
-    b = rng.binomial(nmeas[keep].astype(np.int64), rate) / nmeas[keep]
-    rho = np.nan_to_num(_row_spearman(a, b), nan=0.0)
+    rate = np.broadcast_to(m[keep], (draws, int(keep.sum())))
+    rho = np.nan_to_num(_row_spearman(_redraw(rng, rate, npred[keep]), _redraw(rng, rate, nmeas[keep])), nan=0.0)
     return float(np.median(rho)), float((rho >= BAR).mean())
 
 
@@ -158,11 +161,10 @@ def correlations_of(rows: list[dict[str, Any]]) -> dict[str, Correlation]:
         if metric == "conditional_artefact_rate":  # a rate over the samples that are hands
             counts = ([_value(r, "predicted_hands") for r in rows], [_value(r, "hands") for r in rows])
         low, high = bootstrap_rho(pred, meas, *counts)
-        paired = [not (math.isnan(a) or math.isnan(b)) for a, b in zip(pred, meas)]
-        ceiling = ceiling_rho([v for v, k in zip(meas, paired) if k], *([c for c, k in zip(side, paired) if k]
-                                                                        for side in counts)) \
-            if counts[0] is not None else (float("nan"), float("nan"))
-        out[metric] = Correlation(metric, rho, p, sum(paired), low, high, *ceiling)
+        paired = [i for i, (a, b) in enumerate(zip(pred, meas)) if not (math.isnan(a) or math.isnan(b))]
+        ceiling = (float("nan"), float("nan")) if counts[0] is None else \
+            ceiling_rho([meas[i] for i in paired], [counts[0][i] for i in paired], [counts[1][i] for i in paired])
+        out[metric] = Correlation(metric, rho, p, len(paired), low, high, *ceiling)
     return out
 
 
