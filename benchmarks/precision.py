@@ -59,8 +59,8 @@ def rescoring(n: int, ks: list[int], alpha_bar: float, tol: float, reps: int) ->
             x_t, alpha_bar).reshape(2, -1)
         o32.denoise(x_t, alpha_bar)  # builds the key set
         t32, r32 = timed(lambda: o32.denoise(x_t, alpha_bar), reps)
-        (keyset,) = o32._keysets.values()  # circular ELS: one pixel group
-        q = o32._query_patches(x_t, (k, k), "circular").reshape(-1, k * k)
+        (keyset,) = o32.engine.keysets.values()  # circular ELS: one pixel group
+        q = o32.engine.query_patches(x_t, (k, k), "circular").reshape(-1, k * k)
         t, (res, pairs, n_keys) = timed(lambda: _rescored(q, keyset, alpha_bar, tol), 1)
         print(f"{k:>3} {n_keys:>8} {pairs / len(q):>17.0f} {pairs / len(q) / n_keys:>7.2%} {t32:>10.2f} {t:>10.2f} "
               f"{float((r32.reshape(2, -1) - exact).abs().max()):>8.1e} "

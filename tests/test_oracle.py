@@ -93,8 +93,8 @@ def test_pruning_reports_a_certified_bound_that_holds(mnist14, monkeypatch, case
     """Each call reports the largest change its skipped keys could make; the float64 answer with and without
     pruning differ by no more than that, on real digits and on a training set built of near-ties (many
     copies of a few digits, each jittered by 1e-3, so clusters sit at almost equal distances)."""
-    from ablate.oracle import machines
-    monkeypatch.setattr(machines, "PRUNE_MIN_KEYS", 0)
+    from ablate.oracle import engine
+    monkeypatch.setattr(engine, "PRUNE_MIN_KEYS", 0)
     train = mnist14.train.double()
     if case == "near_ties":
         g = torch.Generator().manual_seed(1)
@@ -118,8 +118,8 @@ def test_pruning_reports_a_certified_bound_that_holds(mnist14, monkeypatch, case
 
 def test_pruning_is_exercised_and_exact(mnist14, monkeypatch):
     """At low noise the bounds skip clusters; the answer equals the unpruned one."""
-    from ablate.oracle import machines, prune
-    monkeypatch.setattr(machines, "PRUNE_MIN_KEYS", 0)
+    from ablate.oracle import engine, prune
+    monkeypatch.setattr(engine, "PRUNE_MIN_KEYS", 0)
     x_t = 0.999 ** 0.5 * mnist14.heldout[:4] + 0.001 ** 0.5 * torch.randn(4, 1, 14, 14)
     o = build_oracle(OracleConfig(patch_size=3, boundary="circular", prune_tol=1e-6), mnist14.train)
     calls = []
@@ -251,8 +251,8 @@ def test_cache_budget_covers_all_groups_together(tiny_train):
     budget = 6000  # bytes: room for a few of the 9 boundary groups of k=3 on 6x5 images
     part = oracle(train, patch_size=3, boundary="zeros", cache_bytes=budget)
     assert torch.allclose(part.denoise(x, 0.5), full.denoise(x, 0.5), atol=1e-12, rtol=0)
-    assert 0 < len(part._keysets) < len(full._keysets) == 9
-    assert part._cache_used[0] <= budget
+    assert 0 < len(part.engine.keysets) < len(full.engine.keysets) == 9
+    assert part.engine.cache_used[0] <= budget
 
 
 def test_cache_evicts_other_patch_sizes_least_recently_used(tiny_train):
@@ -264,16 +264,16 @@ def test_cache_evicts_other_patch_sizes_least_recently_used(tiny_train):
     full = oracle(train, patch_size=3, boundary="circular")
     full5 = full.with_patch_size(5)
     want3, want5 = full.denoise(x, 0.5), full5.denoise(x, 0.5)
-    both = full._keysets[(((3, 3), None), -1, 0)].nbytes + full._keysets[(((5, 5), None), -1, 0)].nbytes
+    both = full.engine.keysets[(((3, 3), None), -1, 0)].nbytes + full.engine.keysets[(((5, 5), None), -1, 0)].nbytes
     part = oracle(train, patch_size=3, boundary="circular", cache_bytes=both - 1)  # no room for both
     part5 = part.with_patch_size(5)
     assert torch.allclose(part.denoise(x, 0.5), want3, atol=1e-12, rtol=0)
-    assert list(part._keysets) == [(((3, 3), None), -1, 0)]
+    assert list(part.engine.keysets) == [(((3, 3), None), -1, 0)]
     assert torch.allclose(part5.denoise(x, 0.5), want5, atol=1e-12, rtol=0)
-    assert list(part._keysets) == [(((5, 5), None), -1, 0)]  # k=3 evicted for k=5 (the cache is shared by both)
-    assert part._cache_used[0] == part._keysets[(((5, 5), None), -1, 0)].nbytes <= part.config.cache_bytes
+    assert list(part.engine.keysets) == [(((5, 5), None), -1, 0)]  # k=3 evicted for k=5 (the cache is shared by both)
+    assert part.engine.cache_used[0] == part.engine.keysets[(((5, 5), None), -1, 0)].nbytes <= part.config.cache_bytes
     assert torch.allclose(part.denoise(x, 0.5), want3, atol=1e-12, rtol=0)
-    assert list(part._keysets) == [(((3, 3), None), -1, 0)]
+    assert list(part.engine.keysets) == [(((3, 3), None), -1, 0)]
 
 
 @pytest.mark.parametrize("positions", [torch.arange(10, 25).reshape(3, 5)[:, 1:4].flatten(),  # a rectangle

@@ -148,7 +148,7 @@ def test_1d_ls_with_the_widest_patch_is_is():
 def test_1d_rivals_equal_their_formulas_on_one_axis():
     """Equivariant Wiener equals Wiener on a shift-closed set of signals; equivariant PCA locality's shape
     lies on the axis, and with tau = 1 the machine is ELS k = 1."""
-    from ablate.oracle import rivals
+    from ablate.oracle import statistics
 
     base = signals(n=3, c=1, length=6)
     closed = torch.cat([torch.roll(base, s, 2) for s in range(6)])
@@ -156,8 +156,8 @@ def test_1d_rivals_equal_their_formulas_on_one_axis():
     w = build_oracle(OracleConfig(machine="wiener", **F64), closed).denoise(x, 0.5)
     ew = build_oracle(OracleConfig(machine="equivariant_wiener", **F64), closed).denoise(x, 0.5)
     assert w.shape == x.shape and torch.allclose(w, ew, atol=1e-9)
-    st = rivals.Statistics.of(closed[:, :, None, :], "equivariant_pca_locality")
-    shape = rivals.pca_shape(st, 0.7, 0.51, 0.05)
+    st = statistics.Statistics.of(closed[:, :, None, :], spectral_only=True)
+    shape = statistics.pca_shape(st, 0.7, 0.51, 0.05)
     assert all(u == 0 for u, _ in shape) and len(shape) > 1
     point = build_oracle(OracleConfig(machine="equivariant_pca_locality", mask_threshold=1.0, **F64), closed)
     els1 = build_oracle(OracleConfig(machine="els", patch_size=1, **F64), closed)

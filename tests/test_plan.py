@@ -45,7 +45,7 @@ def test_after_a_call_the_plan_counts_the_cached_distinct_keys_exactly():
     o = build_oracle(OracleConfig(patch_size=3, boundary="circular"), images)
     x = torch.randn(2, 1, 8, 8)
     o.denoise(x, 0.5)
-    distinct = sum(len(s.augmented) for s in o._keysets.values())
+    distinct = sum(len(s.augmented) for s in o.engine.keysets.values())
     est = plan.estimate(o, [(0.5, 2, None)])
     assert est.logits == 2 * 64 * distinct
     assert est.seconds > 0 and math.isfinite(est.seconds)

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from ablate.oracle import OracleConfig, build_oracle
-from ablate.oracle import rivals
+from ablate.oracle import statistics
+from ablate.oracle.theories import equivariant_pca_locality, pca_locality
 
 F64 = dict(dtype="float64")
 
@@ -125,10 +126,10 @@ def test_pca_locality_is_exact_against_a_brute_force_reference(tau, T):
 def test_pca_locality_with_every_entry_is_is_and_with_the_diagonal_is_ls_k1(monkeypatch):
     z, x = images(n=9), queries()
     D = z[0].numel()
-    monkeypatch.setattr(rivals, "pca_mask", lambda st, a, b2, tau: torch.ones(D, D, dtype=torch.float64))
+    monkeypatch.setattr(pca_locality, "pca_mask", lambda st, a, b2, tau: torch.ones(D, D, dtype=torch.float64))
     every = build_oracle(OracleConfig(machine="pca_locality", **F64), z).denoise(x, AB)
     assert torch.allclose(every, build_oracle(OracleConfig(machine="ideal", **F64), z).denoise(x, AB), atol=1e-10)
-    monkeypatch.setattr(rivals, "pca_mask", lambda st, a, b2, tau: torch.eye(D, dtype=torch.float64))
+    monkeypatch.setattr(pca_locality, "pca_mask", lambda st, a, b2, tau: torch.eye(D, dtype=torch.float64))
     diagonal = build_oracle(OracleConfig(machine="pca_locality", **F64), z).denoise(x, AB)
     ls1 = build_oracle(OracleConfig(machine="ls", patch_size=1, **F64), z).denoise(x, AB)
     assert torch.allclose(diagonal, ls1, atol=1e-10)
@@ -201,7 +202,7 @@ def test_equivariant_pca_locality_with_its_shape_forced_to_the_square_is_els_k(m
     z, x = images(n=6, c=2, h=6, w=5), queries(b=3, c=2, h=6, w=5)
     d = k // 2
     square = tuple((u, v) for u in range(-d, d + 1) for v in range(-d, d + 1))
-    monkeypatch.setattr(rivals, "pca_shape", lambda st, a, b2, tau: square)
+    monkeypatch.setattr(equivariant_pca_locality, "pca_shape", lambda st, a, b2, tau: square)
     got = build_oracle(OracleConfig(machine="equivariant_pca_locality", boundary=boundary, **knobs, **F64), z)
     els = build_oracle(OracleConfig(machine="els", patch_size=k, boundary=boundary, **knobs, **F64), z)
     assert torch.allclose(got.denoise(x, AB), els.denoise(x, AB), atol=1e-12)
@@ -211,9 +212,9 @@ def test_equivariant_pca_locality_limits_and_circular_equivariance():
     """tau = 1 keeps only the centre (the gain kernel peaks there): ELS with k = 1. A tiny tau keeps the whole
     centred window. With circular boundary the machine commutes with circular shifts of its input."""
     z, x = images(n=8, h=7, w=7), queries(b=2, h=7, w=7)
-    st = rivals.Statistics.of(z, "equivariant_pca_locality")
-    assert rivals.pca_shape(st, 0.7, 0.51, 1.0) == ((0, 0),)
-    assert len(rivals.pca_shape(st, 0.7, 0.51, 1e-12)) == 49
+    st = statistics.Statistics.of(z, spectral_only=True)
+    assert statistics.pca_shape(st, 0.7, 0.51, 1.0) == ((0, 0),)
+    assert len(statistics.pca_shape(st, 0.7, 0.51, 1e-12)) == 49
     point = build_oracle(OracleConfig(machine="equivariant_pca_locality", mask_threshold=1.0, **F64), z)
     els1 = build_oracle(OracleConfig(machine="els", patch_size=1, **F64), z)
     assert torch.allclose(point.denoise(x, AB[:2]), els1.denoise(x, AB[:2]), atol=1e-12)
@@ -318,10 +319,10 @@ def test_the_league_calibrates_equivariant_pca_localitys_threshold_to_the_networ
                         steps=5, samplers=("ddim",), wandb_mode="disabled", progress=False)
     s = evaluate(Subject(network, data.train), config, tmp_path).summary
     cal = s["calibration"]["equivariant_pca_locality"]
-    st = rivals.Statistics.of(data.train, "equivariant_pca_locality")
+    st = statistics.Statistics.of(data.train, spectral_only=True)
     for tau, ab in zip(cal["k"], cal["alpha_bar"]):
         a, b2 = ab ** 0.5, 1 - ab
-        assert rivals.pca_shape(st, a, b2, tau) == rivals.pca_shape(st, a, b2, 0.05)
+        assert statistics.pca_shape(st, a, b2, tau) == statistics.pca_shape(st, a, b2, 0.05)
     assert s["league"]["best"] == "equivariant_pca_locality"
     assert s["equivariant_pca_locality"]["median_r2"] == pytest.approx(1, abs=1e-6)
 

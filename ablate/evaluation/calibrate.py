@@ -19,7 +19,7 @@ import torch
 
 from ablate.oracle import Oracle, PatchSchedule
 from ablate.sampling import Denoiser, Schedule, sample
-from ablate.sampling.sampler import announce_plan, report_plan
+from ablate.sampling.plans import announce_plan, report_plan
 
 
 @dataclass(frozen=True)

@@ -32,13 +32,9 @@ from ablate.evaluation.agreement import SamplerAgreement, run_agreement
 from ablate.evaluation.calibrate import Calibration, PerLevel, calibrate, calibrate_variants
 from ablate.evaluation.plots import comparison_grid, per_step_plot, r2_scatter
 from ablate.viz import save_grid
-from ablate.oracle import MACHINES, OracleConfig, build_oracle, nearest_odd
-from ablate.oracle.config import PATCH_KNOB_MACHINES
+from ablate.oracle import MACHINES, OracleConfig, build_oracle, nearest_odd, theory
 from ablate.sampling import Denoiser, Schedule, sampler_name
 
-THRESHOLDED = ("pca_locality", "equivariant_pca_locality")  # their scale is the mask threshold tau
-CALIBRATED = ("els", "ls") + THRESHOLDED  # machines with a scale to calibrate: k, or the PCA localities' tau
-MASK_THRESHOLDS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)  # the PCA localities' candidates
 BANDS = ("high noise", "middle", "low noise")  # the league's noise bands: thirds of the denoiser calls
 
 
@@ -71,7 +67,7 @@ class EvalConfig:
         if not self.machines:
             raise ValueError("machines is empty; choose some of " + ", ".join(MACHINES))
         for m in self.machines:
-            check_choice("machine", m, MACHINES)
+            theory(m)  # an unknown name lists the registered theories
         check_choice("boundary", self.boundary, ("auto", "zeros", "circular"))
         check_int("seeds", self.seeds, low=2)
         check_int("seed_offset", self.seed_offset, low=0)
@@ -129,7 +125,7 @@ def candidates(config: EvalConfig, subject: Subject, machine: str, boundary: str
 
 def calibration_stride(config: EvalConfig, subject: Subject, machine: str) -> int:
     """The stride the calibrated machine takes (only ELS and equivariant PCA locality have one)."""
-    if machine not in PATCH_KNOB_MACHINES:
+    if not theory(machine).patch_knobs:
         return 1
     return subject.stride if config.stride == "auto" else int(config.stride)
 
@@ -160,24 +156,25 @@ def evaluate(subject: Subject, config: EvalConfig, out_dir: str | Path, calibrat
         stride = calibration_stride(config, subject, name)
         base = build_oracle(OracleConfig(machine=name, boundary=boundary, patch_size=3, stride=stride), train,
                             subject.train_labels)
-        if name not in CALIBRATED:
+        scale = theory(name).calibrate  # what is tuned per step: "patch_size" or one of the theory's knobs
+        if scale is None:
             machines[name] = base
             continue
         strided = f"-stride{stride}" if stride > 1 else ""
         path = cal_dir / (f"{calibration_stem or subject.name}.calibration-{name}-{boundary}{strided}-"
                           f"{config.steps}steps.json")
         start = time.perf_counter()
-        pca = name in THRESHOLDED
-        values = list(MASK_THRESHOLDS) if pca else candidates(config, subject, name, boundary)
+        pca = scale != "patch_size"  # a knob (the PCA localities' mask threshold), over the theory's candidates
+        values = list(theory(name).candidates) if pca else candidates(config, subject, name, boundary)
         cal = Calibration.load(path, steps=config.steps) if path.exists() and not config.recalibrate else None
         if cal is not None and (list(cal.candidates) != values or list(cal.seeds) != cal_seeds):
             cal = None  # made with other settings
         # one covariance, one copy of the training set, for every threshold
-        variants = {tau: base.with_knobs(mask_threshold=tau) for tau in values} if pca else None
+        variants = {tau: base.with_knobs(**{scale: tau}) for tau in values} if pca else None
         if cal is not None:
             say(f"calibration of {name}: reusing {path}", flush=True)
         else:
-            what = "mask_threshold" if pca else "k"
+            what = scale if pca else "k"
             say(f"calibrating {name} ({boundary}) over {what} = {values} on {len(cal_seeds)} seeds ...", flush=True)
             if pca:
                 cal = calibrate_variants(subject.network, variants, name, boundary, cal_seeds, shape, config.steps,
@@ -189,7 +186,7 @@ def evaluate(subject: Subject, config: EvalConfig, out_dir: str | Path, calibrat
         timings[f"calibrate_{name}"] = time.perf_counter() - start
         calibrations[name] = cal
         machines[name] = PerLevel(variants, cal.alpha_bars, cal.ks) if pca else base.with_patch_size(cal.schedule())
-        say(f"  {'mask_threshold' if pca else 'k'} per step (high noise first): {list(cal.ks)}", flush=True)
+        say(f"  {scale if pca else 'k'} per step (high noise first): {list(cal.ks)}", flush=True)
 
     results: dict[str, SamplerAgreement] = {}
     for sampler in config.samplers:

@@ -18,29 +18,30 @@ No pickled module is ever unpickled: diffusers weights must be safetensors.
 """
 from __future__ import annotations
 
-import importlib
 import json
-import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 import torch
 from torch import nn
 
+from ablate.models.checkpoint import backbone_from_checkpoint, read_checkpoint
+from ablate.models.config import BackboneConfig
+from ablate.models.denoiser import NetworkDenoiser
+from ablate.models.factory import FACTORY, call_factory, conv_padding
 from ablate.models.foreign import PREDICTION_TYPES, ForeignDenoiser, NetworkSpec, TimeMap
 from ablate.sampling import Denoiser, DiscreteSchedule, Schedule
-
-FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
-
 
 @dataclass(frozen=True)
 class LoadedNetwork:
     """A network ready to evaluate. denoiser: ``x0_hat = D(x_t, alpha_bar, labels)``. raw: the network's own
     output at ``(x [B, C, H, W], alpha_bar [B], labels)``, for probes. schedule: what it was trained on
     (a continuous schedule's name or a :class:`DiscreteSchedule`). image_shape ``(C, H, W)`` when the
-    network says (ablate meta, a diffusers ``sample_size``), else None. train_config: ablate's own runs."""
+    network says (ablate meta, a diffusers ``sample_size``), else None. train_config: ablate's own runs' resolved
+    training config, as plain data (:func:`ablate.training.checkpoint.config_of` types it); backbone: their
+    backbone's config."""
 
     denoiser: Denoiser
     module: nn.Module
@@ -51,7 +52,8 @@ class LoadedNetwork:
     image_shape: tuple[int, int, int] | None
     num_classes: int | None
     padding: str
-    train_config: Any = None
+    train_config: dict[str, Any] | None = None
+    backbone: BackboneConfig | None = None
     description: dict[str, Any] = field(default_factory=dict)
 
     def probe(self, image_shape: tuple[int, int, int]):
@@ -60,18 +62,6 @@ class LoadedNetwork:
 
         C, H, W = image_shape
         return probe_network(self.module, self.raw, C, self.padding, min(H & -H, W & -W, 32))
-
-
-def conv_padding(module: nn.Module) -> str:
-    """``circular`` when every padded conv pads circularly, else ``zeros`` (the boundary the oracle takes)."""
-    modes = {getattr(m, "padding_mode", "zeros") for m in module.modules()
-             if isinstance(m, (nn.Conv1d, nn.Conv2d)) and any(int(p) > 0 for p in _padding(m))}
-    return "circular" if modes == {"circular"} else "zeros"
-
-
-def _padding(conv: nn.Module) -> tuple:
-    p = getattr(conv, "padding", (0,))
-    return (1,) if isinstance(p, str) and p == "same" else (p if isinstance(p, tuple) else (p,) if isinstance(p, int) else (0,))
 
 
 def load_denoiser(source: str | Path, spec: NetworkSpec | None = None,
@@ -95,19 +85,18 @@ def load_denoiser(source: str | Path, spec: NetworkSpec | None = None,
 
 # ---------------------------------------------------------------- ablate checkpoints
 def _load_ablate(path: Path, spec: NetworkSpec, device) -> LoadedNetwork:
-    from ablate.training.checkpoint import load_checkpoint  # the checkpoint format is the training package's
-
     if spec != NetworkSpec():
         raise ValueError(f"{path} is an ablate checkpoint: it declares its own time input and prediction; "
                          "drop the net.* settings")
-    model = load_checkpoint(path, device)
-    tc = model.config
-    backbone = model.backbone
+    ckpt = read_checkpoint(path)
+    backbone, model = backbone_from_checkpoint(ckpt, path, device)
+    config, meta = ckpt["ablate"]["config"], ckpt["ablate"]["meta"]
     return LoadedNetwork(
-        denoiser=model.denoiser(), module=backbone, raw=lambda x, ab, labels=None: backbone(x, ab.to(x.dtype), labels),
-        kind="ablate", source=str(path), schedule=tc.noise_schedule, image_shape=model.image_shape,
-        num_classes=model.num_classes, padding=tc.model.padding, train_config=tc,
-        description={"checkpoint": str(path), "step": model.step, "model": tc.model.name})
+        denoiser=NetworkDenoiser(backbone), module=backbone,
+        raw=lambda x, ab, labels=None: backbone(x, ab.to(x.dtype), labels), kind="ablate", source=str(path),
+        schedule=config.get("noise_schedule", "cosine"), image_shape=tuple(meta["image_shape"]),
+        num_classes=meta["num_classes"], padding=model.padding, train_config=config, backbone=model,
+        description={"checkpoint": str(path), "step": int(ckpt.get("global_step", 0)), "model": model.name})
 
 
 # ---------------------------------------------------------------- diffusers folders
@@ -196,46 +185,6 @@ def _is_torchscript(path: Path) -> bool:
         return False
     with zipfile.ZipFile(path) as z:
         return any("/code/" in n or n.startswith("code/") for n in z.namelist())
-
-
-def call_factory(text: str, kwargs: Mapping[str, Any], weights: str | None = None) -> nn.Module:
-    """The ``nn.Module`` that ``package.module:factory`` returns for ``kwargs`` (with ``weights`` loaded):
-    the one way into a user's module, for loading a network and for training one (``model.name=module``)."""
-    module_name, attr = text.split(":")
-    try:
-        mod = importlib.import_module(module_name)
-    except Exception as err:  # ImportError, or the module's own error at import time
-        raise ValueError(f"cannot import {module_name!r} of {text!r} ({type(err).__name__}: {err}); the module must "
-                         "be importable from the working directory or an installed package") from err
-    factory = getattr(mod, attr, None)
-    if not callable(factory):
-        raise ValueError(f"{module_name!r} has no callable {attr!r}; give package.module:factory")
-    try:
-        net = factory(**kwargs)
-    except TypeError as err:
-        raise ValueError(f"{text}(**{dict(kwargs)}) failed: {err}") from err
-    if not isinstance(net, nn.Module):
-        raise ValueError(f"{text} returned {type(net).__name__}, not a torch.nn.Module")
-    if weights is not None:
-        net.load_state_dict(_read_weights(weights))
-    return net
-
-
-def _read_weights(path: str) -> dict[str, torch.Tensor]:
-    p = Path(path)
-    if not p.is_file():
-        raise ValueError(f"net.weights {path!r} does not exist")
-    try:
-        if p.suffix == ".safetensors":
-            from safetensors.torch import load_file
-            return load_file(str(p))
-        state = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise ValueError(f"cannot read weights {path!r} (.safetensors, or a state dict torch.load reads with "
-                         f"weights_only=True): {type(err).__name__}: {str(err).splitlines()[0][:200]}") from err
-    if not isinstance(state, dict):
-        raise ValueError(f"{path} holds {type(state).__name__}, not a state dict")
-    return state
 
 
 def _load_module(net: nn.Module, source: str, kind: str, spec: NetworkSpec, device) -> LoadedNetwork:

@@ -18,7 +18,7 @@ from torch import nn
 from ablate.config import check_choice, check_float
 from ablate.models.foreign import PREDICTION_TYPES, TIME_INPUTS as ALL_TIME_INPUTS
 from ablate.models.foreign import TimeMap, call_network, eps_from_prediction
-from ablate.models.load import FACTORY, call_factory
+from ablate.models.factory import FACTORY, call_factory
 
 KEYS = ("factory", "kwargs", "time_input", "time_scale", "prediction_type", "class_labels")
 TIME_INPUTS = tuple(t for t in ALL_TIME_INPUTS if t != "discrete")  # ablate trains in continuous time
@@ -62,7 +62,7 @@ class ModuleBackbone(nn.Module):
 
     def geometry(self):
         if self._geometry is None:
-            from ablate.models.load import conv_padding
+            from ablate.models.factory import conv_padding
             from ablate.models.probe import probe_network
 
             self._geometry = probe_network(self, lambda x, ab, labels=None: self(x, ab, labels), self.channels,

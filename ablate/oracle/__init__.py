@@ -1,4 +1,4 @@
-"""The score-machine oracle (``docs/theory.md``).
+"""The score-machine oracle (``docs/theory.md``): every theory of the registry behind one denoiser interface.
 
 >>> oracle = build_oracle(OracleConfig(machine="els", patch_size=7, boundary="zeros"), train_images)
 >>> x0_hat = oracle.denoise(x_t, alpha_bar)   # [B, C, H, W]
@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import torch
 
-from ablate.oracle.config import BOUNDARIES, MACHINES, OracleConfig, PatchSchedule, cosine_alpha_bar, nearest_odd
+from ablate.oracle.config import BOUNDARIES, OracleConfig, PatchSchedule, cosine_alpha_bar, nearest_odd
 from ablate.oracle.machines import Oracle
+from ablate.oracle.registry import Theory, machine_names, register_theory, theories, theory
+
+MACHINES = machine_names()  # every registered theory, in league order (ablate/oracle/theories/)
 
 __all__ = ["OracleConfig", "PatchSchedule", "Oracle", "build_oracle", "MACHINES", "BOUNDARIES",
-           "cosine_alpha_bar", "nearest_odd"]
+           "cosine_alpha_bar", "nearest_odd", "Theory", "register_theory", "theories", "theory", "machine_names"]
 
 
 def build_oracle(config: OracleConfig, train_images: torch.Tensor, labels: torch.Tensor | None = None,

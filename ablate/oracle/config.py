@@ -3,24 +3,16 @@ from __future__ import annotations
 
 import json
 import math
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 from ablate.config import check_choice, check_float, check_int
+from ablate.oracle.registry import Theory, knob_names, machine_names, theory
 
-Machine = Literal["ideal", "ls", "els", "es", "wiener", "equivariant_wiener", "pca_locality",
-                  "equivariant_pca_locality", "nearest", "scfdm"]
 Boundary = Literal["circular", "zeros"]
-# theory section 9 (ablate.oracle.rivals)
-RIVALS = ("wiener", "equivariant_wiener", "pca_locality", "equivariant_pca_locality", "nearest", "scfdm")
-MACHINES = ("ideal", "ls", "els", "es") + RIVALS
-# the knobs of the rival theories, and the machines they apply to
-RIVAL_KNOBS = {"mask_threshold": ("pca_locality", "equivariant_pca_locality"), "temperature": ("pca_locality",),
-               "smoothing_std": ("scfdm",), "num_noise": ("scfdm",), "noise_seed": ("scfdm",)}
 BOUNDARIES = ("circular", "zeros")
-# the machines that take the partial-equivariance knobs of theory section 5 (ELS with a square or a data patch)
-PATCH_KNOB_MACHINES = ("els", "equivariant_pca_locality")
 # chunk_bytes=None: one tile of logits on the CPU stays in cache; on a GPU a tile is large, so that a step is a
 # few large GEMMs rather than thousands of small ones (ELS k = 5, N = 1,000, batch 8: 27-34 thousand torch
 # calls per step with 4 MiB tiles, 0.9-3 thousand with 256 MiB; on an H200 the 4 MiB tiles ran 1.9x slower
@@ -119,16 +111,23 @@ class PatchSchedule:
         return tuple(range(self.k_min, self.k_max + 1, 2))
 
 
-@dataclass(frozen=True)
+_UNSET = object()
+
+
+@dataclass(frozen=True, init=False)
 class OracleConfig:
     """A score machine and its knobs.
 
-    machine: ``ideal`` (IS), ``ls``, ``els`` or ``es``, or a rival theory of section 9 (:data:`RIVALS`).
-    patch_size: odd k, or a :class:`PatchSchedule` (used by ``ls`` and ``els`` only; the others compare whole
-    images or, ``equivariant_pca_locality``, take their patch shape from the data). boundary: ``circular`` or
-    ``zeros`` (``ls``, ``els``, ``equivariant_pca_locality``; ``es`` is circular by definition).
-    shift_radius / stride / position_bandwidth: the partial-equivariance knobs of theory section 5
-    (``els`` and ``equivariant_pca_locality``).
+    machine: a registered theory (:func:`ablate.oracle.registry.machine_names`: ``ideal`` (IS), ``ls``, ``els``,
+    ``es`` and the rival theories of section 9). patch_size: odd k, or a :class:`PatchSchedule` (or the mapping
+    of one, ``{kind: power, k_min: 3, k_max: 11}``), used by the machines that take a patch (``ls``, ``els``); the
+    others compare whole images or, ``equivariant_pca_locality``, take their patch shape from the data.
+    boundary: ``circular`` or ``zeros`` (the patch machines; ``es`` is circular by definition).
+    shift_radius / stride / position_bandwidth: the partial-equivariance knobs of theory section 5 (the theories
+    that declare ``patch_knobs``: ``els`` and ``equivariant_pca_locality``).
+    knobs: the theory's own knobs (its knob dataclass, e.g. PCA locality's ``mask_threshold`` and
+    ``temperature``); they may also be given by name, ``OracleConfig(machine="pca_locality",
+    mask_threshold=0.05)``, and are read by name, ``config.mask_threshold``.
     dtype: ``float32`` or ``float64``. chunk_bytes: the size of one tile of logits
     or keys; None (the default) takes :data:`CPU_TILE_BYTES` on the CPU (a few MB keeps tiles in cache) and
     :data:`DEVICE_TILE_BYTES` on a GPU (few, large GEMMs: a step is otherwise thousands of small kernels). cache_bytes: the budget for key sets that are extracted,
@@ -142,7 +141,7 @@ class OracleConfig:
     pruned one does at low noise, N = 5,000, while clustering the keys costs 100+ s per patch size).
     """
 
-    machine: Machine = "els"
+    machine: str = "els"
     patch_size: int | PatchSchedule = 5
     boundary: Boundary = "zeros"
     shift_radius: int | None = None
@@ -152,35 +151,54 @@ class OracleConfig:
     chunk_bytes: int | None = None
     cache_bytes: int = 3 * 2**30
     prune_tol: float = 0.0
-    mask_threshold: float | None = None  # PCA locality's tau (None: 0.02)
-    temperature: float | None = None  # PCA locality's T (None: 1)
-    smoothing_std: float | None = None  # SCFDM's sigma_s (None: 0.1)
-    num_noise: int | None = None  # SCFDM's M (None: 8)
-    noise_seed: int | None = None  # SCFDM's generator seed (None: 0): the same input gives the same output
+    knobs: Any = None
 
-    DEFAULTS = {"mask_threshold": 0.02, "temperature": 1.0, "smoothing_std": 0.1, "num_noise": 8, "noise_seed": 0}
+    def __init__(self, machine: str = "els", patch_size: int | PatchSchedule | Mapping[str, Any] = 5,
+                 boundary: str = "zeros", shift_radius: int | None = None, stride: int = 1,
+                 position_bandwidth: float | None = None, dtype: str = "float32", chunk_bytes: int | None = None,
+                 cache_bytes: int = 3 * 2**30, prune_tol: float = 0.0, knobs: Any = None, **theory_knobs: Any) -> None:
+        spec = theory(machine)
+        if isinstance(patch_size, Mapping):
+            patch_size = _schedule(patch_size)
+        values = dict(locals())
+        for name in ("machine", "patch_size", "boundary", "shift_radius", "stride", "position_bandwidth", "dtype",
+                     "chunk_bytes", "cache_bytes", "prune_tol"):
+            object.__setattr__(self, name, values[name])
+        object.__setattr__(self, "knobs", spec.make_knobs({**_given(knobs), **theory_knobs}))
+        self.__post_init__()
+
+    @classmethod
+    def absorb_unknown(cls, values: Mapping[str, Any]) -> dict[str, Any]:
+        """For :func:`~ablate.config.build_config`: a theory's knobs given by name (``mask_threshold: 0.05``)
+        move into ``knobs``."""
+        values = dict(values)
+        fields = {f.name for f in dataclasses.fields(cls)}
+        own = {k: values.pop(k) for k in list(values) if k not in fields and k in knob_names()}
+        if own:
+            values["knobs"] = {**_given(values.get("knobs")), **own}
+        return values
+
+    def __getattr__(self, name: str) -> Any:
+        """A theory knob by name (``config.mask_threshold``)."""
+        if name.startswith("__"):
+            raise AttributeError(name)
+        knobs = self.__dict__.get("knobs")
+        if knobs is not None and name in {f.name for f in dataclasses.fields(knobs)}:
+            return getattr(knobs, name)
+        raise AttributeError(f"OracleConfig has no setting {name!r}")
+
+    @property
+    def theory(self) -> Theory:
+        return theory(self.machine)
 
     def knob(self, name: str):
-        """A rival machine's knob, its default when unset."""
-        value = getattr(self, name)
-        return self.DEFAULTS[name] if value is None else value
+        """One of the theory's own knobs (its default when not given)."""
+        if name not in self.theory.knob_names:
+            raise ValueError(f"machine {self.machine!r} has no knob {name!r}; it takes "
+                             + (", ".join(self.theory.knob_names) or "none"))
+        return getattr(self.knobs, name)
 
     def __post_init__(self) -> None:
-        check_choice("machine", self.machine, MACHINES)
-        for name, machines in RIVAL_KNOBS.items():
-            if getattr(self, name) is not None and self.machine not in machines:
-                raise ValueError(f"{name} applies to machine {' or '.join(map(repr, machines))} only, got machine="
-                                 f"{self.machine!r}")
-        if self.mask_threshold is not None:
-            check_float("mask_threshold", self.mask_threshold, low=0.0, high=1.0, low_open=True)
-        if self.temperature is not None:
-            check_float("temperature", self.temperature, low=0.0, low_open=True)
-        if self.smoothing_std is not None:
-            check_float("smoothing_std", self.smoothing_std, low=0.0)
-        if self.num_noise is not None:
-            check_int("num_noise", self.num_noise, low=1)
-        if self.noise_seed is not None:
-            check_int("noise_seed", self.noise_seed, low=0)
         check_choice("boundary", self.boundary, BOUNDARIES)
         check_choice("dtype", self.dtype, ("float32", "float64"))
         if isinstance(self.patch_size, PatchSchedule):
@@ -196,9 +214,10 @@ class OracleConfig:
             check_int("chunk_bytes", self.chunk_bytes, low=2**16)
         check_int("cache_bytes", self.cache_bytes, low=0)
         check_float("prune_tol", self.prune_tol, low=0.0, high=1e-2)
-        if self.has_knobs and self.machine not in PATCH_KNOB_MACHINES:
+        if self.has_knobs and not self.theory.patch_knobs:
+            takes = [t for t in machine_names() if theory(t).patch_knobs]
             raise ValueError(f"shift_radius/stride/position_bandwidth apply to machine "
-                             f"{' or '.join(map(repr, PATCH_KNOB_MACHINES))} only, got machine={self.machine!r} "
+                             f"{' or '.join(map(repr, takes))} only, got machine={self.machine!r} "
                              "(LS is ELS with shift_radius=0)")
 
     @property
@@ -215,7 +234,7 @@ class OracleConfig:
         oracle's own check, usable before any training data is loaded: a sweep validates its whole space
         with it)."""
         kmax = self.max_patch_size(*spatial)
-        if self.machine in ("ls", "els"):
+        if self.theory.patch:
             for k in self.schedule().all_ks():
                 if k > kmax:
                     what = f"{spatial[0]}-sample signals" if len(spatial) == 1 else f"{spatial[0]}x{spatial[1]} images"
@@ -229,6 +248,33 @@ class OracleConfig:
         if len(spatial) not in (1, 2):
             raise ValueError(f"data have 1 (signals) or 2 (images) spatial axes, got {len(spatial)}")
         m = min(spatial)
-        if self.machine == "els" and self.boundary == "circular":
+        if self.theory.keys_inside and self.boundary == "circular":
             return m if m % 2 else m - 1
         return 2 * m - 1
+
+
+def _given(knobs: Any) -> dict[str, Any]:
+    """The knob values a config was given: a mapping, or those of a knob dataclass that differ from its
+    defaults (so that a config of another machine carries over only what was set)."""
+    if knobs is None:
+        return {}
+    if isinstance(knobs, Mapping):
+        return dict(knobs)
+    if dataclasses.is_dataclass(knobs):
+        default = type(knobs)()
+        return {f.name: getattr(knobs, f.name) for f in dataclasses.fields(knobs)
+                if getattr(knobs, f.name) != getattr(default, f.name)}
+    raise ValueError(f"knobs must be a mapping of a theory's knobs, got {knobs!r}")
+
+
+def _schedule(values: Mapping[str, Any]) -> PatchSchedule:
+    """A :class:`PatchSchedule` from plain data (``kind`` defaults to ``power``; a ``list`` takes ``ks``)."""
+    values = dict(values)
+    kind = values.pop("kind", "list" if "ks" in values else "power")
+    unknown = set(values) - {"ks", "alpha_bars", "k_min", "k_max", "shape"}
+    if unknown:
+        raise ValueError(f"patch_size: unknown schedule keys {sorted(unknown)}; allowed: kind, ks, alpha_bars, "
+                         "k_min, k_max, shape")
+    if kind == "list":
+        return PatchSchedule.from_list(values.get("ks", ()), values.get("alpha_bars"))
+    return PatchSchedule(kind=kind, **{k: (float(v) if k == "shape" else v) for k, v in values.items()})

@@ -27,7 +27,6 @@ from typing import Sequence
 
 import torch
 
-from ablate.oracle.config import RIVALS
 from ablate.oracle.keys import KeySet, augment_queries, build_key_set
 from ablate.oracle.patches import offset_table, pad
 from ablate.oracle.prune import dense_softmax
@@ -111,7 +110,7 @@ def throughput(D: int, device: torch.device, dtype: torch.dtype, tile: int) -> t
             s = torch.full((Q,), 0.1, dtype=dtype, device=device)
             qa = augment_queries(q, s, s)
 
-            rows = max(1, tile // min(Q, 1024))  # key chunks as the oracle cuts them (machines._shared_keys)
+            rows = max(1, tile // min(Q, 1024))  # key chunks as the oracle cuts them (Engine.shared_keys)
             chunks = [(keys[s:s + rows], values[s:s + rows]) for s in range(0, n, rows)]
 
             def go():
@@ -136,7 +135,7 @@ def _distinct(oracle, k, images, group) -> tuple[float, float, float]:
     pick = torch.linspace(0, len(images) - 1, m).round().long().to(images.device)
     padded = pad(images[pick], (k[0] // 2, k[1] // 2), oracle.config.boundary)
     positions = group.key_pos.to(images.device)
-    rows = oracle._chunk_rows(oracle.C * k[0] * k[1])  # as the oracle builds
+    rows = oracle.engine.chunk_rows(oracle.C * k[0] * k[1])  # as the oracle builds
     times = []
     build_key_set(padded[:2], k, positions, oracle.W, rows)  # warm: first-call costs are not per key
     for part in (padded[:1], padded[:max(1, m // 2)], padded):
@@ -168,7 +167,7 @@ def estimate(oracle, calls: Sequence[tuple[float, int, int | None]], timing: boo
     built: dict = {}  # (k, label) -> (distinct per group, build seconds per group) of sets that were built
     sets: dict = {}  # (extent, label) -> bytes of its cached key sets
     build_peak = 0
-    tile = oracle._chunk_rows(1)
+    tile = oracle.engine.chunk_rows(1)
     offsets: dict = {}  # patch extent -> query positions per offset of the position-aware path (computed once)
     for alpha_bar, batch, label in calls:
         k = cfg.schedule().k_at(float(alpha_bar))
@@ -178,18 +177,18 @@ def estimate(oracle, calls: Sequence[tuple[float, int, int | None]], timing: boo
         D = C * ext[0] * ext[1]
         padded_bytes = N * C * (H + 2 * (ext[0] // 2)) * (W + 2 * (ext[1] // 2)) * el
         queries_bytes = batch * HW * (D + 2) * el * 2
-        machine = cfg.machine
-        if machine in ("ideal", "nearest") or machine in RIVALS or machine == "es":
-            n_logits = batch * N * (HW if machine == "es" else 1)
+        cost, own_position = cfg.theory.cost, cfg.theory.own_position
+        if cost != "patches":
+            n_logits = batch * N * (HW if cost == "every_shift" else 1)
             rate, overhead = throughput(min(D, 64), oracle.device, oracle.dtype, tile) if timing else (math.nan, 0.0)
-            seconds += n_logits * rate * (HW if machine in ("ideal", "nearest") else 4) + overhead
+            seconds += n_logits * rate * (HW if cost == "whole_image" else 4) + overhead
             logits += n_logits
             peak_extra = max(peak_extra, queries_bytes + 4 * oracle.chunk_bytes)
             continue
-        if machine == "ls" or cfg.shift_radius is not None or cfg.position_bandwidth is not None:
+        if own_position or cfg.shift_radius is not None or cfg.position_bandwidth is not None:
             if ext not in offsets:
                 table = offset_table(H, W, ext, cfg.boundary, cfg.shift_radius, cfg.stride, cfg.position_bandwidth,
-                                     machine == "ls")
+                                     own_position)
                 offsets[ext] = [len(o.query_pos) for o in table]
             table = offsets[ext]
             n_logits = batch * N * sum(table)
@@ -206,7 +205,7 @@ def estimate(oracle, calls: Sequence[tuple[float, int, int | None]], timing: boo
         cache_key = (ext, label)
         big = max(range(len(groups)), key=lambda i: len(groups[i].key_pos))  # it stands for all groups
         if fits and cache_key not in built:
-            cached = {key[2]: s for key, s in oracle._keysets.items() if key[0] == (ext, None) and key[1] == (
+            cached = {key[2]: s for key, s in oracle.engine.keysets.items() if key[0] == (ext, None) and key[1] == (
                 -1 if label is None else label)}
             if not timing:
                 built[cache_key] = (raw, [math.nan] * len(groups))

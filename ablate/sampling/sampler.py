@@ -10,13 +10,12 @@ are the step functions below; every other name is a diffusers scheduler
 """
 from __future__ import annotations
 
-import sys
-import time
 from dataclasses import dataclass
 from typing import Protocol, Sequence
 
 import torch
 
+from ablate.sampling.plans import announce_plan, report_plan
 from ablate.sampling.schedulers import ALL_SAMPLERS, Schedule, own_grid, sampler_name, scheduler_sample
 
 SAMPLERS = ALL_SAMPLERS
@@ -63,34 +62,6 @@ def ddpm_step(x_t: torch.Tensor, x0_hat: torch.Tensor, alpha_bar: torch.Tensor, 
     mean = (abp.sqrt() * beta * x0_hat + alpha.sqrt() * (1 - abp) * x_t) / (1 - ab)
     var = (1 - abp) * beta / (1 - ab)
     return mean + var.sqrt() * noise
-
-
-def announce_plan(denoisers, alpha_bars: Sequence[float], batch: int, labels: torch.Tensor | None,
-                  progress: bool, what: str):
-    """Before a long job: for the denoisers that plan (the oracle: ``plan``, :mod:`ablate.oracle.plan`),
-    refuse the job when its memory estimate exceeds the budget (always; cheap) and, with ``progress``,
-    estimate its time and print it. Returns ``(estimate seconds or None, start time, what)`` for
-    :func:`report_plan`."""
-    seconds = None
-    for d in denoisers:
-        plan = getattr(d, "plan", None)
-        if callable(plan):
-            est = plan([float(a) for a in alpha_bars], batch, labels, timing=progress, what=what)
-            seconds = (seconds or 0.0) + est.seconds
-            if progress:
-                print(f"{what}: planned {est}", file=sys.stderr, flush=True)
-    return seconds, time.perf_counter(), what
-
-
-def report_plan(planned) -> None:
-    """After the job: its wall time beside the plan (with ``progress``, where one was made)."""
-    seconds, start, what = planned
-    if seconds is not None and seconds == seconds:  # NaN: no timing estimate was made
-        from ablate.oracle.plan import format_seconds
-
-        took = time.perf_counter() - start
-        print(f"{what}: took {format_seconds(took)} (planned {format_seconds(seconds)}, "
-              f"{took / max(seconds, 1e-9):.2f}x)", file=sys.stderr, flush=True)
 
 
 def seed_noise(seeds: Sequence[int], shape: tuple[int, int, int], steps: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -29,6 +29,7 @@ from typing import Any, Mapping, Sequence, Union
 import numpy as np
 import torch
 
+from ablate.sampling.plans import announce_plan, report_plan
 from ablate.sampling.schedules import get_schedule, time_grid
 
 # name -> (diffusers class, extra config, sigma space?, stochastic?)
@@ -196,7 +197,6 @@ def scheduler_sample(denoiser, name: str, schedule: Schedule, x_T: torch.Tensor,
     B = len(x_T)
     x = x_T * float(scheduler.init_noise_sigma)
     abs_, xs, x0s = [], [], []
-    from ablate.sampling.sampler import announce_plan, report_plan  # here: sampler imports this module
 
     levels = ([1.0 / (1.0 + float(s) ** 2) for s in scheduler.sigmas[:len(scheduler.timesteps)]] if sigma_space
               else [float(ac[int(t)]) for t in scheduler.timesteps])

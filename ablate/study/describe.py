@@ -27,13 +27,13 @@ def describe_network(source: str, overrides: Sequence[str] = (), rule: MappingRu
         shape = load_dataset(build_config(DataConfig, values["data"], "data.")).shape
     if shape is None:
         raise ValueError(f"{source} does not say its image size: name its data (data.name=... data.image_size=...)")
-    own = loaded.train_config is not None and loaded.train_config.model.name not in FOREIGN  # ablate's backbones
+    own = loaded.backbone is not None and loaded.backbone.name not in FOREIGN  # ablate's backbones
     signals = len(shape) == 2  # [C, L]: the probes measure image networks; ablate's 1-D backbones are analytic
     if signals and not own:
         raise ValueError(f"{source} takes signals {list(shape)}; the geometry probes measure image networks "
                          "[C, H, W] only, and a 1-D network's geometry is known analytically for ablate's "
                          "backbones (resnet1d, unet1d, unet_attn1d) alone")
-    analytic = describe(loaded.train_config.model) if own else None
+    analytic = describe(loaded.backbone) if own else None
     probe = None if signals else loaded.probe(shape)
     geometry = analytic if probe is None else Geometry(probe.receptive_field, probe.stride or 1, probe.padding,
                                                        probe.local_receptive_field)

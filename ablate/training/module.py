@@ -19,10 +19,10 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ablate.models import NetworkDenoiser
+from ablate.models.checkpoint import CHECKPOINT_FORMAT
 from ablate.sampling import get_schedule, per_item
 from ablate.training.config import TrainConfig
 
-CHECKPOINT_FORMAT = 1
 
 
 class DiffusionModule(pl.LightningModule):
