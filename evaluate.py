@@ -1,11 +1,16 @@
 """How well does the oracle predict what a network generates? Any network: ablate's or yours.
 
     python evaluate.py runs/train/NAME/checkpoints/final.ckpt
-    python evaluate.py CKPT --machines els,ideal --seeds 64 --samplers ddim
+    python evaluate.py CKPT machines=[els,ideal] seeds=64 samplers=[ddim]      # EvalConfig keys, as train.py's
+    python evaluate.py CKPT --machines els,ideal --seeds 64 --samplers ddim     # the same, as flags
     python evaluate.py "$(python train.py | tail -n 1)"
     python evaluate.py runs/pipe data.name=mnist5k data.n=200 data.image_size=14 --machines els,ideal --seeds 16
     python evaluate.py runs/pipe data.name=mnist5k --samplers ddim,euler,dpm++
     python evaluate.py mypkg.nets:build net.prediction_type=epsilon net.time_input=sigma net.weights=w.safetensors data.name=digits
+
+Settings are EvalConfig's keys as key=value overrides (seeds, seed_offset, calibration_seeds, machines,
+boundary, k_max, stride, steps, samplers, per_step, recalibrate, wandb_mode, progress), parsed as train.py
+parses its own; the flags below are aliases (a key=value override wins over a flag).
 
 MODEL is an ablate checkpoint, a diffusers folder (save_pretrained of a UNet2DModel with its scheduler
 config, or of a pipeline), a TorchScript file or package.module:factory. A network that did not come
@@ -23,7 +28,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ablate.evaluation import EvalConfig, evaluate_source
+from ablate.evaluation import EvalConfig, eval_config, evaluate_source
 from ablate.sampling import SAMPLERS
 from ablate.paths import set_runs_root
 from ablate.threads import apply_threads
@@ -34,7 +39,8 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", metavar="MODEL", help="checkpoint, diffusers folder, TorchScript file or module:factory")
-    p.add_argument("items", nargs="*", metavar="key=value", help="data.* (training data) and net.* (declaration)")
+    p.add_argument("items", nargs="*", metavar="key=value",
+                   help="EvalConfig keys (seeds=64), data.* (training data) and net.* (declaration)")
     p.add_argument("--machines", default=",".join(d.machines), help="comma-separated (default: every one, %(default)s)")
     p.add_argument("--seeds", type=int, default=d.seeds, help="M agreement seeds (default %(default)s)")
     p.add_argument("--seed-offset", type=int, default=d.seed_offset, help="first seed (default %(default)s)")
@@ -57,11 +63,13 @@ def main(argv: list[str] | None = None) -> None:
     try:
         apply_threads(a.threads)
         set_runs_root(a.runs)
-        config = EvalConfig(machines=tuple(a.machines.split(",")), boundary=a.boundary, seeds=a.seeds,
-                            seed_offset=a.seed_offset, calibration_seeds=a.calibration_seeds, k_max=a.k_max,
-                            steps=a.steps, samplers=tuple(a.samplers.split(",")), per_step=not a.no_per_step,
-                            recalibrate=a.recalibrate, wandb_mode=a.wandb, progress=not a.quiet)
-        result = evaluate_source(a.model, a.items, config, a.out, a.device)
+        flags = EvalConfig(machines=tuple(a.machines.split(",")), boundary=a.boundary, seeds=a.seeds,
+                           seed_offset=a.seed_offset, calibration_seeds=a.calibration_seeds, k_max=a.k_max,
+                           steps=a.steps, samplers=tuple(a.samplers.split(",")), per_step=not a.no_per_step,
+                           recalibrate=a.recalibrate, wandb_mode=a.wandb, progress=not a.quiet)
+        source = [i for i in a.items if i.split("=", 1)[0].startswith(("data.", "net."))]
+        config = eval_config([i for i in a.items if i not in source], flags)
+        result = evaluate_source(a.model, source, config, a.out, a.device)
     except ValueError as err:
         sys.exit(f"evaluate.py: {err}")
     s = result.summary

@@ -1,7 +1,7 @@
 """How many CPU threads torch (and the oracle's OpenMP kernel) use: ``--threads N`` or ``ABLATE_THREADS``.
 
 Two torch jobs that each spin on every core run 10-20x slower, not 2x; give each its share. Every entry point
-(``train.py``, ``evaluate.py``, ``python -m ablate.sweep``, ``python -m ablate.study``, ``python -m
+(``train.py``, ``evaluate.py``, ``python -m ablate.sweep``, ``python -m ablate.design``, ``python -m
 ablate.preview``) takes ``--threads``; without it ``ABLATE_THREADS`` decides, and without that torch's default
 (all cores). ``ablate.sweep run --workers W`` gives each local worker ``cores // W`` threads unless told.
 """

@@ -1,6 +1,6 @@
 """The prediction phase of a design-before-training study, timed again with the current code.
 
-For every completed trial of the dataset's study (``python -m ablate.study design-before-training``),
+For every completed trial of the dataset's study (``python -m ablate.design design-before-training``),
 runs the oracle prediction again (same mapping rule, seeds and metrics) and prints its seconds next to
 the seconds the trial recorded and the trial's training seconds, the predicted figures then and now,
 and the cost ratio (prediction / training) of the whole grid both ways. Training is not repeated.
@@ -13,11 +13,11 @@ import argparse
 
 from optuna.trial import TrialState
 
-from ablate.study.run import definitions
-from ablate.study.trial import default_device, predict
-from ablate.sweep import study as studies
+from ablate.design.run import definitions
+from ablate.design.kind import default_device, predict
+from ablate.sweep import storage, workers
 from ablate.sweep.definition import ARCH
-from ablate.sweep.trials import TrialContext
+from ablate.sweep.context import TrialContext
 
 FIGURES = ("artefact_rate", "coherence", "novelty")
 
@@ -28,14 +28,14 @@ def main() -> None:
     p.add_argument("--dataset", required=True)
     a = p.parse_args()
     (d,) = definitions(a.definition, [a.dataset])
-    d, study = studies.load_existing(d, studies.default_storage(d))
+    d, study = storage.load_existing(d, storage.default_storage(d))
     trials = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
     if not trials:
         raise SystemExit(f"study {d.name!r} has no completed trial")
     from ablate.oracle.fused import kernel
 
     kernel()  # built before anything is timed, as the study does
-    ctx = TrialContext.build(d, studies.out_dir(d))
+    ctx = TrialContext.build(d, storage.out_dir(d))
     device = default_device()
     print(f"{d.name}: {len(trials)} architectures, {d.seeds} seeds, device {device}")
     print(f"{'architecture':20} {'train s':>8} {'then s':>7} {'now s':>7} " +
@@ -43,7 +43,7 @@ def main() -> None:
     train = then = now = 0.0
     for t in trials:
         arch = t.params.get(ARCH, f"trial{t.number}")
-        knobs = studies.knobs_of(d, t)  # a finished trial answers its own suggestions
+        knobs = workers.knobs_of(d, t)  # a finished trial answers its own suggestions
         figures, _ = predict(ctx, knobs, device)
         u = t.user_attrs
         train += u["train_seconds"]

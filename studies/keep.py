@@ -11,7 +11,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from ablate.sweep.trials import attempt_checkpoints
+from ablate.sweep.context import attempt_checkpoints
 
 SWEEPS = Path(__file__).parent / "sweeps"
 

@@ -156,3 +156,17 @@ def test_quick_preset_meets_the_agreement_bar(tmp_path):
     s = evaluate_checkpoint(result.checkpoint, EvalConfig(wandb_mode="disabled", progress=False)).summary
     assert s["els"]["median_r2"] >= 0.80, s["els"]["median_r2"]
     assert s["els"]["median_r2"] - s["ideal"]["median_r2"] >= 0.30
+
+
+def test_evaluate_takes_eval_config_keys_as_overrides_over_its_flags():
+    """evaluate.py speaks train.py's language: key=value overrides of EvalConfig, winning over the flags."""
+    from ablate.evaluation import EvalConfig, eval_config
+
+    flags = EvalConfig(seeds=16, machines=("els",), samplers=("ddim",))
+    config = eval_config(["seeds=64", "machines=els,ideal", "k_max=7", "per_step=false"], flags)
+    assert (config.seeds, config.machines, config.k_max, config.per_step, config.samplers) == \
+        (64, ("els", "ideal"), 7, False, ("ddim",))
+    with pytest.raises(ValueError, match="unknown config key 'seedz'; did you mean 'seeds'"):
+        eval_config(["seedz=3"])
+    with pytest.raises(ValueError, match="machine='elss' is not allowed"):
+        eval_config(["machines=[elss]"])

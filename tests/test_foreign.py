@@ -307,7 +307,7 @@ def test_foreign_backbone_settings_are_checked_where_they_enter(items, message):
 def test_describe_prints_the_probe_and_the_predicted_machine(tmp_path, capsys):
     import train
 
-    from ablate.study.__main__ import main as study
+    from ablate.design.__main__ import main as study
 
     train.main([*TINY, "model.name=unet", "model.depth=1", "model.width=8", f"out={tmp_path}", "name=u"])
     ckpt = capsys.readouterr().out.strip().splitlines()[-1]
@@ -335,7 +335,7 @@ def test_design_sweep_lists_diffusers_and_module_architectures():
            "objectives": {"coherence": "maximize"}, "sampler": {"name": "grid"}, "seeds": 4, "steps": 4}
     d = parse_definition(raw, where="test")
     assert set(d.architectures) == {"resnet", "hf", "mine"}
-    from ablate.study.mapping import MappingRule, predict_oracle
+    from ablate.design.mapping import MappingRule, predict_oracle
 
     p = predict_oracle(d.architectures["mine"], (1, 8, 8), MappingRule(), 4)
     assert p.geometry.receptive_field == 7 and p.oracle.stride == 1

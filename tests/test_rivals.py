@@ -275,14 +275,15 @@ def test_a_covariance_needs_two_images():
 
 def test_rival_machines_and_their_knobs_are_searchable_in_oracle_sweeps():
     from ablate.sweep import parse_definition
-    from ablate.sweep.trials import oracle_config, validate_space
+    from ablate.sweep.context import validate_space
+    from ablate.sweep.oracle_kind import build
 
     raw = dict(name="rivals", kind="oracle", data={"name": "digits", "n": 40}, fixed={"machine": "pca_locality"},
                space={"mask_threshold": {"float": [0.005, 0.2], "log": True}, "temperature": {"float": [0.5, 2.0]}},
                objectives={"coherence": "maximize"}, sampler={"name": "random", "seed": 0}, trials=2)
     d = parse_definition(raw)
     assert validate_space(d, (1, 8, 8)) == 4
-    cfg = oracle_config({"machine": "pca_locality", "mask_threshold": 0.05, "temperature": 2})
+    cfg = build(None, {"machine": "pca_locality", "mask_threshold": 0.05, "temperature": 2})["oracle"]
     assert (cfg.machine, cfg.knob("mask_threshold"), cfg.knob("temperature")) == ("pca_locality", 0.05, 2.0)
     bad = parse_definition({**raw, "fixed": {"machine": "wiener"}})
     with pytest.raises(ValueError, match="mask_threshold applies to machine 'pca_locality' or"):

@@ -47,7 +47,7 @@ def test_train_and_evaluate_a_1d_unet_from_the_command_lines(tmp_path, capsys):
     assert summary["calibration"]["els"]["candidates"] == list(range(3, 22, 2))
     for machine in ("els", "ls", "ideal"):
         assert -1.0 <= summary[machine]["median_r"] <= 1.0
-    from ablate.study.describe import describe_network, format_description
+    from ablate.design.describe import describe_network, format_description
 
     d = describe_network(str(trained.checkpoint))
     assert d["probe"] is None and d["analytic"]["receptive_field"] == 22 and d["oracle"]["stride"] == 2
@@ -90,7 +90,8 @@ def test_an_oracle_sweep_runs_on_signals_and_scores_the_pulse_rule(in_tmp):
     k = 1 at every noise level the machine cannot see a pulse at all, so (almost) every sample breaks the
     rule, while long patches keep it more often."""
     from ablate.sweep import load_definition
-    from ablate.sweep.study import counts, run_sweep
+    from ablate.sweep.storage import counts
+    from ablate.sweep.workers import run_sweep
 
     raw = dict(name="tiny1d", kind="oracle", data={"name": "pulses", "n": 60, "count": 80, "length": 32},
                fixed={"machine": "els", "boundary": "zeros"},
@@ -105,7 +106,7 @@ def test_an_oracle_sweep_runs_on_signals_and_scores_the_pulse_rule(in_tmp):
 
 
 def test_a_tiny_1d_design_study_predicts_trains_and_compares(in_tmp):
-    from ablate.study import run_design_study
+    from ablate.design import run_design_study
 
     raw = dict(name="tiny_design_1d", kind="design",
                datasets={"pulses": {"name": "pulses", "count": 60, "n": 40, "length": 32}},

@@ -1,6 +1,7 @@
 """Design before training: the mapping rule's known answers, Spearman with known rankings, the design
 definition's validation, and a real (tiny) study end to end: predict, train, measure, compare, report, resume."""
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -8,12 +9,12 @@ from optuna.trial import TrialState
 
 from ablate.data import is_hand, make_fingers
 from ablate.metrics import HandCoherence
-from ablate.study import FitMember, MappingRule, compare, fit_rule, predict_oracle, run_design_study, spearman
-from ablate.study.compare import bootstrap_rho
-from ablate.study.mapping import member_error, step_alpha_bars
-from ablate.study.rule_file import fit_rule_file, load_rule
+from ablate.design import FitMember, MappingRule, compare, fit_rule, predict_oracle, run_design_study, spearman
+from ablate.design.compare import bootstrap_rho
+from ablate.design.mapping import member_error, step_alpha_bars
+from ablate.design.rule_file import fit_rule_file, load_rule
 from ablate.sweep import parse_definition
-from ablate.sweep.study import load_existing
+from ablate.sweep.storage import load_existing
 from conftest import write_definition
 
 CALIBRATED = [11, 11, 11, 9, 9, 9, 9, 7, 7, 5, 5, 5, 5, 5, 3, 3, 3, 3, 3, 3]  # the quick preset's ELS calibration
@@ -111,7 +112,7 @@ def test_rule_file_round_trips_with_its_fit_set_and_commit(tmp_path):
 def test_a_refit_keeps_the_rule_files_provenance_and_never_overwrites_a_different_rule(tmp_path):
     import dataclasses
 
-    from ablate.study.rule_file import save_or_keep
+    from ablate.design.rule_file import save_or_keep
 
     truth = MappingRule(0.7, 1.2)
     members = [made_by(truth, {"name": "resnet", "depth": 6}), made_by(truth, {"name": "unet", "depth": 1})]
@@ -149,7 +150,7 @@ def test_held_out_rows_are_the_headline_and_carry_a_bootstrap_interval():
     assert low < spearman([1, 2, 3, 4, 5, 6], [1, 3, 2, 5, 4, 6])[0] < high == 1.0
     assert all(math.isnan(v) for v in bootstrap_rho([1, 2], [1, 2]))
     assert compare("s", rows).headline == "all"  # no fit set: every row counts
-    from ablate.study.report import verdict
+    from ablate.design.report import verdict
 
     early = compare("s", fit + rows[:2])  # a study read while its held-out grid runs: 2 rows, no ranking yet
     line = next(x for x in verdict(early) if x.startswith("- **artefact_rate**"))
@@ -351,7 +352,7 @@ def test_running_one_dataset_keeps_the_others_results_in_the_shared_report(in_tm
 
 
 def test_binomial_standard_error_of_a_rate():
-    from ablate.study.report import _binomial_se
+    from ablate.design.report import _binomial_se
     assert _binomial_se(0.5, 100) == pytest.approx(0.05) and _binomial_se(0.9, 36) == pytest.approx(0.05)
     assert _binomial_se(0.0, 24) == 0.0 and _binomial_se(0.5, None) == 0.0
 
@@ -359,9 +360,10 @@ def test_binomial_standard_error_of_a_rate():
 def test_report_only_on_an_unfinished_fit_set_names_what_is_missing_and_fits_no_rule(in_tmp):
     """Between sessions the fit study may hold one finished architecture of two: the rule is fitted on the whole
     fit set or not at all, so looking at the study says what is missing and how to resume, and writes no rule."""
-    from ablate.study.run import part, study_dir
+    from ablate.design.run import part, study_dir
     from ablate.sweep.definition import load_definition
-    from ablate.sweep.study import default_storage, run_sweep
+    from ablate.sweep.storage import default_storage
+    from ablate.sweep.workers import run_sweep
 
     raw = dict(name="tiny_unfinished", kind="design",
                datasets={"fingers": {"name": "fingers", "size": 28, "count": 60, "n": 40}},
@@ -378,11 +380,12 @@ def test_report_only_on_an_unfinished_fit_set_names_what_is_missing_and_fits_no_
     assert [t.params["arch"] for t in study.get_trials() if t.state == TrialState.COMPLETE] == ["r1"]
     with pytest.raises(ValueError, match=r"tiny_unfinished-fingers-fit: the rule is fitted on the whole fit set "
                                          r"\(r1, r2\), and r2 \(not started\) has no completed trial yet; the study "
-                                         r"is still running or was stopped: resume it with python -m ablate.study "
+                                         r"is still running or was stopped: resume it with python -m ablate.design "
                                          r"design-before-training --definition .*tiny_unfinished.yaml --dataset fingers"):
         run_design_study(path, progress=False, report_only=True)
     assert not (study_dir(path) / "rule-fingers.yaml").exists()
-    from ablate.sweep.study import create_study, open_storage, status_lines
+    from ablate.sweep.storage import create_study, open_storage
+    from ablate.sweep.workers import status_lines
 
     create_study(fit_def, open_storage(default_storage(d)), trials=2)  # queue r2 (nothing runs it)
     lines = status_lines(d, default_storage(d))  # the fit part, though no held-out study exists yet
@@ -392,7 +395,7 @@ def test_report_only_on_an_unfinished_fit_set_names_what_is_missing_and_fits_no_
 
 
 def test_an_architecture_under_the_agreement_bar_gets_a_measured_explanation():
-    from ablate.study.report import agreement_explanation
+    from ablate.design.report import agreement_explanation
 
     ab = "0.01 0.1 0.5 0.9"
     assert agreement_explanation({"arch": "a", "els_r": 0.9, "els_r2_by_step": "0.1 0.9 0.9 0.9",
@@ -419,7 +422,7 @@ def test_an_architecture_under_the_agreement_bar_gets_a_measured_explanation():
 
 def test_the_seed_noise_ceiling_of_a_rank_correlation_has_known_answers():
     """A perfect predictor of well-separated rates ranks them exactly; of equal rates, at random."""
-    from ablate.study.compare import ceiling_rho
+    from ablate.design.compare import ceiling_rho
 
     apart = [0.1, 0.3, 0.5, 0.7, 0.9]
     median, at_bar = ceiling_rho(apart, [10**6] * 5, [10**6] * 5)
@@ -431,3 +434,23 @@ def test_the_seed_noise_ceiling_of_a_rank_correlation_has_known_answers():
     near = [0.78, 0.79, 0.80, 0.81, 0.82]
     assert ceiling_rho(near, [10**5] * 5, [10**5] * 5)[0] > 0.95 > 0.5 > ceiling_rho(near, [48] * 5, [200] * 5)[0]
     assert all(math.isnan(v) for v in ceiling_rho([0.1, 0.9], [48, 48], [200, 200]))  # fewer than 3 rates
+
+
+def test_the_committed_design_report_regenerates_byte_identical(tmp_path, monkeypatch):
+    """The committed studies (Optuna databases, rule files, samples) redraw the committed report exactly: what
+    the README quotes is what the code computes from them. Run on a copy, as the README's --report-only."""
+    import shutil
+
+    from ablate.design.__main__ import main as design
+    from ablate.paths import ENV
+
+    root = Path(__file__).resolve().parents[1]
+    shutil.copytree(root / "studies", tmp_path / "studies")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(ENV, "studies")
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    design(["design-before-training", "--definition", str(root / "sweeps" / "design_before_training.yaml"),
+            "--report-only"])
+    for name in ("report.md", "report.html"):
+        made = (tmp_path / "studies" / "sweeps" / "design_before_training" / name).read_bytes()
+        assert made == (root / "studies" / "sweeps" / "design_before_training" / name).read_bytes(), name

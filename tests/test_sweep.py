@@ -15,7 +15,8 @@ from optuna.trial import TrialState
 
 from ablate.sweep import load_definition, parse_definition
 from ablate.sweep.definition import dataset_names
-from ablate.sweep.study import counts, create_study, open_storage, run_sweep
+from ablate.sweep.storage import counts, create_study, open_storage
+from ablate.sweep.workers import run_sweep
 from conftest import write_definition
 
 ROOT = Path(__file__).parent.parent
@@ -78,18 +79,19 @@ def test_sweep_runs_resumes_without_duplicates_and_tracks_every_trial(in_tmp):
 def test_failed_trials_are_recorded_and_do_not_stall(in_tmp, monkeypatch, capsys):
     import wandb
 
-    from ablate.sweep import trials
+    import dataclasses
 
-    from ablate.sweep.kinds import _KINDS, TrialKind
+    from ablate.sweep import oracle_kind
+    from ablate.sweep.kinds import _KINDS
 
-    real = trials.run_oracle_trial
+    real = oracle_kind.run
 
     def fails_for_ls(ctx, knobs, tag, trial=None):  # a failure no validation can foresee (e.g. out of memory)
         if knobs["machine"] == "ls":
             raise MemoryError("out of memory in the LS trial")
         return real(ctx, knobs, tag, trial)
 
-    monkeypatch.setitem(_KINDS, "oracle", TrialKind(fails_for_ls))
+    monkeypatch.setitem(_KINDS, "oracle", dataclasses.replace(oracle_kind.KIND, run=fails_for_ls))
     d = write(in_tmp, fixed={}, space={"machine": {"choice": ["els", "ls"]}}, sampler={"name": "grid", "seed": 0},
               trials=2)
     study = run_sweep(d, progress=False)
@@ -126,7 +128,7 @@ def test_postgres_workers_survive_a_sigkill(in_tmp):
     try:
         d = write(in_tmp, name="pg", trials=6, seeds=16, steps=12)
         from ablate.metrics import build_suite
-        from ablate.sweep.study import create_study
+        from ablate.sweep.storage import create_study
         build_suite(d.data)  # cache the classifier before the workers start
         create_study(d, open_storage(url, heartbeat=1), d.trials)
         cmd = [sys.executable, "-m", "ablate.sweep", "worker", str(d.path), "--storage", url, "--heartbeat", "1"]
@@ -218,7 +220,7 @@ def test_dashboard_serves_the_study(in_tmp):
 
 
 def test_local_workers_on_sqlite_give_exact_counts_and_different_proposals(in_tmp):
-    from ablate.sweep.study import make_sampler
+    from ablate.sweep.storage import make_sampler
 
     d = write(in_tmp, space={"shape": {"float": [0.5, 2.0]}}, fixed={"machine": "els", "k_min": 3, "k_max": 5})
     study = optuna.create_study(sampler=make_sampler(d))
@@ -272,7 +274,8 @@ def test_two_concurrent_runs_on_a_fresh_sqlite_file_both_succeed_with_exactly_n(
 def test_training_trial_is_pruned_through_the_lightning_callback(in_tmp):
     """A real study whose pruner stops anything above a tiny validation loss: optuna-integration's Lightning
     callback must end the training trial with TrialPruned after its first validation."""
-    from ablate.sweep.trials import TrialContext, run_train_trial
+    from ablate.sweep.context import TrialContext
+    from ablate.sweep.train_kind import run_train_trial
 
     d = parse_definition({**TINY, "kind": "train", "fixed": {"depth": 1, "width": 8, "max_steps": 2000},
                           "space": {}, "objectives": {"els_r2": "maximize"}, "prune": True})
@@ -294,13 +297,13 @@ def test_status_and_report_of_a_study_never_run_say_how_to_start_it_and_write_no
         assert out.returncode != 0 and "'tiny' has not been run yet" in out.stderr
         assert f"start it with: python -m ablate.sweep run {d.path}" in out.stderr
     assert sorted(p for p in in_tmp.rglob("*")) == before  # looking wrote nothing, not even an empty database
-    from ablate.study.__main__ import main as study
+    from ablate.design.__main__ import main as study
 
     design = ROOT / "sweeps" / "design_before_training.yaml"
-    with pytest.raises(SystemExit, match="start it with: python -m ablate.study design-before-training --dataset"):
+    with pytest.raises(SystemExit, match="start it with: python -m ablate.design design-before-training --dataset"):
         study(["design-before-training", "--definition", str(design), "--report-only"])
     one_d = ROOT / "sweeps" / "design_before_training_1d.yaml"  # not the default file: the command names it
-    with pytest.raises(SystemExit, match="start it with: python -m ablate.study design-before-training "
+    with pytest.raises(SystemExit, match="start it with: python -m ablate.design design-before-training "
                                          f"--definition {one_d} --dataset pulses"):
         study(["design-before-training", "--definition", str(one_d), "--report-only"])
     assert sorted(p for p in in_tmp.rglob("*")) == before
@@ -327,12 +330,15 @@ def test_a_space_that_would_fail_is_refused_before_any_trial_and_the_cli_exits_n
 
 
 def test_a_run_whose_trials_all_fail_exits_nonzero(in_tmp, monkeypatch):
-    from ablate.sweep.kinds import _KINDS, TrialKind
+    import dataclasses
+
+    from ablate.sweep import oracle_kind
+    from ablate.sweep.kinds import _KINDS
 
     def broken(ctx, knobs, tag, trial=None):
         raise RuntimeError("the machine broke")
 
-    monkeypatch.setitem(_KINDS, "oracle", TrialKind(broken))
+    monkeypatch.setitem(_KINDS, "oracle", dataclasses.replace(oracle_kind.KIND, run=broken))
     with pytest.raises(ValueError, match=r"every trial of 'tiny' failed \(4\); the first: RuntimeError: the machine"):
         run_sweep(write(in_tmp), progress=False)
 
@@ -418,14 +424,15 @@ def test_two_concurrent_runs_on_a_fresh_postgres_database_both_succeed_with_exac
 
 
 def test_the_sweep_machinery_imports_no_study_and_finds_the_design_kind_by_its_entry_point():
-    """Imports run one way (#19): loading every sweep module leaves ablate.study unimported; asking for the
+    """Imports run one way (#19): loading every sweep module leaves ablate.design unimported; asking for the
     ``design`` kind loads it through the ``ablate.trial_kinds`` entry point."""
-    code = ("import sys, ablate.sweep, ablate.sweep.study, ablate.sweep.trials, ablate.sweep.definition, "
+    code = ("import sys, ablate.sweep, ablate.sweep.storage, ablate.sweep.workers, ablate.sweep.context, "
+            "ablate.sweep.oracle_kind, ablate.sweep.train_kind, ablate.sweep.definition, "
             "ablate.sweep.report, ablate.sweep.__main__\n"
-            "assert not [m for m in sys.modules if m.startswith('ablate.study')], 'the sweep imported a study'\n"
+            "assert not [m for m in sys.modules if m.startswith('ablate.design')], 'the sweep imported a study'\n"
             "from ablate.sweep.kinds import trial_kind\n"
             "kind = trial_kind('design')\n"
-            "assert kind.run.__module__ == 'ablate.study.trial' and kind.check is not None\n"
+            "assert kind.run.__module__ == 'ablate.design.kind' and kind.check is not None\n"
             "try:\n    trial_kind('cluster')\nexcept ValueError as err:\n    print(err)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert out.returncode == 0, out.stderr
@@ -464,14 +471,14 @@ def test_a_grid_of_training_trials_is_queued_longest_first(in_tmp):
     """Workers take the oldest queued trial, so a grid of training trials is queued by its measured cost (timed
     optimiser steps of each backbone): the wide, deep ResNet before the one-layer one, whatever the order the
     definition lists them in."""
-    from ablate.sweep.study import training_costs
+    from ablate.sweep.workers import trial_costs
 
     d = write(in_tmp, kind="train", fixed={"max_steps": 100}, space={}, objectives={"els_r2": "maximize"},
               sampler={"name": "grid"}, trials=2,
               architectures={"small": {"name": "resnet", "depth": 1, "width": 8},
                              "big": {"name": "resnet", "depth": 6, "width": 48}})
     lines = []
-    cost = training_costs(d, (1, 8, 8), say=lambda *a, **k: lines.append(a[0]))
+    cost = trial_costs(d, (1, 8, 8), say=lambda *a, **k: lines.append(a[0]))
     small, big = cost({"arch": "small"}), cost({"arch": "big"})
     assert big > 3 * small > 0
     assert len(lines) == 3 and "arch=small: training about" in lines[1]  # a header, then one line per estimate
@@ -487,7 +494,7 @@ def test_a_worker_that_loses_the_last_waiting_trial_to_another_creates_none(in_t
     import threading
 
     from ablate.sweep.claims import storage_lock
-    from ablate.sweep.study import claim
+    from ablate.sweep.workers import claim
 
     d = write(in_tmp, trials=1)
     url = f"sqlite:///{in_tmp}/claims.db"
@@ -509,7 +516,7 @@ def test_a_worker_that_loses_the_last_waiting_trial_to_another_creates_none(in_t
 def test_a_retried_trial_is_claimed_before_trials_not_started(in_tmp):
     """A killed worker's trial comes back as a waiting copy numbered after the queue; it resumes from the killed
     trial's checkpoints, so the next claim takes it first (Optuna's ``ask`` would take trial 1, then 2)."""
-    from ablate.sweep.study import claim
+    from ablate.sweep.workers import claim
 
     d = write(in_tmp, trials=3)
     url = f"sqlite:///{in_tmp}/claims.db"

@@ -6,9 +6,9 @@
 """
 from ablate.evaluation.agreement import SamplerAgreement, median_ci, run_agreement
 from ablate.evaluation.calibrate import Calibration, calibrate
-from ablate.evaluation.run import (EvalConfig, EvalResult, Subject, checkpoint_subject, evaluate,
+from ablate.evaluation.run import (EvalConfig, EvalResult, Subject, checkpoint_subject, eval_config, evaluate,
                                   evaluate_checkpoint, evaluate_source, network_subject)
 
-__all__ = ["EvalConfig", "EvalResult", "Subject", "checkpoint_subject", "evaluate", "evaluate_checkpoint",
+__all__ = ["EvalConfig", "eval_config", "EvalResult", "Subject", "checkpoint_subject", "evaluate", "evaluate_checkpoint",
            "evaluate_source", "network_subject", "Calibration", "calibrate",
            "run_agreement", "SamplerAgreement", "median_ci"]

@@ -86,6 +86,19 @@ class EvalConfig:
         check_choice("wandb_mode", self.wandb_mode, tracking.MODES)
 
 
+def eval_config(overrides: Sequence[str] = (), base: EvalConfig | None = None) -> EvalConfig:
+    """``base`` (default: :class:`EvalConfig`'s defaults) with ``key=value`` overrides, by the same machinery as
+    ``train.py`` (``seeds=64``, ``machines=[els,ideal]`` or ``machines=els,ideal``, ``k_max=null``); an unknown key
+    names the nearest valid one."""
+    from ablate.config import apply_overrides, build_config
+
+    values = apply_overrides(to_dict(base or EvalConfig()), overrides)
+    for key in ("machines", "samplers"):  # the flags' comma-separated spelling
+        if isinstance(values.get(key), str):
+            values[key] = [v for v in values[key].split(",") if v]
+    return build_config(EvalConfig, values)
+
+
 @dataclass(frozen=True)
 class Subject:
     """What is evaluated: any denoiser, the training set it learned, and how it was built."""

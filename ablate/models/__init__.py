@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 from ablate.models.build import Geometry, build_backbone, describe
-from ablate.models.config import BACKBONES, NORMS, PADDINGS, BackboneConfig, backbone_config
+from ablate.models.config import BACKBONES, NORMS, PADDINGS, BackboneConfig
 from ablate.models.denoiser import NetworkDenoiser, x0_from_eps
 from ablate.models.foreign import ForeignDenoiser, NetworkSpec, TimeMap
 from ablate.models.load import LoadedNetwork, load_denoiser
@@ -18,6 +18,6 @@ from ablate.models.probe import ProbeResult, probe_network
 from ablate.models.resnet import ResNet
 from ablate.models.unet import UNet
 
-__all__ = ["BackboneConfig", "backbone_config", "BACKBONES", "PADDINGS", "NORMS", "build_backbone", "describe", "Geometry",
+__all__ = ["BackboneConfig", "BACKBONES", "PADDINGS", "NORMS", "build_backbone", "describe", "Geometry",
            "NetworkDenoiser", "x0_from_eps", "ResNet", "UNet", "ForeignDenoiser", "NetworkSpec", "TimeMap",
            "LoadedNetwork", "load_denoiser", "ProbeResult", "probe_network"]

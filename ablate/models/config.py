@@ -52,9 +52,15 @@ class BackboneConfig:
 
     @classmethod
     def absorb_unknown(cls, values: Mapping[str, Any]) -> dict[str, Any]:
-        """For ``diffusers_unet`` and ``module``, move keys that are not fields into ``options``
-        (``model.block_out_channels=...`` on the command line); they are checked in ``__post_init__``."""
+        """For :func:`~ablate.config.build_config`: ``attention: true`` turns a UNet into ``unet_attn`` (the
+        sweeps' knob); for ``diffusers_unet`` and ``module``, keys that are not fields move into ``options``
+        (``model.block_out_channels=...`` on the command line), checked in ``__post_init__``."""
         values = dict(values)
+        if values.pop("attention", False):
+            name = values.get("name", cls.name)
+            if name not in ("unet", "unet_attn", "unet1d", "unet_attn1d"):
+                raise ValueError(f"attention=true needs a UNet; got name={name!r}")
+            values["name"] = "unet_attn1d" if name.endswith("1d") else "unet_attn"
         if values.get("name") not in FOREIGN:
             return values
         fields = set(cls.__dataclass_fields__)
@@ -152,18 +158,3 @@ class BackboneConfig:
                                  f"{self.stride}; got {size}")
             raise ValueError(f"{self.name} with depth {self.depth} needs {sides} divisible by "
                              f"2**{self.depth} = {self.stride}; got {size}")
-
-
-def backbone_config(knobs: Mapping[str, Any]) -> BackboneConfig:
-    """The backbone that architecture knobs describe (``attention: true`` turns a UNet into ``unet_attn``;
-    ``name: diffusers_unet`` takes ``UNet2DModel`` settings under ``options``)."""
-    d = BackboneConfig()
-    name = knobs.get("name", d.name)
-    if name in FOREIGN:
-        return BackboneConfig(name=name, padding=knobs.get("padding", d.padding), options=dict(knobs.get("options") or {}))
-    if knobs.get("attention"):
-        if name not in ("unet", "unet_attn", "unet1d", "unet_attn1d"):
-            raise ValueError(f"attention=true needs a UNet; got name={name!r}")
-        name = "unet_attn1d" if name.endswith("1d") else "unet_attn"
-    return BackboneConfig(name=name, depth=int(knobs.get("depth", d.depth)), width=int(knobs.get("width", d.width)),
-                          padding=knobs.get("padding", d.padding), norm=knobs.get("norm", d.norm))

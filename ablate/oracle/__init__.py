@@ -9,12 +9,12 @@ import torch
 
 from ablate.oracle.config import BOUNDARIES, OracleConfig, PatchSchedule, cosine_alpha_bar, nearest_odd
 from ablate.oracle.machines import Oracle
-from ablate.oracle.registry import Theory, machine_names, register_theory, theories, theory
+from ablate.oracle.registry import Theory, all_theories, machine_names, register_theory, theory
 
 MACHINES = machine_names()  # every registered theory, in league order (ablate/oracle/theories/)
 
 __all__ = ["OracleConfig", "PatchSchedule", "Oracle", "build_oracle", "MACHINES", "BOUNDARIES",
-           "cosine_alpha_bar", "nearest_odd", "Theory", "register_theory", "theories", "theory", "machine_names"]
+           "cosine_alpha_bar", "nearest_odd", "Theory", "register_theory", "all_theories", "theory", "machine_names"]
 
 
 def build_oracle(config: OracleConfig, train_images: torch.Tensor, labels: torch.Tensor | None = None,

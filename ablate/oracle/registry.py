@@ -74,7 +74,7 @@ class Theory:
         values = dict(values)
         for name in values:
             if name not in self.knob_names:
-                owners = [t.name for t in theories().values() if name in t.knob_names]
+                owners = [t.name for t in all_theories().values() if name in t.knob_names]
                 if owners:
                     raise ValueError(f"{name} applies to machine {' or '.join(map(repr, owners))} only, got "
                                      f"machine={self.name!r}")
@@ -113,7 +113,7 @@ def _load() -> None:
             importlib.import_module(f"{package.__name__}.{module.name}")
 
 
-def theories() -> dict[str, Theory]:
+def all_theories() -> dict[str, Theory]:
     """Every registered theory, in league order."""
     _load()
     return dict(sorted(_THEORIES.items(), key=lambda item: (item[1].order, item[0])))
@@ -121,7 +121,7 @@ def theories() -> dict[str, Theory]:
 
 def theory(name: Any) -> Theory:
     """The theory ``name``; an unknown name is an error listing every registered one."""
-    known = theories()
+    known = all_theories()
     if name not in known:
         near = difflib.get_close_matches(str(name), list(known), n=1)
         raise ValueError(f"machine={name!r} is not allowed; choose one of {', '.join(map(repr, known))}"
@@ -130,9 +130,9 @@ def theory(name: Any) -> Theory:
 
 
 def machine_names() -> tuple[str, ...]:
-    return tuple(theories())
+    return tuple(all_theories())
 
 
 def knob_names() -> tuple[str, ...]:
     """Every theory's own knob names (each once, in league order)."""
-    return tuple(dict.fromkeys(n for t in theories().values() for n in t.knob_names))
+    return tuple(dict.fromkeys(n for t in all_theories().values() for n in t.knob_names))

@@ -45,25 +45,25 @@ def main(argv: list[str] | None = None) -> None:
 
         set_runs_root(a.runs)
         definition = load_definition(a.definition, a.dataset)
-        from ablate.sweep import study as studies
+        from ablate.sweep import storage, workers
 
-        url = a.storage or studies.default_storage(definition)
+        url = a.storage or storage.default_storage(definition)
         if a.command in ("run", "resume"):
             if a.workers < 1:
                 raise ValueError(f"--workers={a.workers} must be >= 1")
-            studies.run_sweep(definition, url, a.workers, a.trials, a.heartbeat, new_version=a.new_version)
+            workers.run_sweep(definition, url, a.workers, a.trials, a.heartbeat, new_version=a.new_version)
         elif a.command == "worker":
-            studies.work(definition, url, a.heartbeat)
+            workers.work(definition, url, a.heartbeat)
         elif a.command == "status":
-            print("\n".join(studies.status_lines(definition, url)))
+            print("\n".join(workers.status_lines(definition, url)))
         elif a.command == "report":
             from ablate.sweep.report import write_report
             print(write_report(definition, url, a.out))
         else:
             from optuna_dashboard import run_server
             print(f"optuna-dashboard on http://127.0.0.1:{a.port} (Ctrl-C stops it)", flush=True)
-            studies.load_existing(definition, url)  # a clear error, and no empty database, for a study never run
-            run_server(studies.open_storage(url, a.heartbeat), host="127.0.0.1", port=a.port)
+            storage.load_existing(definition, url)  # a clear error, and no empty database, for a study never run
+            run_server(storage.open_storage(url, a.heartbeat), host="127.0.0.1", port=a.port)
     except ValueError as err:
         sys.exit(f"ablate.sweep: {err}")
 

@@ -20,7 +20,7 @@ mapping of knobs; the sweep then searches the implicit knob ``arch`` over their
 names (with ``sampler: grid``, every architecture once). ``datasets`` (instead of
 ``data``) names several datasets; ``load_definition(path, dataset=...)`` picks
 one, and the study is named ``<name>-<dataset>``. A ``design`` trial
-(``ablate.study``) predicts an architecture's samples with the oracle, then
+(``ablate.design``) predicts an architecture's samples with the oracle, then
 trains it and measures the same figures. ``fit`` (design sweeps) lists the architectures the
 mapping rule is fitted on; the others are the held-out grid that tests it.
 
@@ -40,39 +40,11 @@ import yaml
 
 from ablate.config import build_config
 from ablate.data import DataConfig
+from ablate.sweep.kinds import ARCH, TrialKind, kind_names, trial_kind
 
-KINDS = ("oracle", "train", "design")
 SAMPLERS = ("tpe", "nsga2", "random", "grid")
 DIRECTIONS = ("maximize", "minimize")
-# what a trial reports (ablate.metrics.MetricSuite.score, plus the training trial's agreement)
-OBJECTIVES = {
-    "oracle": ("coherence", "accuracy", "artefact_rate", "fid", "fidelity", "novelty", "memorisation_rate"),
-    "train": ("coherence", "accuracy", "artefact_rate", "fid", "fidelity", "novelty", "memorisation_rate",
-              "els_r2", "is_r2", "ls_r2", "val_loss", "train_seconds"),
-}
-# a design trial reports the trained network's figures (as a train trial) and the oracle's, prefixed
-PREDICTED = ("coherence", "artefact_rate", "fidelity", "novelty", "memorisation_rate")
-OBJECTIVES["design"] = OBJECTIVES["train"] + tuple(f"predicted_{m}" for m in PREDICTED) + (
-    "prediction_r2", "prediction_seconds", "artefact_map_iou")
-# other spellings people use for an objective's name
-SPELLINGS = {"artifact_rate": "artefact_rate", "predicted_artifact_rate": "predicted_artefact_rate"}
-# the knobs a trial understands (fixed or searched)
-KNOBS = {
-    "oracle": ("machine", "boundary", "k", "k_min", "k_max", "shape", "stride", "shift_radius",
-               "position_bandwidth", "conditional", "mask_threshold", "temperature", "smoothing_std", "num_noise",
-               "noise_seed"),
-    "train": ("name", "depth", "width", "padding", "norm", "lr", "max_steps", "batch_size", "ema_decay",
-              "noise_schedule", "conditional", "attention", "options"),  # options: diffusers_unet / module settings
-}
-# design: the architecture and its training (train's knobs), the mapping rule's constants and its
-# attention rule (checked by the design kind itself, registered by ablate.study) and the verification's
-# calibration settings
-# and how many seeds the trained network is scored on (``measure_seeds``, at least ``seeds``: the first
-# ``seeds`` are the oracle's, compared seed by seed; the rest only sharpen the measured rates)
-KNOBS["design"] = KNOBS["train"] + ("rf_fraction", "shape", "k_low", "attention_rule", "attention_rf_fraction",
-                                    "attention_shape", "calibration_seeds", "calibration_k_max",
-                                    "calibration_stride", "measure_seeds", "role")
-ARCH = "arch"  # the implicit knob that names one of the definition's architectures
+# what a trial reports and which knobs it takes are its kind's (ablate.sweep.kinds): oracle, train, design, ...
 TOP_KEYS = ("name", "kind", "description", "data", "datasets", "architectures", "fit", "fixed", "space",
             "objectives", "sampler", "trials", "seeds", "steps", "prune")
 
@@ -214,13 +186,14 @@ def _param(name: str, spec: Any, where: str) -> Param:
                  log, spec.get("step"))
 
 
-def _architectures(raw: Any, kind: str, where: str) -> dict[str, dict[str, Any]]:
+def _architectures(raw: Any, kind: TrialKind, where: str) -> dict[str, dict[str, Any]]:
     if raw is None:
-        if kind == "design":
-            raise ValueError(f"{where}: a design sweep needs 'architectures': a mapping of names to knobs")
+        if kind.architectures == "required":
+            raise ValueError(f"{where}: a {kind.name} sweep needs 'architectures': a mapping of names to knobs")
         return {}
-    if kind == "oracle":
-        raise ValueError(f"{where}: 'architectures' belong to train and design sweeps, not oracle sweeps")
+    if kind.architectures == "no":
+        raise ValueError(f"{where}: 'architectures' belong to sweeps whose trials train (train, design), not "
+                         f"{kind.name} sweeps")
     if not isinstance(raw, Mapping) or not raw:
         raise ValueError(f"{where}: architectures must map at least one name to its knobs, "
                          f"e.g. {{resnet_d2: {{name: resnet, depth: 2}}}}")
@@ -229,17 +202,21 @@ def _architectures(raw: Any, kind: str, where: str) -> dict[str, dict[str, Any]]
         if not isinstance(knobs, Mapping):
             raise ValueError(f"{where}: architectures.{name} must be a mapping of knobs; got {knobs!r}")
         for knob in knobs:
-            if knob not in KNOBS[kind] or knob == ARCH:
-                raise ValueError(f"{where}: architectures.{name} has unknown {kind} knob {knob!r}"
-                                 f"{_near(knob, KNOBS[kind])}; allowed: {', '.join(KNOBS[kind])}")
-        from ablate.models import backbone_config  # the architecture itself, checked before any trial runs
-
-        try:
-            backbone_config(knobs)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"{where}: architectures.{name}: {err}") from err
+            if knob not in kind.knobs or knob == ARCH:
+                raise ValueError(f"{where}: architectures.{name} has unknown {kind.name} knob {knob!r}"
+                                 f"{_near(knob, kind.knobs)}; allowed: {', '.join(kind.knobs)}")
         out[str(name)] = dict(knobs)
     return out
+
+
+def _overlapping(kind: TrialKind, named: set[str]) -> tuple[str, list[str]] | None:
+    """A named knob whose config key contains another named knob's (``k`` sets ``oracle.patch_size``, ``k_min``
+    sets ``oracle.patch_size.k_min``): both would set the same thing."""
+    for whole in sorted(named):
+        parts = sorted(n for n in named if n != whole and kind.knobs[n].startswith(kind.knobs[whole] + "."))
+        if parts:
+            return whole, parts
+    return None
 
 
 def _dataset(raw: Mapping[str, Any], dataset: str | None, where: str) -> tuple[Any, str | None]:
@@ -280,10 +257,10 @@ def parse_definition(raw: Mapping[str, Any], where: str = "sweep", dataset: str 
     for key in ("name", "kind", "objectives"):
         if key not in raw:
             raise ValueError(f"{where}: missing required key {key!r}")
-    kind = raw["kind"]
-    if kind not in KINDS:
-        raise ValueError(f"{where}: kind={kind!r} is not allowed; choose one of {', '.join(KINDS)}")
-    knobs = KNOBS[kind]
+    if raw["kind"] not in kind_names():
+        raise ValueError(f"{where}: kind={raw['kind']!r} is not allowed; choose one of {', '.join(kind_names())}")
+    kind = trial_kind(raw["kind"])
+    knobs = kind.knobs
     fixed = dict(raw.get("fixed") or {})
     space = tuple(_param(n, s, where) for n, s in (raw.get("space") or {}).items())
     architectures = _architectures(raw.get("architectures"), kind, where)
@@ -293,22 +270,26 @@ def parse_definition(raw: Mapping[str, Any], where: str = "sweep", dataset: str 
         space += (Param(ARCH, "choice", choices=tuple(architectures)),)
     for name in list(fixed) + [p.name for p in space if p.name != ARCH]:
         if name not in knobs:
-            raise ValueError(f"{where}: unknown {kind} knob {name!r}{_near(name, knobs)}; allowed: {', '.join(knobs)}")
-    named = set(fixed) | {p.name for p in space}
-    if kind == "oracle" and "k" in named and named & {"k_min", "k_max", "shape"}:
-        raise ValueError(f"{where}: 'k' (one patch size) and {sorted(named & {'k_min', 'k_max', 'shape'})} (a "
-                         "schedule) both set the patch size; keep one of them")
+            raise ValueError(f"{where}: unknown {kind.name} knob {name!r}{_near(name, knobs)}; allowed: "
+                             f"{', '.join(knobs)}")
+    named = set(fixed) | {p.name for p in space if p.name != ARCH}
+    overlap = _overlapping(kind, named)
+    if overlap is not None:
+        whole, parts = overlap
+        what = knobs[whole].rsplit(".", 1)[-1].replace("_", " ")
+        raise ValueError(f"{where}: {whole!r} and {parts} both set the {what} ({knobs[whole]}); keep one of them")
     both = set(fixed) & {p.name for p in space}
     if both:
         raise ValueError(f"{where}: {sorted(both)} are both fixed and searched; keep each in one place")
     objectives = raw["objectives"]
     if not isinstance(objectives, Mapping) or not objectives:
         raise ValueError(f"{where}: objectives must map at least one metric to maximize/minimize")
-    objectives = {SPELLINGS.get(k, k): v for k, v in objectives.items()}
+    objectives = {kind.spellings.get(k, k): v for k, v in objectives.items()}
     for name, direction in objectives.items():
-        if name not in OBJECTIVES[kind]:
-            raise ValueError(f"{where}: unknown objective {name!r}{_near(name, OBJECTIVES[kind])}; "
-                             f"{'an' if kind[0] in 'aeiou' else 'a'} {kind} trial reports: {', '.join(OBJECTIVES[kind])}")
+        if name not in kind.objectives:
+            raise ValueError(f"{where}: unknown objective {name!r}{_near(name, kind.objectives)}; "
+                             f"{'an' if kind.name[0] in 'aeiou' else 'a'} {kind.name} trial reports: "
+                             f"{', '.join(kind.objectives)}")
         if direction not in DIRECTIONS:
             raise ValueError(f"{where}: objective {name!r} has direction {direction!r}; choose maximize or minimize")
     sampler = dict(raw.get("sampler") or {"name": "tpe"})
@@ -326,41 +307,31 @@ def parse_definition(raw: Mapping[str, Any], where: str = "sweep", dataset: str 
     if not isinstance(trials, int) or trials < 1:
         raise ValueError(f"{where}: trials must be a positive integer; got {trials!r}")
     prune = bool(raw.get("prune", False))
-    if prune and (kind != "train" or len(objectives) != 1):
+    if prune and (not kind.prunable or len(objectives) != 1):
         raise ValueError(f"{where}: prune needs a train sweep with exactly one objective (Optuna cannot prune "
-                         f"multi-objective studies); got kind={kind!r} with {len(objectives)} objectives")
+                         f"multi-objective studies); got kind={kind.name!r} with {len(objectives)} objectives")
     data_raw, dataset = _dataset(raw, dataset, where)
     data = build_config(DataConfig, data_raw, f"datasets.{dataset}." if dataset else "data.")
     definition = SweepDefinition(
-        name=f"{raw['name']}-{dataset}" if dataset else str(raw["name"]), kind=kind, data=data, fixed=fixed,
+        name=f"{raw['name']}-{dataset}" if dataset else str(raw["name"]), kind=kind.name, data=data, fixed=fixed,
         space=space, objectives=dict(objectives), sampler=sampler["name"], sampler_seed=sampler.get("seed", 0),
         trials=trials, seeds=int(raw.get("seeds", 16)), steps=int(raw.get("steps", 20)), prune=prune,
         description=str(raw.get("description", "")), architectures=architectures, dataset=dataset,
         fit=_fit_set(raw.get("fit"), architectures, kind, where))
     if definition.seeds < 1 or definition.steps < 1:
         raise ValueError(f"{where}: seeds and steps must be >= 1")
-    for source in [fixed, *architectures.values()]:
-        m = source.get("measure_seeds")
-        if m is not None and (not isinstance(m, int) or m < definition.seeds):
-            raise ValueError(f"{where}: measure_seeds={m!r} must be an integer >= seeds ({definition.seeds}): the "
-                             "trained network is scored on at least the oracle's seeds")
-    if architectures:
-        from ablate.sweep.kinds import trial_kind
-
-        check = trial_kind(kind).check  # e.g. the design kind's mapping-rule constants, before any trial runs
-        for name, knobs in architectures.items():
-            try:
-                if check is not None:
-                    check({**fixed, **knobs})
-            except (TypeError, ValueError) as err:
-                raise ValueError(f"{where}: architectures.{name}: {err}") from err
+    for name, knobs in architectures.items():  # each architecture's configs, built before any trial runs
+        try:
+            kind.build(definition, {**fixed, **knobs})
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{where}: architectures.{name}: {err}") from err
     return definition
 
 
-def _fit_set(raw: Any, architectures: dict[str, Any], kind: str, where: str) -> tuple[str, ...]:
+def _fit_set(raw: Any, architectures: dict[str, Any], kind: TrialKind, where: str) -> tuple[str, ...]:
     if raw is None:
         return ()
-    if kind != "design":
+    if not kind.fit:
         raise ValueError(f"{where}: 'fit' (the architectures the mapping rule is fitted on) belongs to design sweeps")
     if not isinstance(raw, list) or not raw or not all(isinstance(n, str) for n in raw):
         raise ValueError(f"{where}: fit must list architecture names; got {raw!r}")

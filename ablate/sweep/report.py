@@ -11,7 +11,7 @@ from pathlib import Path
 from optuna.trial import TrialState
 
 from ablate.sweep.definition import SweepDefinition
-from ablate.sweep.study import counts, load_existing, out_dir, pareto
+from ablate.sweep.storage import counts, load_existing, out_dir, pareto
 from ablate.viz import pyplot
 
 

@@ -1,13 +1,13 @@
 """One architecture of the design-before-training study: predict, then train and measure.
 
-1. **Predict** (no training): the mapping rule (:mod:`ablate.study.mapping`) turns the
+1. **Predict** (no training): the mapping rule (:mod:`ablate.design.mapping`) turns the
    architecture into an ELS machine; it samples the study's fixed seeds and the metric
    suite scores them (``predicted_*``). This phase is timed (``prediction_seconds``).
 2. **Train and measure**: the same architecture is trained at the sweep's budget, sampled
    from the same seeds (and, with ``measure_seeds``, more: sampling a trained network is
    cheap, and a rate from 24 samples has a standard error near 0.1) and scored with the
    same suite; its agreement with a *calibrated*
-   oracle is measured as in ``evaluate.py`` (:func:`ablate.sweep.trials.train_and_measure`).
+   oracle is measured as in ``evaluate.py`` (:func:`ablate.sweep.train_kind.train_and_measure`).
 3. **Compare, per architecture**: ``prediction_r2`` (median over seeds of the r^2 between
    the predicted and the trained sample from the same seed) and, where the dataset has an
    artefact map, ``artefact_map_iou`` (do the predicted artefacts sit where the trained
@@ -17,19 +17,70 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 
+from ablate.config import apply_overrides, build_config, to_dict
+from ablate.design.mapping import MappingRule, is_attention, predict_oracle
+from ablate.evaluation import EvalConfig
 from ablate.metrics import FingerDetector, artefact_locations, conditional_artefact_rate, pairwise_agreement
-from ablate.models import Geometry, backbone_config, describe
+from ablate.models import Geometry, describe
 from ablate.oracle import OracleConfig, build_oracle
 from ablate.sampling import sample
-from ablate.study.mapping import MappingRule, is_attention, predict_oracle
-from ablate.sweep.definition import PREDICTED
-from ablate.sweep.kinds import register_trial_kind
-from ablate.sweep.trials import TrialContext, train_and_measure
+from ablate.sweep import train_kind
+from ablate.sweep.context import TrialContext
+from ablate.sweep.kinds import TrialKind, overrides, register_trial_kind, trial_settings
 from ablate.viz import save_grid
+
+PREDICTED = ("coherence", "artefact_rate", "fidelity", "novelty", "memorisation_rate")
+# a design trial reports the trained network's figures (as a train trial) and the oracle's, prefixed
+OBJECTIVES = train_kind.OBJECTIVES + tuple(f"predicted_{m}" for m in PREDICTED) + (
+    "prediction_r2", "prediction_seconds", "artefact_map_iou")
+SPELLINGS = {**train_kind.SPELLINGS, "predicted_artifact_rate": "predicted_artefact_rate"}
+# the architecture and its training (the train kind's knobs), the mapping rule's constants, the verification's
+# calibration settings, and how many seeds the trained network is scored on (``measure_seeds``, at least
+# ``seeds``: the first ``seeds`` are the oracle's, compared seed by seed; the rest only sharpen the rates)
+KNOBS = {**train_kind.KNOBS, "rf_fraction": "rule.rf_fraction", "shape": "rule.shape", "k_low": "rule.k_low",
+         "attention_rule": "rule.attention", "attention_rf_fraction": "rule.attention_rf_fraction",
+         "attention_shape": "rule.attention_shape", "calibration_seeds": "eval.calibration_seeds",
+         "calibration_k_max": "eval.k_max", "calibration_stride": "eval.stride",
+         "measure_seeds": "trial.measure_seeds", "role": "trial.role"}
+ROLES = ("fit", "held_out")
+
+
+def build(definition, knobs: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"train": TrainConfig, "rule": MappingRule, "eval": EvalConfig}`` of a design trial: the verification
+    calibrates ELS (stride-aware, candidates up to the receptive field unless ``calibration_k_max``) with ES and
+    IS as references and per-step agreement, on at least 2 of the study's seeds."""
+    sections = overrides(KIND, knobs)
+    rule = build_config(MappingRule, apply_overrides({}, sections.get("rule", [])), "rule.")
+    base = EvalConfig(machines=("els", "es", "ideal"), seeds=max(2, definition.seeds), calibration_seeds=4,
+                      stride="auto", steps=definition.steps, samplers=("ddim",), per_step=True,
+                      wandb_mode="disabled", progress=False)
+    evaluation = build_config(EvalConfig, apply_overrides(to_dict(base), sections.get("eval", [])), "eval.")
+    train = train_kind.train_config(definition, knobs, kind=KIND)
+    if train.conditional:
+        raise ValueError("the design study compares unconditional samples; remove conditional=true")
+    settings = trial_settings(KIND, knobs)
+    m = settings.get("measure_seeds", definition.seeds)
+    if not isinstance(m, int) or isinstance(m, bool) or m < definition.seeds:
+        raise ValueError(f"measure_seeds={m!r} must be an integer >= seeds ({definition.seeds}): the trained network "
+                         "is scored on at least the oracle's seeds")
+    if settings.get("role", "held_out") not in ROLES:
+        raise ValueError(f"role={settings['role']!r}; allowed: {', '.join(ROLES)}")
+    return {"train": train, "rule": rule, "eval": evaluation}
+
+
+def check(definition, knobs: Mapping[str, Any], data_shape: tuple[int, ...]) -> None:
+    build(definition, knobs)["train"].model.check_image_size(*data_shape[1:])
+
+
+def command(definition) -> str:
+    where = definition.path or "<definition>"
+    named = definition.path is not None and Path(definition.path).name != "design_before_training.yaml"
+    return ("python -m ablate.design design-before-training" + (f" --definition {where}" if named else "")
+            + (f" --dataset {definition.dataset}" if definition.dataset else ""))
 
 
 def default_device() -> str:
@@ -40,8 +91,8 @@ def predict(ctx: TrialContext, knobs: dict[str, Any], device: str) -> tuple[dict
     """The oracle's prediction for an architecture: its figures (``predicted_*``, the rule's geometry and
     schedule, ``prediction_seconds``) and its samples ``[S, C, H, W]`` from the study's seeds."""
     start = time.perf_counter()
-    rule = MappingRule.from_knobs(knobs)
-    prediction = predict_oracle(knobs, ctx.data.shape, rule, ctx.definition.steps)
+    configs = build(ctx.definition, knobs)
+    prediction = predict_oracle(configs["train"].model, ctx.data.shape, configs["rule"], ctx.definition.steps)
     seeds, _ = ctx.seeds_and_labels(False)
     oracle = build_oracle(prediction.oracle, ctx.data.train.to(device))
     samples = sample(oracle, seeds, ctx.data.shape, steps=ctx.definition.steps, device=device).samples.cpu()
@@ -81,23 +132,17 @@ def run_design_trial(ctx: TrialContext, knobs: dict[str, Any], tag: str, trial=N
     """One architecture: predicted by the rule (skipped for the fit set, ``role: fit``, whose calibrations
     fit the rule), trained, and measured against the calibrated ELS (stride-aware, candidates up to the
     receptive field unless ``calibration_k_max``), with ES and IS as references and per-step agreement."""
-    from ablate.evaluation import EvalConfig
-
     device = device or default_device()
-    if knobs.get("conditional"):
-        raise ValueError("the design study compares unconditional samples; remove conditional=true")
-    role = str(knobs.get("role", "held_out"))
-    measure_seeds = int(knobs.get("measure_seeds", ctx.definition.seeds))  # >= seeds (checked by the definition)
+    configs = build(ctx.definition, knobs)
+    settings = trial_settings(KIND, knobs)
+    role = str(settings.get("role", "held_out"))
+    measure_seeds = int(settings.get("measure_seeds", ctx.definition.seeds))  # >= seeds (checked by build)
     if role == "fit":
-        predicted_figures, predicted = geometry_figures(describe(backbone_config(knobs)), ctx), None
+        predicted_figures, predicted = geometry_figures(describe(configs["train"].model), ctx), None
     else:
         predicted_figures, predicted = predict(ctx, knobs, device)
-    eval_config = EvalConfig(machines=("els", "es", "ideal"), seeds=max(2, ctx.definition.seeds),
-                             calibration_seeds=int(knobs.get("calibration_seeds", 4)),
-                             k_max=knobs.get("calibration_k_max"), stride=knobs.get("calibration_stride", "auto"),
-                             steps=ctx.definition.steps, samplers=("ddim",), per_step=True, wandb_mode="disabled",
-                             progress=False)
-    measured = train_and_measure(ctx, knobs, tag, trial, eval_config, device, seeds=measure_seeds)
+    measured = train_kind.train_and_measure(ctx, knobs, tag, trial, configs["eval"], device, seeds=measure_seeds,
+                                            kind=KIND)
     trained_all = measured.pop("samples")
     common = {**measured, **predicted_figures, "role": role, "agreement_grid": measured["grid"], "device": device,
               "measure_seeds": measure_seeds}
@@ -115,10 +160,10 @@ def run_design_trial(ctx: TrialContext, knobs: dict[str, Any], tag: str, trial=N
             "grid": str(grid)}
 
 
+KIND = TrialKind("design", run_design_trial, OBJECTIVES, KNOBS, build, check, cost=train_kind.cost,
+                 command=command, architectures="required", fit=True, spellings=SPELLINGS)
+
+
 def register() -> None:
-    """Make ``kind: design`` known to the sweep machinery (the ``ablate.trial_kinds`` entry point calls this):
-    its trial, and the mapping rule's constants checked before any trial runs."""
-    register_trial_kind("design", run_design_trial, MappingRule.from_knobs, trains=True)
-
-
-register()
+    """Make ``kind: design`` known to the sweep machinery (the ``ablate.trial_kinds`` entry point calls this)."""
+    register_trial_kind(KIND)

@@ -11,7 +11,7 @@ grid with it; the file is what travels between the two and what the report quote
     commit: 0131d04...             # the code that fitted it (null outside a git checkout)
     fitted: '2026-11-26T02:00:00+00:00'
 
-``python -m ablate.study fit-rule`` writes one; ``design-before-training --rule FILE`` predicts with one.
+``python -m ablate.design fit-rule`` writes one; ``design-before-training --rule FILE`` predicts with one.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from typing import Any, Sequence
 
 import yaml
 
-from ablate.study.mapping import FitMember, MappingRule, fit_rule, member_error
+from ablate.design.mapping import FitMember, MappingRule, fit_rule, member_error
 
 KEYS = ("rule", "fit_set", "commit", "fitted")
 MEMBER_KEYS = ("name", "receptive_field", "attention", "allowed", "ks", "alpha_bars", "rms_error", "source")
@@ -72,7 +72,7 @@ def current_commit() -> str | None:
 
 
 def fit_rule_file(members: Sequence[FitMember], sources: dict[str, str] | None = None, k_low: int = 3) -> RuleFile:
-    """Fit the rule on ``members`` (:func:`~ablate.study.mapping.fit_rule`) and keep them with it."""
+    """Fit the rule on ``members`` (:func:`~ablate.design.mapping.fit_rule`) and keep them with it."""
     names = [m.name for m in members]
     if len(set(names)) != len(names):
         raise ValueError(f"fit set members need distinct names; got {names}")
@@ -113,7 +113,7 @@ def load_rule(path: str | Path) -> RuleFile:
         raise ValueError(f"cannot read rule file {str(path)!r}: {err}") from err
     if not isinstance(raw, dict) or "rule" not in raw:
         raise ValueError(f"rule file {str(path)!r} must be a mapping with a 'rule' key (write one with "
-                         "`python -m ablate.study fit-rule`)")
+                         "`python -m ablate.design fit-rule`)")
     unknown = set(raw) - set(KEYS)
     if unknown:
         raise ValueError(f"rule file {str(path)!r}: unknown keys {sorted(unknown)}; allowed: {', '.join(KEYS)}")

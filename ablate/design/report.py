@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from ablate.study.compare import BAR, GATED, Comparison
+from ablate.design.compare import BAR, GATED, Comparison
 from ablate.viz import pyplot
 
 COLUMNS = [  # (key in a row, header, format)
@@ -288,7 +288,7 @@ def _ordered(c: Comparison) -> list[tuple[str, list[dict[str, Any]]]]:
 
 def markdown(comparisons: list[Comparison], images: dict[str, dict[str, Path]], out: Path) -> str:
     parts = ["# Design before training: predicted vs measured", "",
-             "Every architecture is first mapped to an ELS machine by the stated rule (`ablate/study/mapping.py`) "
+             "Every architecture is first mapped to an ELS machine by the stated rule (`ablate/design/mapping.py`) "
              "and sampled without training; then it is trained, sampled from the same seeds and scored with the "
              "same metrics. Spearman's ρ ranks the grid by each.", ""]
     for c in comparisons:

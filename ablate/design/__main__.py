@@ -1,12 +1,12 @@
-"""``python -m ablate.study``: studies that go beyond one sweep.
+"""``python -m ablate.design``: studies that go beyond one sweep.
 
-    python -m ablate.study design-before-training                    # sweeps/design_before_training.yaml, every dataset
-    python -m ablate.study design-before-training --dataset fingers  # one of them
-    python -m ablate.study design-before-training --report-only      # redraw the report from the studies
-    python -m ablate.study design-before-training --rule rule.yaml   # predict the held-out grid with this rule
-    python -m ablate.study fit-rule resnet.json:17 unet.json:22 attn.json:22:attention --out rule.yaml
-    python -m ablate.study describe runs/pipe                         # any network: measured geometry, predicted machine
-    python -m ablate.study describe mypkg.nets:build net.prediction_type=epsilon net.time_input=sigma data.name=digits
+    python -m ablate.design design-before-training                    # sweeps/design_before_training.yaml, every dataset
+    python -m ablate.design design-before-training --dataset fingers  # one of them
+    python -m ablate.design design-before-training --report-only      # redraw the report from the studies
+    python -m ablate.design design-before-training --rule rule.yaml   # predict the held-out grid with this rule
+    python -m ablate.design fit-rule resnet.json:17 unet.json:22 attn.json:22:attention --out rule.yaml
+    python -m ablate.design describe runs/pipe                         # any network: measured geometry, predicted machine
+    python -m ablate.design describe mypkg.nets:build net.prediction_type=epsilon net.time_input=sigma data.name=digits
 
 With a fit set (``fit:`` in the definition) the rule is fitted on those architectures' calibrations
 first and written to runs/sweeps/<name>/rule-<dataset>.yaml; the others are the held-out grid. A
@@ -29,7 +29,7 @@ def parse_members(specs: list[str]):
     from pathlib import Path
 
     from ablate.evaluation.calibrate import Calibration
-    from ablate.study.mapping import FitMember
+    from ablate.design.mapping import FitMember
 
     members, sources = [], {}
     for spec in specs:
@@ -45,7 +45,7 @@ def parse_members(specs: list[str]):
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m ablate.study", description=__doc__.splitlines()[0],
+    p = argparse.ArgumentParser(prog="python -m ablate.design", description=__doc__.splitlines()[0],
                                 epilog=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     d = sub.add_parser("design-before-training", help="predict with the oracle, train, compare")
@@ -80,19 +80,19 @@ def main(argv: list[str] | None = None) -> None:
         if a.command == "describe":
             import json
 
-            from ablate.study.describe import describe_network, format_description
+            from ablate.design.describe import describe_network, format_description
 
             d = describe_network(a.model, a.items, steps=a.steps)
             print(json.dumps(d, indent=1) if a.json else format_description(d))
         elif a.command == "design-before-training":
             if a.workers < 1:
                 raise ValueError(f"--workers={a.workers} must be >= 1")
-            from ablate.study.run import run_design_study
+            from ablate.design.run import run_design_study
 
             result = run_design_study(a.definition, a.dataset, a.storage, a.workers, a.report_only, rule=a.rule)
             print(f"report: {result.report['html']} ({result.seconds:.0f} s)")
         else:
-            from ablate.study.rule_file import fit_rule_file
+            from ablate.design.rule_file import fit_rule_file
 
             members, sources = parse_members(a.members)
             rule = fit_rule_file(members, sources)
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
 
                 print(yaml.safe_dump(rule.to_dict(), sort_keys=False, width=120), end="")
     except ValueError as err:
-        sys.exit(f"ablate.study: {err}")
+        sys.exit(f"ablate.design: {err}")
 
 
 if __name__ == "__main__":

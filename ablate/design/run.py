@@ -3,8 +3,8 @@
 With a fit set (``fit`` in the definition) a dataset's study has two parts, each its own Optuna study:
 
 1. ``<name>-<dataset>-fit``: the fit architectures, trained and calibrated (no prediction);
-2. the rule fitted on their calibrations (:func:`~ablate.study.mapping.fit_rule`), written to
-   ``runs/sweeps/<name>/rule-<dataset>.yaml`` with the commit (:mod:`ablate.study.rule_file`), and the fit
+2. the rule fitted on their calibrations (:func:`~ablate.design.mapping.fit_rule`), written to
+   ``runs/sweeps/<name>/rule-<dataset>.yaml`` with the commit (:mod:`ablate.design.rule_file`), and the fit
    rows predicted with it (in-sample, kept in ``fit-predictions-<dataset>.json``);
 3. ``<name>-<dataset>``: the held-out architectures, predicted with that rule, then trained and measured.
 
@@ -21,10 +21,15 @@ from typing import Any
 
 from optuna.trial import TrialState
 
-from ablate.study.compare import Comparison, compare, rows_of
-from ablate.study.report import COLUMNS, verdict, write_report
-from ablate.study.rule_file import RuleFile, fit_rule_file, load_rule, save_or_keep
+from ablate.design.compare import Comparison, compare, rows_of
+from ablate.design.kind import default_device, predict
+from ablate.design.mapping import FitMember
+from ablate.design.report import COLUMNS, verdict, write_report
+from ablate.design.rule_file import RuleFile, fit_rule_file, load_rule, save_or_keep
+from ablate.sweep.context import TrialContext
 from ablate.sweep.definition import SweepDefinition, dataset_names, load_definition
+from ablate.sweep.storage import default_storage, load_existing, open_storage, out_dir, run_command, sweeps_dir
+from ablate.sweep.workers import run_sweep, wandb_run
 
 
 @dataclass(frozen=True)
@@ -47,7 +52,6 @@ def definitions(path: str | Path, datasets: list[str] | None = None) -> list[Swe
 def study_dir(path: str | Path) -> Path:
     import yaml
 
-    from ablate.sweep.study import sweeps_dir
 
     return sweeps_dir() / str(yaml.safe_load(Path(path).read_text())["name"])
 
@@ -66,19 +70,17 @@ def part(definition: SweepDefinition, names: list[str], suffix: str, fixed: dict
 def completed(definition: SweepDefinition, url: str, report_only: bool, workers: int, progress: bool,
               path: str | Path) -> tuple[SweepDefinition, list]:
     """Run (or, ``report_only``, load) one study; its completed trials."""
-    from ablate.sweep import study as studies
 
     if report_only:
-        definition, study = studies.load_existing(definition, url)
+        definition, study = load_existing(definition, url)
     else:
-        study = studies.run_sweep(definition, url, workers=workers, progress=progress)
+        study = run_sweep(definition, url, workers=workers, progress=progress)
         definition = dataclasses.replace(definition, name=study.study_name)  # the version that holds this condition
     trials = study.get_trials(deepcopy=False)
     done = [t for t in trials if t.state == TrialState.COMPLETE]
     if not done:
         live = sum(t.state in (TrialState.RUNNING, TrialState.WAITING) for t in trials)
         if live:  # looked at while it runs, or after it was stopped
-            from ablate.sweep.study import run_command
 
             raise ValueError(f"study {definition.name!r} has no completed trial yet ({live} running or queued); "
                              f"it is still running or was stopped: resume it with {run_command(definition)}")
@@ -92,7 +94,6 @@ def check_fit_set(definition: SweepDefinition, fit_def: SweepDefinition, rows: l
     """The rule is fitted on the whole declared fit set or not at all: a fit architecture without a completed
     trial (still running, between sessions, or failed) stops the study with what is missing, before any rule
     is fitted or written."""
-    from ablate.sweep import study as studies
 
     missing = [n for n in definition.fit if n not in {r["arch"] for r in rows}]
     if not missing:
@@ -101,19 +102,18 @@ def check_fit_set(definition: SweepDefinition, fit_def: SweepDefinition, rows: l
     if report_only:
         import optuna
 
-        trials = optuna.load_study(study_name=fit_def.name, storage=studies.open_storage(url)).get_trials(deepcopy=False)
+        trials = optuna.load_study(study_name=fit_def.name, storage=open_storage(url)).get_trials(deepcopy=False)
         for t in sorted(trials, key=lambda t: t.number):
             states[t.params.get("arch")] = t.state.name.lower()
     what = ", ".join(f"{n} ({states.get(n, 'not started')})" for n in missing) if report_only else ", ".join(missing)
-    how = (f"the study is still running or was stopped: resume it with {studies.run_command(definition)}"
+    how = (f"the study is still running or was stopped: resume it with {run_command(definition)}"
            if report_only else f"their trials failed: see python -m ablate.sweep status {fit_def.path} for the errors")
     raise ValueError(f"{fit_def.name}: the rule is fitted on the whole fit set ({', '.join(definition.fit)}), and "
                      f"{what} {'has' if len(missing) == 1 else 'have'} no completed trial yet; {how}")
 
 
 def fit_members(rows: list[dict[str, Any]]):
-    """The fit set's calibrations as :class:`~ablate.study.mapping.FitMember`s (from its trials' figures)."""
-    from ablate.study.mapping import FitMember
+    """The fit set's calibrations as :class:`~ablate.design.mapping.FitMember`s (from its trials' figures)."""
 
     members = []
     for r in rows:
@@ -131,9 +131,6 @@ def fit_members(rows: list[dict[str, Any]]):
 def predict_fit_rows(definition: SweepDefinition, rows: list[dict[str, Any]], rule: RuleFile, out: Path,
                      device: str) -> list[dict[str, Any]]:
     """The fit rows predicted with the rule fitted on them (in-sample), cached in ``out`` by the rule."""
-    from ablate.study.trial import predict
-    from ablate.sweep.study import out_dir
-    from ablate.sweep.trials import TrialContext
 
     key = rule.rule.knobs()
     if out.exists():
@@ -153,7 +150,6 @@ def dataset_comparison(d: SweepDefinition, url: str, given: RuleFile | None, fol
                        workers: int, progress: bool, path: str | Path) -> tuple[SweepDefinition, Comparison]:
     """One dataset's study run (or, ``report_only``, loaded) and compared: the held-out definition that holds it
     and its comparison (fit rows first, predicted in-sample, when the definition has a fit set)."""
-    from ablate.study.trial import default_device
 
     tag = d.dataset or "data"
     fit_rows: list[dict[str, Any]] = []
@@ -192,7 +188,6 @@ def run_design_study(path: str | Path, datasets: list[str] | None = None, storag
     dataset of the file that has results, as they stand, so running one dataset never drops another from it.
     ``storage``: one database URL for all datasets (default: a SQLite file per dataset). ``rule``: a rule
     file to predict the asked datasets' held-out grids with (default: fit it on the definition's fit set)."""
-    from ablate.sweep import study as studies
 
     start = time.perf_counter()
     comparisons, samples_dirs, resolved = [], {}, []
@@ -205,7 +200,7 @@ def run_design_study(path: str | Path, datasets: list[str] | None = None, storag
     asked = {d.dataset for d in defs}
     shown = []  # every dataset of the file, in its order: the asked ones run, the others as they stand
     for d in defs if datasets is None else definitions(path, None):
-        url = storage or studies.default_storage(d)
+        url = storage or default_storage(d)
         if d.dataset in asked:
             main, c = dataset_comparison(d, url, given, folder, report_only, workers, progress, path)
             comparisons.append(c)
@@ -220,7 +215,7 @@ def run_design_study(path: str | Path, datasets: list[str] | None = None, storag
                     print(f"report: {d.dataset} left out ({err})", flush=True)
                 continue
         shown.append(c)
-        samples_dirs[main.name] = studies.out_dir(main) / "samples"
+        samples_dirs[main.name] = out_dir(main) / "samples"
     report = write_report(shown, samples_dirs, folder)
     for d, c in zip(resolved, comparisons):
         log_to_wandb(d, c, report)
@@ -229,7 +224,6 @@ def run_design_study(path: str | Path, datasets: list[str] | None = None, storag
 
 def log_to_wandb(definition: SweepDefinition, c: Comparison, report: dict[str, Path]) -> None:
     """The table, the pictures and each metric's rho as a run in the study's W&B group."""
-    from ablate.sweep.study import wandb_run
 
     run = wandb_run(definition, "design-report", "design-report")
     if run is None:

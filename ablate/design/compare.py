@@ -15,7 +15,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ablate.sweep.definition import ARCH, PREDICTED
+from ablate.design.kind import PREDICTED
+from ablate.sweep.definition import ARCH
 
 BAR = 0.8  # the bar on fingers: rho >= 0.8 for artefact rate and for coherence
 GATED = ("artefact_rate", "coherence")

@@ -1,18 +1,10 @@
-"""Studies, storage, workers and tracking: one module owns them.
+"""Sweep workers: run a study's queued trials, one process each, with heartbeats, a claim lock and a W&B
+run per trial.
 
-* Storage: SQLite under ``runs/sweeps/`` by default; any SQLAlchemy URL
-  (``postgresql://user@host/db``) for several workers on several machines.
-  Heartbeats (``heartbeat_interval``) mark a killed worker's trial stale; the
-  ``RetryHeartbeatStaleTrialCallback`` puts a copy of it back in the queue.
-* Exact counts: the study is created once, and the requested trials are
-  enqueued as WAITING trials up front; workers only claim waiting trials
-  (Optuna's claim is atomic in the database), so ``N`` requested trials give
-  exactly ``N`` completed ones however many workers run, die or restart.
-  Re-running tops the queue up to ``N``; it never duplicates the study.
-* Records: the whole search space is checked before any trial is queued
-  (:func:`~ablate.sweep.trials.validate_space`), and a study holds one experimental
-  condition (:mod:`ablate.sweep.condition`): a changed definition is refused or, with
-  ``--new-version``, gets a study of its own. Looking (``status``, ``report``) never writes.
+* The whole search space is checked before any trial is queued
+  (:func:`~ablate.sweep.context.validate_space`); the trials are queued in the study
+  (:func:`~ablate.sweep.storage.create_study`) and workers claim the waiting ones under a
+  lock (:func:`claim`), a retried trial (its worker was killed) first.
 * Tracking: every trial is a W&B run (offline unless a key is configured) in a
   group named after the study, closed in a ``finally`` whatever happens.
 """
@@ -20,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import itertools
 import os
 import re
 import subprocess
@@ -33,127 +24,18 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import optuna
-from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
+from optuna.storages import RDBStorage, fail_stale_trials
 from optuna.trial import TrialState
 
 from ablate import tracking
-from ablate.paths import runs_root
-from ablate.sweep.claims import PerTrialSeed, storage_lock
-from ablate.sweep.condition import condition, resolve
+from ablate.sweep.claims import storage_lock
+from ablate.sweep.condition import resolve
+from ablate.sweep.context import TrialContext, attempt_checkpoints, merged_knobs, trial_tag, validate_space
 from ablate.sweep.definition import SweepDefinition
 from ablate.sweep.kinds import trial_kind
-from ablate.sweep.trials import TrialContext, attempt_checkpoints, merged_knobs, trial_tag, validate_space
-
-
-
-def sweeps_dir() -> Path:
-    """``<runs root>/sweeps`` (``--runs`` / ``ABLATE_RUNS``; default ``runs/sweeps``)."""
-    return runs_root() / "sweeps"
-DONE = (TrialState.COMPLETE, TrialState.PRUNED)
-
-
-def out_dir(definition: SweepDefinition) -> Path:
-    return sweeps_dir() / definition.name
-
-
-def default_storage(definition: SweepDefinition) -> str:
-    return f"sqlite:///{(sweeps_dir() / f'{definition.name}.db').as_posix()}"
-
-
-def run_command(definition: SweepDefinition) -> str:
-    """The command that starts (or resumes) this definition's study."""
-    where = definition.path or "<definition>"
-    if definition.kind == "design":
-        named = definition.path is not None and Path(definition.path).name != "design_before_training.yaml"
-        return ("python -m ablate.study design-before-training" + (f" --definition {where}" if named else "")
-                + (f" --dataset {definition.dataset}" if definition.dataset else ""))
-    return f"python -m ablate.sweep run {where}" + (f" --dataset {definition.dataset}" if definition.dataset else "")
-
-
-def sqlite_path(url: str) -> Path | None:
-    return Path(url[len("sqlite:///"):]) if url.startswith("sqlite:///") else None
-
-
-def open_storage(url: str, heartbeat: int = 10, retries: int = 3) -> RDBStorage:
-    """The Optuna storage at ``url``. Creating its tables is done by one process at a time (two ``run``s on a
-    fresh SQLite file raced to create them); an existing SQLite file is opened without a lock (or a write)."""
-    path = sqlite_path(url)
-    fresh = path is None or not path.exists()
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats: stable in use
-    try:
-        with storage_lock(url, "tables") if fresh else contextlib.nullcontext():
-            return RDBStorage(url, heartbeat_interval=heartbeat, grace_period=3 * heartbeat,
-                              heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=retries))
-    except ValueError:
-        raise
-    except Exception as err:  # SQLAlchemy raises many kinds for a bad URL or an unreachable server
-        raise ValueError(f"cannot open study storage {url!r}: {type(err).__name__}: {str(err).splitlines()[0]}") from err
-
-
-def make_sampler(definition: SweepDefinition) -> optuna.samplers.BaseSampler:
-    """The definition's sampler, seeded per trial from the definition's seed and the trial's number
-    (:class:`~ablate.sweep.claims.PerTrialSeed`): every worker, run and resumption proposes new knobs for a new
-    trial, and the same study history gives the same proposals. A grid's points are queued, never repeated."""
-    seed = definition.sampler_seed
-    if definition.sampler == "grid":
-        return optuna.samplers.GridSampler({p.name: p.grid() for p in definition.space}, seed=seed)
-    kinds = {"nsga2": lambda s: optuna.samplers.NSGAIISampler(seed=s),
-             "random": lambda s: optuna.samplers.RandomSampler(seed=s),
-             "tpe": lambda s: optuna.samplers.TPESampler(seed=s, multivariate=True)}
-    return PerTrialSeed(kinds[definition.sampler], seed)
-
-
-def create_study(definition: SweepDefinition, storage: RDBStorage, trials: int | None = None,
-                 cost: Callable[[dict[str, Any]], float] | None = None) -> optuna.Study:
-    """Create (or load) the study and enqueue trials until ``trials`` are done, queued or running. ``cost``
-    (grid sampler): the estimated seconds of a grid point's trial; the points are queued most expensive first,
-    so that the last trial to finish is a short one and no worker waits alone on a long one (workers take the
-    oldest queued trial)."""
-    study = optuna.create_study(study_name=definition.name, storage=storage, directions=definition.directions,
-                                sampler=make_sampler(definition), load_if_exists=True,
-                                pruner=optuna.pruners.MedianPruner(n_warmup_steps=1) if definition.prune else None)
-    names = list(definition.objectives)
-    existing = study.user_attrs.get("objectives")
-    if existing is not None and existing != names:
-        raise ValueError(f"study {definition.name!r} in this storage optimises {existing}, but the definition "
-                         f"says {names}; use another storage or name")
-    study.set_user_attr("objectives", names)
-    study.set_user_attr("kind", definition.kind)
-    study.set_user_attr("condition", condition(definition))
-    wanted = trials or definition.trials
-    live = [t for t in study.get_trials(deepcopy=False)
-            if t.state in DONE or t.state in (TrialState.WAITING, TrialState.RUNNING)]
-    missing = max(0, wanted - len(live))
-    if definition.sampler == "grid":  # the grid sampler takes enqueued trials only with every knob set
-        seen = {tuple(sorted(t.params.items())) for t in live}
-        names = [p.name for p in definition.space]
-        points = [dict(zip(names, values)) for values in itertools.product(*(p.grid() for p in definition.space))]
-        points = [p for p in points if tuple(sorted(p.items())) not in seen][:missing]
-        if cost is not None:
-            points.sort(key=cost, reverse=True)
-        for point in points:
-            study.enqueue_trial(point, skip_if_exists=False)
-    else:
-        for _ in range(missing):
-            study.enqueue_trial({}, skip_if_exists=False)
-    return study
-
-
-def load_existing(definition: SweepDefinition, url: str) -> tuple[SweepDefinition, optuna.Study]:
-    """The study that holds this definition's condition (and the definition under its name), for looking:
-    nothing is created, not even an empty SQLite file. A clear error if it was never run."""
-    path = sqlite_path(url)
-    if path is not None and not path.exists():
-        raise ValueError(f"{definition.name!r} has not been run yet (no {path}); start it with: "
-                         f"{run_command(definition)}")
-    storage = open_storage(url)
-    try:
-        resolved = resolve(definition, storage, create=False)
-    except LookupError:
-        names = [summary.study_name for summary in optuna.get_all_study_summaries(storage)]
-        raise ValueError(f"no study {definition.name!r} in {url} (it holds: {', '.join(names) or 'none'}); "
-                         f"start it with: {run_command(definition)}") from None
-    return resolved, optuna.load_study(study_name=resolved.name, storage=storage)
+from ablate.sweep.report import knob_text
+from ablate.sweep.storage import (counts, create_study, default_storage, load_existing, make_sampler, open_storage, out_dir,
+                                  pareto, run_command, sweeps_dir)
 
 
 def status_lines(definition: SweepDefinition, url: str) -> list[str]:
@@ -163,7 +45,6 @@ def status_lines(definition: SweepDefinition, url: str) -> list[str]:
     which worker, and the training step of its newest checkpoint), queued (a retry says of which trial),
     failed (the error, and the retry that replaced it); then the Pareto front. Raises ``ValueError`` for a
     definition never run (or run under another condition), writing nothing."""
-    from ablate.sweep.report import knob_text
 
     resolved = None
     if definition.kind == "design" and definition.fit:
@@ -230,12 +111,11 @@ def knobs_of(definition: SweepDefinition, trial: optuna.Trial) -> dict[str, Any]
     return merged_knobs(definition, {p.name: p.suggest(trial) for p in definition.space})
 
 
-def training_costs(definition: SweepDefinition, image_shape: tuple[int, ...], say=print) -> Callable[[dict], float]:
-    """For a grid of training trials: each point's estimated training seconds (a few timed optimiser steps of
-    its backbone, :func:`~ablate.sweep.trials.training_step_seconds`, times ``max_steps``; one estimate per
-    distinct knob set, printed once)."""
-    from ablate.sweep.trials import training_step_seconds
-
+def trial_costs(definition: SweepDefinition, image_shape: tuple[int, ...], say=print) -> Callable[[dict], float]:
+    """For a grid of costed trials (a kind with ``cost``, :mod:`ablate.sweep.kinds`: the ones that train): each
+    point's estimated seconds, measured on this machine before it runs (one estimate per distinct knob set,
+    printed once)."""
+    estimate = trial_kind(definition.kind).cost
     seen: dict[tuple, float] = {}
 
     def cost(point: dict[str, Any]) -> float:
@@ -244,8 +124,7 @@ def training_costs(definition: SweepDefinition, image_shape: tuple[int, ...], sa
         if key not in seen:
             if not seen:
                 say("queueing the longest training first:", flush=True)
-            steps = int(knobs.get("max_steps", 0)) or 1
-            seen[key] = training_step_seconds(definition, knobs, image_shape) * steps
+            seen[key] = estimate(definition, knobs, image_shape)
             say(f"  {', '.join(f'{k}={v}' for k, v in point.items())}: training about {seen[key] / 60:.0f} min "
                 "on this process's threads", flush=True)
         return seen[key]
@@ -300,13 +179,6 @@ def objective_fn(definition: SweepDefinition, ctx: TrialContext):
             if run is not None:
                 run.finish(exit_code=1 if failed else 0)
     return objective
-
-
-def counts(study: optuna.Study) -> dict[str, int]:
-    out = {s.name.lower(): 0 for s in TrialState}
-    for t in study.get_trials(deepcopy=False):
-        out[t.state.name.lower()] += 1
-    return out
 
 
 @contextlib.contextmanager
@@ -440,8 +312,8 @@ def run_sweep(definition: SweepDefinition, storage: str | None = None, workers: 
     store = open_storage(url, heartbeat)
     say = print if progress else (lambda *a, **k: None)
     cost = None
-    if definition.sampler == "grid" and trial_kind(definition.kind).trains:
-        cost = training_costs(definition, shape, say)
+    if definition.sampler == "grid" and trial_kind(definition.kind).cost is not None:
+        cost = trial_costs(definition, shape, say)
     with storage_lock(url, definition.name):  # one process at a time resolves, creates and tops up the queue
         definition = resolve(definition, store, create=True, new_version=new_version)
         study = create_study(definition, store, trials, cost)
@@ -471,10 +343,6 @@ def run_sweep(definition: SweepDefinition, storage: str | None = None, workers: 
         raise ValueError(f"every trial of {definition.name!r} failed ({c['fail']}); the first: "
                          f"{first.user_attrs.get('error', 'no error recorded')}")
     return study
-
-
-def pareto(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    return study.best_trials if len(study.directions) > 1 else ([study.best_trial] if counts(study)["complete"] else [])
 
 
 def log_summary(definition: SweepDefinition, study: optuna.Study) -> None:

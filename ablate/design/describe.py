@@ -1,4 +1,4 @@
-"""``python -m ablate.study describe MODEL``: what the probes measure on any network, and the machine the
+"""``python -m ablate.design describe MODEL``: what the probes measure on any network, and the machine the
 mapping rule predicts for it (before, or instead of, calibrating it)."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any, Sequence
 from ablate.config import apply_overrides, build_config, to_dict
 from ablate.models.config import FOREIGN
 from ablate.models import Geometry, NetworkSpec, describe, load_denoiser
-from ablate.study.mapping import MappingRule, predict_from_geometry
+from ablate.design.mapping import MappingRule, predict_from_geometry
 
 
 def describe_network(source: str, overrides: Sequence[str] = (), rule: MappingRule | None = None,

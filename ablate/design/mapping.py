@@ -20,7 +20,7 @@ convolutional denoiser becomes; this module turns an architecture into that mach
   project's defaults come from the quick preset's calibration (ResNet, 6 layers, receptive
   field 17; calibrated k = 11, 11, 11, 9, 9, 9, 9, 7, 7, 5, 5, 5, 5, 5, 3, 3, 3, 3, 3, 3 from
   high to low noise): ``rf_fraction = 0.65``, ``shape = 1.5`` (root-mean-square error 0.63 in k;
-  ``python -m ablate.study fit-rule`` refits them to any calibrations).
+  ``python -m ablate.design fit-rule`` refits them to any calibrations).
 * **attention -> its convolutional path** (``attention="local"``, the default). Self-attention
   gives every pixel the whole image in theory, but the paper found a *local* ELS machine still
   explains most of an attention UNet's output (median r about 0.77 against 0.94-0.96 without
@@ -44,8 +44,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ablate.config import check_float, check_int
-from ablate.models import Geometry, backbone_config, describe
+from ablate.config import build_config, check_float, check_int
+from ablate.models import BackboneConfig, Geometry, describe
 from ablate.oracle import OracleConfig, PatchSchedule, nearest_odd
 from ablate.oracle.config import cosine_alpha_bar
 
@@ -55,7 +55,7 @@ ATTENTION_RULES = ("local", "global", "fitted")
 @dataclass(frozen=True)
 class MappingRule:
     """The constants of the rule above (fitted with :func:`fit_rule` on a declared fit set; a rule file,
-    :mod:`ablate.study.rule_file`, keeps them with where they came from). ``attention="fitted"``: an attention
+    :mod:`ablate.design.rule_file`, keeps them with where they came from). ``attention="fitted"``: an attention
     UNet has constants of its own (``attention_rf_fraction``, ``attention_shape``, scaling its convolutional
     path's receptive field), fitted on the calibrated attention UNets of the fit set."""
 
@@ -146,11 +146,13 @@ def step_alpha_bars(steps: int) -> list[float]:
     return [cosine_alpha_bar(i / steps) for i in range(steps, 0, -1)]
 
 
-def predict_oracle(knobs: Mapping[str, Any], image_shape: Sequence[int], rule: MappingRule,
+def predict_oracle(model: BackboneConfig | Mapping[str, Any], image_shape: Sequence[int], rule: MappingRule,
                    steps: int = 20) -> Prediction:
-    """The ELS machine the rule assigns to the architecture ``knobs`` on images ``[C, H, W]`` (or signals
-    ``[C, L]``: the patch sizes are then lengths)."""
-    model = backbone_config(knobs)
+    """The ELS machine the rule assigns to the architecture ``model`` (a :class:`~ablate.models.BackboneConfig`,
+    or its keys as plain data: ``{"name": "unet", "depth": 2, "attention": True}``) on images ``[C, H, W]`` (or
+    signals ``[C, L]``: the patch sizes are then lengths)."""
+    if not isinstance(model, BackboneConfig):
+        model = build_config(BackboneConfig, model, "model.")
     model.check_image_size(*image_shape[1:])
     return predict_from_geometry(describe(model), image_shape, rule, steps)
 
