@@ -13,7 +13,7 @@ import argparse
 
 from optuna.trial import TrialState
 
-from ablate.design.run import definitions
+from ablate.design.study import definitions
 from ablate.design.kind import default_device, predict
 from ablate.sweep import storage, workers
 from ablate.sweep.definition import ARCH

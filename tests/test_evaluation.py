@@ -51,7 +51,7 @@ def test_a_strided_network_is_calibrated_with_its_stride(digits, tmp_path):
 
 
 def test_calibration_candidates_reach_the_receptive_field_densely_then_spaced():
-    from ablate.evaluation.run import DENSE_K, candidates
+    from ablate.evaluation.pipeline import DENSE_K, candidates
 
     for rf, size, top in ((17, 28, 17), (50, 32, 49), (102, 32, 63), (102, 64, 101), (22, 14, 21)):
         ks = candidates(EvalConfig(), Subject(None, torch.zeros(2, 1, size, size), receptive_field=rf), "els", "zeros")

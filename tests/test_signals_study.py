@@ -129,7 +129,7 @@ def test_a_tiny_1d_design_study_predicts_trains_and_compares(in_tmp):
 
 
 def test_a_users_network_on_signal_data_is_a_clear_error():
-    from ablate.evaluation.run import evaluate_source
+    from ablate.evaluation.pipeline import evaluate_source
 
     with pytest.raises(ValueError, match=r"data 'pulses' holds signals \[1, 32\]; users' own networks are evaluated "
                                          r"on images"):

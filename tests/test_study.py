@@ -360,7 +360,7 @@ def test_binomial_standard_error_of_a_rate():
 def test_report_only_on_an_unfinished_fit_set_names_what_is_missing_and_fits_no_rule(in_tmp):
     """Between sessions the fit study may hold one finished architecture of two: the rule is fitted on the whole
     fit set or not at all, so looking at the study says what is missing and how to resume, and writes no rule."""
-    from ablate.design.run import part, study_dir
+    from ablate.design.study import part, study_dir
     from ablate.sweep.definition import load_definition
     from ablate.sweep.storage import default_storage
     from ablate.sweep.workers import run_sweep

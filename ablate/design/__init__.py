@@ -9,7 +9,7 @@ architecture (``kind: design``): resumable, several workers, a W&B run per trial
 """
 from ablate.design.compare import BAR, Comparison, Correlation, compare, spearman
 from ablate.design.mapping import FitMember, MappingRule, Prediction, fit_rule, predict_oracle
-from ablate.design.run import DesignResult, run_design_study
+from ablate.design.study import DesignResult, run_design_study
 
 __all__ = ["run_design_study", "DesignResult", "MappingRule", "Prediction", "predict_oracle", "fit_rule", "FitMember",
            "compare", "spearman", "Comparison", "Correlation", "BAR"]

@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
         elif a.command == "design-before-training":
             if a.workers < 1:
                 raise ValueError(f"--workers={a.workers} must be >= 1")
-            from ablate.design.run import run_design_study
+            from ablate.design.study import run_design_study
 
             result = run_design_study(a.definition, a.dataset, a.storage, a.workers, a.report_only, rule=a.rule)
             print(f"report: {result.report['html']} ({result.seconds:.0f} s)")

@@ -6,7 +6,7 @@
 """
 from ablate.evaluation.agreement import SamplerAgreement, median_ci, run_agreement
 from ablate.evaluation.calibrate import Calibration, calibrate
-from ablate.evaluation.run import (EvalConfig, EvalResult, Subject, checkpoint_subject, eval_config, evaluate,
+from ablate.evaluation.pipeline import (EvalConfig, EvalResult, Subject, checkpoint_subject, eval_config, evaluate,
                                   evaluate_checkpoint, evaluate_source, network_subject)
 
 __all__ = ["EvalConfig", "eval_config", "EvalResult", "Subject", "checkpoint_subject", "evaluate", "evaluate_checkpoint",

@@ -38,14 +38,14 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
-from ablate.config import build_config
+from ablate.config import build_config, to_dict
 from ablate.data import DataConfig
 from ablate.sweep.kinds import ARCH, TrialKind, kind_names, trial_kind
 
 SAMPLERS = ("tpe", "nsga2", "random", "grid")
 DIRECTIONS = ("maximize", "minimize")
 # what a trial reports and which knobs it takes are its kind's (ablate.sweep.kinds): oracle, train, design, ...
-TOP_KEYS = ("name", "kind", "description", "data", "datasets", "architectures", "fit", "fixed", "space",
+TOP_KEYS = ("name", "kind", "description", "data", "datasets", "architectures", "fit", "joins", "fixed", "space",
             "objectives", "sampler", "trials", "seeds", "steps", "prune")
 
 
@@ -105,6 +105,9 @@ class SweepDefinition:
     architectures: dict[str, dict[str, Any]] = field(default_factory=dict)
     dataset: str | None = None  # the key of ``datasets`` this definition was made for
     fit: tuple[str, ...] = ()  # design: the architectures the mapping rule is fitted on (the rest are held out)
+    # design: (definition file, its dataset) whose fitted rule predicts this one's rows and whose report they join
+    # as held-out rows (``joins`` in the file; not part of the condition: where rows are reported, not what runs)
+    joins: tuple[str, str] | None = field(default=None, compare=False)
     path: Path | None = field(default=None, compare=False)
 
     def subset(self, names: Sequence[str], suffix: str, fixed: Mapping[str, Any] | None = None,
@@ -134,8 +137,6 @@ class SweepDefinition:
 
     def to_raw(self) -> dict[str, Any]:
         """The definition as plain data that :func:`parse_definition` reads back (one dataset, ``data``)."""
-        from ablate.config import to_dict
-
         raw: dict[str, Any] = {"name": self.name, "kind": self.kind, "description": self.description,
                                "data": to_dict(self.data), "fixed": dict(self.fixed),
                                "space": {p.name: p.to_raw() for p in self.space if p.name != ARCH},
@@ -317,7 +318,7 @@ def parse_definition(raw: Mapping[str, Any], where: str = "sweep", dataset: str 
         space=space, objectives=dict(objectives), sampler=sampler["name"], sampler_seed=sampler.get("seed", 0),
         trials=trials, seeds=int(raw.get("seeds", 16)), steps=int(raw.get("steps", 20)), prune=prune,
         description=str(raw.get("description", "")), architectures=architectures, dataset=dataset,
-        fit=_fit_set(raw.get("fit"), architectures, kind, where))
+        fit=_fit_set(raw.get("fit"), architectures, kind, where), joins=_joins(raw, dataset, kind, where))
     if definition.seeds < 1 or definition.steps < 1:
         raise ValueError(f"{where}: seeds and steps must be >= 1")
     for name, knobs in architectures.items():  # each architecture's configs, built before any trial runs
@@ -344,6 +345,31 @@ def _fit_set(raw: Any, architectures: dict[str, Any], kind: TrialKind, where: st
     return tuple(dict.fromkeys(raw))
 
 
+def _joins(raw: Mapping[str, Any], dataset: str | None, kind: TrialKind, where: str) -> tuple[str, str] | None:
+    """``joins: {definition: FILE, datasets: {THIS: THAT, ...}}``: this definition's held-out rows are predicted
+    with the rule FILE fitted for its dataset THAT and reported with FILE's rows (a second grid of the same
+    study, chosen later). FILE is relative to this file's folder; every dataset of this file names one."""
+    joins = raw.get("joins")
+    if joins is None:
+        return None
+    if not kind.fit:
+        raise ValueError(f"{where}: 'joins' (the design study whose rule and report this grid joins) belongs to "
+                         "design sweeps")
+    if raw.get("fit"):
+        raise ValueError(f"{where}: a grid that joins another study is predicted with that study's rule; it has no "
+                         "fit set of its own (remove 'fit' or 'joins')")
+    if not isinstance(joins, Mapping) or set(joins) != {"definition", "datasets"} \
+            or not isinstance(joins["definition"], str) or not isinstance(joins["datasets"], Mapping):
+        raise ValueError(f"{where}: joins must be {{definition: FILE, datasets: {{THIS_DATASET: ITS_DATASET}}}}; "
+                         f"got {joins!r}")
+    mine = list(raw.get("datasets") or {}) or [None]
+    missing = [d for d in mine if d not in joins["datasets"]]
+    if missing or set(joins["datasets"]) - set(mine):
+        raise ValueError(f"{where}: joins.datasets must map each dataset of this file ({', '.join(map(str, mine))}) "
+                         f"to one of {joins['definition']}'s; got {dict(joins['datasets'])}")
+    return str(joins["definition"]), str(joins["datasets"][dataset])
+
+
 def load_definition(path: str | Path, dataset: str | None = None) -> SweepDefinition:
     path = Path(path)
     try:
@@ -351,4 +377,7 @@ def load_definition(path: str | Path, dataset: str | None = None) -> SweepDefini
     except (OSError, yaml.YAMLError) as err:
         raise ValueError(f"cannot read sweep definition {str(path)!r}: {err}") from err
     d = parse_definition(raw, where=str(path), dataset=dataset)
-    return SweepDefinition(**{**d.__dict__, "path": path})
+    joins = None if d.joins is None else (str(path.parent / d.joins[0]), d.joins[1])
+    if joins is not None and not Path(joins[0]).is_file():
+        raise ValueError(f"{path}: joins.definition {d.joins[0]!r} is not a file next to it ({joins[0]})")
+    return SweepDefinition(**{**d.__dict__, "path": path, "joins": joins})

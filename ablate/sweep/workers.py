@@ -28,6 +28,8 @@ from optuna.storages import RDBStorage, fail_stale_trials
 from optuna.trial import TrialState
 
 from ablate import tracking
+from ablate.data import load_dataset
+from ablate.metrics import build_suite
 from ablate.sweep.claims import storage_lock
 from ablate.sweep.condition import resolve
 from ablate.sweep.context import TrialContext, attempt_checkpoints, merged_knobs, trial_tag, validate_space
@@ -36,6 +38,7 @@ from ablate.sweep.kinds import trial_kind
 from ablate.sweep.report import knob_text
 from ablate.sweep.storage import (counts, create_study, default_storage, load_existing, make_sampler, open_storage, out_dir,
                                   pareto, run_command, sweeps_dir)
+from ablate.threads import ENV, default_threads
 
 
 def status_lines(definition: SweepDefinition, url: str) -> list[str]:
@@ -304,8 +307,6 @@ def run_sweep(definition: SweepDefinition, storage: str | None = None, workers: 
     """Check every corner of the space, create the study once (a new version with ``new_version`` when the
     definition changed), then run ``workers`` local worker processes (or work in this process). Raises a
     ``ValueError`` (the CLI then exits non-zero) when no trial completed and some failed."""
-    from ablate.data import load_dataset
-
     url = storage or default_storage(definition)
     shape = load_dataset(definition.data).shape
     validate_space(definition, shape)
@@ -326,10 +327,7 @@ def run_sweep(definition: SweepDefinition, storage: str | None = None, workers: 
     else:
         if definition.path is None:
             raise ValueError("several workers need a definition file (load it with load_definition)")
-        from ablate.metrics import build_suite
         build_suite(definition.data)  # train and cache the classifier once, not in every worker at once
-        from ablate.threads import ENV, default_threads
-
         env = {**os.environ, ENV: str(default_threads(workers))}  # the workers share the cores
         procs = [subprocess.Popen(worker_command(definition, url, heartbeat), env=env) for _ in range(workers)]
         for p in procs:

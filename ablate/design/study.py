@@ -146,6 +146,35 @@ def predict_fit_rows(definition: SweepDefinition, rows: list[dict[str, Any]], ru
     return [{**r, **figures[r["arch"]]} for r in rows]
 
 
+def joined_rule(d: SweepDefinition) -> RuleFile:
+    """The rule a grid that ``joins`` another study is predicted with: that study's, fitted for the joined
+    dataset (``runs/sweeps/<its name>/rule-<dataset>.yaml``)."""
+    path = study_dir(d.joins[0]) / f"rule-{d.joins[1]}.yaml"
+    if not path.is_file():
+        raise ValueError(f"{d.path or d.name} joins {d.joins[0]} (dataset {d.joins[1]}), whose rule {path} does not "
+                         "exist yet: run that study's fit set first (python -m ablate.design design-before-training "
+                         f"--definition {d.joins[0]} --dataset {d.joins[1]})")
+    return load_rule(path)
+
+
+def joining(path: str | Path) -> list[Path]:
+    """The design definitions beside ``path`` (same folder) whose ``joins`` names it: their rows join its report."""
+    import yaml
+
+    path = Path(path).resolve()
+    found = []
+    for other in sorted(path.parent.glob("*.yaml")):
+        try:
+            raw = yaml.safe_load(other.read_text())
+        except (OSError, yaml.YAMLError):
+            continue
+        joins = raw.get("joins") if isinstance(raw, dict) else None
+        if isinstance(joins, dict) and isinstance(joins.get("definition"), str) \
+                and (other.parent / joins["definition"]).resolve() == path:
+            found.append(other)
+    return found
+
+
 def dataset_comparison(d: SweepDefinition, url: str, given: RuleFile | None, folder: Path, report_only: bool,
                        workers: int, progress: bool, path: str | Path) -> tuple[SweepDefinition, Comparison]:
     """One dataset's study run (or, ``report_only``, loaded) and compared: the held-out definition that holds it
@@ -153,7 +182,7 @@ def dataset_comparison(d: SweepDefinition, url: str, given: RuleFile | None, fol
 
     tag = d.dataset or "data"
     fit_rows: list[dict[str, Any]] = []
-    rule_file = given
+    rule_file = given if given is not None or d.joins is None else joined_rule(d)
     if d.fit and given is None:
         fit_def, fit_done = completed(part(d, d.fit, "-fit", {"role": "fit"}, folder, report_only), url,
                                       report_only, workers, progress, path)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
@@ -86,12 +86,20 @@ class EvalConfig:
         check_choice("wandb_mode", self.wandb_mode, tracking.MODES)
 
 
+EVAL_KEYS = tuple(f.name for f in fields(EvalConfig))
+
+
 def eval_config(overrides: Sequence[str] = (), base: EvalConfig | None = None) -> EvalConfig:
     """``base`` (default: :class:`EvalConfig`'s defaults) with ``key=value`` overrides, by the same machinery as
     ``train.py`` (``seeds=64``, ``machines=[els,ideal]`` or ``machines=els,ideal``, ``k_max=null``); an unknown key
     names the nearest valid one."""
     from ablate.config import apply_overrides, build_config
 
+    for item in overrides:
+        if "=" not in item or "." in item.split("=", 1)[0]:
+            raise ValueError(f"{item!r}: evaluate.py takes EvalConfig's keys as key=value ({', '.join(EVAL_KEYS)}), "
+                             "data.<key>=value (the network's training data, as in train.py) and net.<key>=value "
+                             "(how a foreign network takes time and what it predicts)")
     values = apply_overrides(to_dict(base or EvalConfig()), overrides)
     for key in ("machines", "samplers"):  # the flags' comma-separated spelling
         if isinstance(values.get(key), str):
