@@ -170,3 +170,25 @@ def test_evaluate_takes_eval_config_keys_as_overrides_over_its_flags():
         eval_config(["seedz=3"])
     with pytest.raises(ValueError, match="machine='elss' is not allowed"):
         eval_config(["machines=[elss]"])
+
+
+def test_per_step_agreement_is_scored_in_both_directions(digits):
+    """On the network's trajectory (the network's x_t, the network the reference) and on the machine's (the
+    Analytic Diffusion Studio's: the network run on the machine's x_t, the machine the reference): a machine that
+    is the network scores 1 both ways; another machine's second direction is what a hand recomputation from its
+    own trajectory gives, and differs from the first."""
+    from ablate.evaluation.agreement import run_agreement
+    from ablate.sampling import sample
+
+    network = build_oracle(OracleConfig(machine="els", patch_size=5, boundary="zeros"), digits.train)
+    other = build_oracle(OracleConfig(machine="ideal"), digits.train)
+    result = run_agreement(network, {"same": network, "ideal": other}, range(3), (1, 8, 8), steps=5)
+    for key in ("r2_machine_trajectory", "R2_machine_trajectory"):
+        assert result.per_step_more["same"][key] == pytest.approx([1.0] * 5, abs=1e-9)
+    own = sample(other, range(3), (1, 8, 8), steps=5, keep_trajectory=True)
+    hand = [float(pairwise_agreement(network.denoise(own.xs[i], float(own.alpha_bars[i])), own.x0_hats[i])["R2"]
+                  .median()) for i in range(5)]
+    assert result.per_step_more["ideal"]["R2_machine_trajectory"] == pytest.approx(hand, abs=1e-9)
+    assert result.per_step_more["ideal"]["R2_machine_trajectory"] != pytest.approx(
+        result.per_step_more["ideal"]["R2"], abs=1e-3)
+    assert "per_step_median_R2_machine_trajectory" in result.summary()["ideal"]

@@ -1,5 +1,6 @@
 """Design before training: the mapping rule's known answers, Spearman with known rankings, the design
 definition's validation, and a real (tiny) study end to end: predict, train, measure, compare, report, resume."""
+import json
 import math
 from pathlib import Path
 
@@ -324,6 +325,24 @@ def test_tiny_design_study_fits_the_rule_on_its_fit_set_and_predicts_the_held_ou
     held = [r for r in rescored.comparisons[0].rows]
     assert [r["arch"] for r in held] == ["r2", "r1c", "u1"]
     assert [r["train_seconds"] for r in held] == [by_arch[r["arch"]]["train_seconds"] for r in held]
+    # a second grid chosen later joins the study: predicted with its rule, trained, and shown in its report
+    more = dict(raw, name="tiny_more", datasets={"fingers_n20": {"name": "fingers", "size": 28, "count": 60, "n": 20}},
+                architectures={"r2": {"name": "resnet", "depth": 2}}, joins={"definition": path.name,
+                                                                              "datasets": {"fingers_n20": "fingers"}})
+    del more["fit"]
+    joined = run_design_study(write_definition(tmp_path, more), progress=False)
+    rows = joined.comparisons[0].rows
+    assert [(r["arch"], r["grid"], r["n"]) for r in rows if r["grid"] == "tiny_more"] == [("r2", "tiny_more", 20)]
+    new = next(r for r in rows if r["grid"] == "tiny_more")
+    expect = predict_oracle(raw["architectures"]["r2"], (1, 28, 28), rule_file.rule, steps=4)
+    assert new["k_schedule"] == " ".join(map(str, expect.ks)) and new["role"] == "held_out"
+    assert {r["label"] for r in rows if r["arch"] == "r2"} == {"r2 n=40", "r2 n=20"}  # one name, two sizes
+    data = json.loads((folder / "report.json").read_text())["datasets"]["fingers"]
+    assert [(r["architecture"], r["n"], r["grid"]) for r in data["rows"]][-1] == ("r2", 20, "tiny_more")
+    assert {"coherence", "artefact_rate", "novelty", "memorisation"} <= set(data["rows"][0]["trained"])
+    assert data["rows"][0]["parameters"] > 0 and data["rows"][2]["receptive_field"] == 9  # resnet depth 2
+    assert "free" in data["summary"] and "levels" in data["summary"] and data["summary"]["per_seed"]["flags"]
+    assert "against the free descriptors" in joined.report["markdown"].read_text()
 
 
 def test_running_one_dataset_keeps_the_others_results_in_the_shared_report(in_tmp, capsys):

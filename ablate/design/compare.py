@@ -13,33 +13,17 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-import numpy as np
-
+from ablate.design.baselines import Baselines, axis_correlations, baselines
 from ablate.design.kind import PREDICTED
+from ablate.design.statistics import (BAR, BOOTSTRAP, UNIT, Correlation, bootstrap_rho, ceiling_rho, spearman,
+                                      value_of)
 from ablate.sweep.definition import ARCH
 
-BAR = 0.8  # the issue's bar on fingers: rho >= 0.8 for artefact rate and for coherence
+__all__ = ["BAR", "BOOTSTRAP", "GATED", "UNIT", "Comparison", "Correlation", "bootstrap_rho", "ceiling_rho",
+           "compare", "correlations_of", "rows_of", "spearman", "value_of"]
+
 GATED = ("artefact_rate", "coherence")
-# metrics that are fractions or means of per-sample values in [0, 1]: their seeds are resampled binomially
-UNIT = ("coherence", "artefact_rate", "conditional_artefact_rate", "memorisation_rate", "accuracy")
 ROLES = ("held_out", "fit")
-BOOTSTRAP = 2000
-
-
-@dataclass(frozen=True)
-class Correlation:
-    metric: str
-    rho: float  # NaN when either side is constant across the grid (no ranking to compare)
-    p_value: float
-    n: int
-    low: float = float("nan")   # bootstrap 95% interval (architectures and seeds resampled)
-    high: float = float("nan")
-    ceiling: float = float("nan")  # median rho of a perfect predictor at these seed counts (rates only)
-    ceiling_at_bar: float = float("nan")  # the fraction of its draws with rho >= BAR
-
-    @property
-    def meets_bar(self) -> bool:
-        return not math.isnan(self.rho) and self.rho >= BAR
 
 
 @dataclass(frozen=True)
@@ -51,6 +35,26 @@ class Comparison:
     train_seconds: float
     by_role: dict[str, dict[str, Correlation]] = field(default_factory=dict)  # "held_out", "fit", "all"
     rule: dict[str, Any] | None = None  # the rule file's content (constants, fit set, commit)
+    baselines: Baselines | None = None  # the free baselines on the held-out rows (rows with descriptors)
+    axis: dict[str, Any] = field(default_factory=dict)  # the data-size axis (baselines.axis_correlations)
+    per_seed: dict[str, Any] | None = None  # ablate.design.seeds.per_seed_figures of the held-out rows
+    grids: dict[str, dict[str, Correlation]] = field(default_factory=dict)  # held-out rho per grid (several)
+    dataset: str | None = None  # the definition's dataset key
+
+    def seconds(self, role: str, key: str) -> float:
+        """The sum of ``key`` (``prediction_seconds``, ``train_seconds``) over the rows of ``role``."""
+        values = [value_of(r, key) for r in self.rows if r.get("role", "held_out") == role]
+        return sum(v for v in values if not math.isnan(v))
+
+    @property
+    def held_out_cost(self) -> tuple[float, float]:
+        """Prediction over training on the held-out rows alone, and the same with the fit set's training
+        charged to the prediction (no rule, so no prediction, without it)."""
+        predict, train, fit = (self.seconds("held_out", "prediction_seconds"), self.seconds("held_out", "train_seconds"),
+                               self.seconds("fit", "train_seconds"))
+        if train <= 0:
+            return float("nan"), float("nan")
+        return predict / train, (predict + fit) / train
 
     @property
     def cost_ratio(self) -> float:
@@ -62,80 +66,6 @@ class Comparison:
         return "held-out" if "held_out" in self.by_role and "fit" in self.by_role else "all"
 
 
-def spearman(predicted: Sequence[float], measured: Sequence[float]) -> tuple[float, float]:
-    """Spearman's rho (ties get average ranks) and its two-sided p-value; NaN for fewer than 3 pairs or
-    a constant side."""
-    from scipy.stats import spearmanr
-
-    pairs = [(p, m) for p, m in zip(predicted, measured) if not (math.isnan(p) or math.isnan(m))]
-    if len(pairs) < 3 or len({p for p, _ in pairs}) < 2 or len({m for _, m in pairs}) < 2:
-        return float("nan"), float("nan")
-    result = spearmanr([p for p, _ in pairs], [m for _, m in pairs])
-    return float(result.statistic), float(result.pvalue)
-
-
-def _row_spearman(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Spearman's rho of each row pair of ``x, y [B, n]`` (average ranks; NaN for a constant row)."""
-    from scipy.stats import rankdata
-
-    rx, ry = rankdata(x, axis=1), rankdata(y, axis=1)
-    rx, ry = rx - rx.mean(1, keepdims=True), ry - ry.mean(1, keepdims=True)
-    den = np.sqrt((rx * rx).sum(1) * (ry * ry).sum(1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, (rx * ry).sum(1) / np.where(den > 0, den, 1), np.nan)
-
-
-def _redraw(rng: np.random.Generator, rates: np.ndarray, n: np.ndarray) -> np.ndarray:
-    """Each rate redrawn as ``Binomial(n, rate) / n`` (resampling its ``n`` seeds); kept where ``n`` is not a
-    positive count."""
-    ok = np.isfinite(n) & (n > 0)
-    drawn = rng.binomial(np.where(ok, n, 1).astype(np.int64), np.clip(rates, 0.0, 1.0)) / np.where(ok, n, 1)
-    return np.where(ok, drawn, rates)
-
-
-def bootstrap_rho(predicted: Sequence[float], measured: Sequence[float], n_predicted: Sequence[float] | None = None,
-                  n_measured: Sequence[float] | None = None, draws: int = BOOTSTRAP, seed: int = 0) -> tuple[float, float]:
-    """A 95% percentile interval for Spearman's rho: architectures drawn with replacement, and, where the
-    sample counts ``n_*`` are given (a rate or a mean of per-sample values in [0, 1] over that many seeds),
-    each figure redrawn as ``Binomial(n, value) / n``, which is resampling its seeds (for a mean of values
-    in [0, 1] it is the widest such spread). Draws with a constant side are left out; NaN when fewer than
-    half the draws have a rho, or for fewer than 3 architectures."""
-    p, m = np.asarray(predicted, float), np.asarray(measured, float)
-    keep = ~(np.isnan(p) | np.isnan(m))
-    if keep.sum() < 3:
-        return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, keep.sum(), size=(draws, int(keep.sum())))
-    ps, ms = p[keep][idx], m[keep][idx]
-    for values, counts in ((ps, n_predicted), (ms, n_measured)):
-        if counts is not None:
-            values[...] = _redraw(rng, values, np.asarray(counts, float)[keep][idx])
-    rho = _row_spearman(ps, ms)
-    rho = rho[~np.isnan(rho)]
-    if len(rho) < draws / 2:
-        return float("nan"), float("nan")
-    return float(np.percentile(rho, 2.5)), float(np.percentile(rho, 97.5))
-
-
-def ceiling_rho(measured: Sequence[float], n_predicted: Sequence[float], n_measured: Sequence[float],
-                draws: int = BOOTSTRAP, seed: int = 0) -> tuple[float, float]:
-    """What seed noise alone leaves of a rate's ranking: a *perfect* predictor (its rates are the measured
-    ones) is drawn as ``Binomial(n_predicted, rate) / n_predicted`` against the measurement redrawn as
-    ``Binomial(n_measured, rate) / n_measured``; returns the median of Spearman's rho over the draws and the
-    fraction of draws with rho >= ``BAR``. Near-tied rates (a spread of a few standard errors) give a ceiling
-    under 1: no predictor at these seed counts can be expected to rank them. NaN for fewer than 3 rates;
-    draws with a constant side count as rho 0."""
-    m = np.asarray(measured, float)
-    npred, nmeas = np.asarray(n_predicted, float), np.asarray(n_measured, float)
-    keep = ~np.isnan(m) & np.isfinite(npred) & (npred > 0) & np.isfinite(nmeas) & (nmeas > 0)
-    if keep.sum() < 3:
-        return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    rate = np.broadcast_to(m[keep], (draws, int(keep.sum())))
-    rho = np.nan_to_num(_row_spearman(_redraw(rng, rate, npred[keep]), _redraw(rng, rate, nmeas[keep])), nan=0.0)
-    return float(np.median(rho)), float((rho >= BAR).mean())
-
-
 def rows_of(trials, order: Sequence[str] = ()) -> list[dict[str, Any]]:
     """One row per completed trial (Optuna ``FrozenTrial``s), architectures in ``order`` (then by number)."""
     rank = {name: i for i, name in enumerate(order)}
@@ -143,24 +73,19 @@ def rows_of(trials, order: Sequence[str] = ()) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: (rank.get(r["arch"], len(rank)), r["trial"]))
 
 
-def _value(row: dict[str, Any], key: str) -> float:
-    v = row.get(key)
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else float("nan")
-
-
 def correlations_of(rows: list[dict[str, Any]]) -> dict[str, Correlation]:
     out = {}
     for metric in PREDICTED + ("conditional_artefact_rate",):
         if not any(f"predicted_{metric}" in r for r in rows):
             continue
-        pred = [_value(r, f"predicted_{metric}") for r in rows]
-        meas = [_value(r, metric) for r in rows]
+        pred = [value_of(r, f"predicted_{metric}") for r in rows]
+        meas = [value_of(r, metric) for r in rows]
         rho, p = spearman(pred, meas)
-        counts = ([_value(r, "prediction_seeds") for r in rows],
-                  [_value(r, "measure_seeds") if "measure_seeds" in r else _value(r, "prediction_seeds") for r in rows]
+        counts = ([value_of(r, "prediction_seeds") for r in rows],
+                  [value_of(r, "measure_seeds") if "measure_seeds" in r else value_of(r, "prediction_seeds") for r in rows]
                   ) if metric in UNIT else (None, None)
         if metric == "conditional_artefact_rate":  # a rate over the samples that are hands
-            counts = ([_value(r, "predicted_hands") for r in rows], [_value(r, "hands") for r in rows])
+            counts = ([value_of(r, "predicted_hands") for r in rows], [value_of(r, "hands") for r in rows])
         low, high = bootstrap_rho(pred, meas, *counts)
         paired = [i for i, (a, b) in enumerate(zip(pred, meas)) if not (math.isnan(a) or math.isnan(b))]
         ceiling = (float("nan"), float("nan")) if counts[0] is None else \
@@ -169,9 +94,12 @@ def correlations_of(rows: list[dict[str, Any]]) -> dict[str, Correlation]:
     return out
 
 
-def compare(study_name: str, rows: list[dict[str, Any]], rule: dict[str, Any] | None = None) -> Comparison:
+def compare(study_name: str, rows: list[dict[str, Any]], rule: dict[str, Any] | None = None,
+            per_seed: dict[str, Any] | None = None) -> Comparison:
     """Spearman's rho per metric over the predicted rows, by role (``fit`` rows are predicted with the rule
-    fitted on them, in-sample; every other row is held out)."""
+    fitted on them, in-sample; every other row is held out); where the rows carry their free descriptors
+    (``parameters``), the free baselines and the data-size axis (:mod:`ablate.design.baselines`)."""
+
     predicted = [r for r in rows if any(k.startswith("predicted_") for k in r)]
     groups = {"all": predicted}
     for role in ROLES:
@@ -181,7 +109,12 @@ def compare(study_name: str, rows: list[dict[str, Any]], rule: dict[str, Any] | 
     by_role = {g: correlations_of(members) for g, members in groups.items()}
     split = "fit" in groups and "held_out" in groups
     headline = by_role["held_out"] if split else by_role["all"]
+    held = groups.get("held_out", []) if split else predicted
+    free = baselines(groups.get("fit", []), held) if held and all("parameters" in r for r in rows) else None
+    names = list(dict.fromkeys(r.get("grid") for r in held if r.get("grid")))
+    grids = {g: correlations_of([r for r in held if r.get("grid") == g]) for g in names} if len(names) > 1 else {}
     return Comparison(study_name, rows, headline,
-                      sum(_value(r, "prediction_seconds") for r in rows if not math.isnan(_value(r, "prediction_seconds"))),
-                      sum(_value(r, "train_seconds") for r in rows if not math.isnan(_value(r, "train_seconds"))),
-                      by_role, rule)
+                      sum(value_of(r, "prediction_seconds") for r in rows if not math.isnan(value_of(r, "prediction_seconds"))),
+                      sum(value_of(r, "train_seconds") for r in rows if not math.isnan(value_of(r, "train_seconds"))),
+                      by_role, rule, free, axis_correlations([r for r in rows if "n" in r]) if free else {},
+                      per_seed, grids)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -20,10 +21,12 @@ from typing import Any
 import torch
 
 from ablate.design.compare import BAR, GATED, Comparison
+from ablate.design.export import report_data
 from ablate.viz import pyplot
 
 COLUMNS = [  # (key in a row, header, format)
-    ("arch", "architecture", "{}"), ("role", "role", "{}"), ("receptive_field", "RF", "{}"),
+    ("label", "architecture", "{}"), ("role", "role", "{}"), ("grid", "grid", "{}"), ("n", "n", "{}"),
+    ("parameters", "parameters", "{:,}"), ("receptive_field", "RF", "{}"),
     ("local_receptive_field", "local RF", "{}"), ("stride", "stride", "{}"),
     ("boundary", "boundary", "{}"), ("k_schedule", "rule's k (high noise first)", "{}"),
     ("els_k", "calibrated k", "{}"),
@@ -33,6 +36,8 @@ COLUMNS = [  # (key in a row, header, format)
     ("conditional_artefact_rate", "wrong count among hands trained", "{:.3f}"),
     ("predicted_fidelity", "fidelity pred.", "{:.3f}"), ("fidelity", "fidelity trained", "{:.3f}"),
     ("predicted_novelty", "novelty pred.", "{:.3f}"), ("novelty", "novelty trained", "{:.3f}"),
+    ("predicted_memorisation_rate", "memorisation pred.", "{:.3f}"), ("memorisation_rate", "memorisation trained",
+                                                                       "{:.3f}"),
     ("prediction_r2", "r² pred. vs trained", "{:.3f}"), ("els_r", "calibrated ELS r", "{:.3f}"),
     ("els_r2", "calibrated ELS r²", "{:.3f}"), ("es_r2", "ES r²", "{:.3f}"), ("is_r2", "IS r²", "{:.3f}"),
     ("artefact_hit_rate", "artefact hit rate", "{:.2f}"), ("artefact_hit_rate_chance", "hit rate, mismatched seeds",
@@ -79,7 +84,12 @@ def scatter_plot(c: Comparison, path: Path) -> Path:
                             yerr=_binomial_se(y, r.get("measure_seeds", r.get("prediction_seeds"))),
                             fmt="none", ecolor="0.6", lw=0.8, zorder=2)
         for x, y, r in zip(xs, ys, c.rows):
-            ax.annotate(r["arch"], (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
+            ax.annotate(r.get("label", r["arch"]), (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        finite = [v for v in xs + ys if isinstance(v, (int, float)) and not math.isnan(v)]
+        if finite:  # the diagonal: a prediction right in level, not only in rank
+            lo, hi = min(finite), max(finite)
+            pad = 0.05 * (hi - lo or 1.0)
+            ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], ":", color="0.5", lw=0.8, zorder=1)
         rho = c.correlations[m].rho
         which = "held-out " if c.headline == "held-out" else ""
         undefined = "fewer than 3 architectures" if c.correlations[m].n < 3 else "constant"
@@ -88,7 +98,8 @@ def scatter_plot(c: Comparison, path: Path) -> Path:
                      fontsize=9)
         ax.set(xlabel="predicted by the oracle (no training)", ylabel="measured on the trained network")
     fig.suptitle(f"{c.study}: predicted vs measured across {len(c.rows)} architectures "
-                 "(red: circular padding; rings: the fit set; bars: ±1 binomial standard error)", fontsize=10)
+                 "(red: circular padding; rings: the fit set; bars: ±1 binomial standard error; dotted: y = x)",
+                 fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
@@ -135,14 +146,15 @@ def per_step_plot(c: Comparison, path: Path) -> Path | None:
     return path
 
 
-def samples_plot(c: Comparison, samples_dir: Path, path: Path, seeds: int = 10) -> Path | None:
-    """Two rows per architecture (oracle, trained) of the first ``seeds`` seeds."""
+def samples_plot(c: Comparison, root: Path, path: Path, seeds: int = 10) -> Path | None:
+    """Two rows per architecture (oracle, trained) of the first ``seeds`` seeds (each row's ``samples_path``,
+    relative to ``root``)."""
     plt = pyplot()
     pairs = []
     for r in c.rows:
-        f = samples_dir / f"trial{r['trial']:04d}-{r['arch']}.pt"
-        if f.is_file():
-            pairs.append((r["arch"], torch.load(f, weights_only=True)))
+        f = root / r["samples_path"] if r.get("samples_path") else None
+        if f is not None and f.is_file():
+            pairs.append((r.get("label", r["arch"]), torch.load(f, weights_only=True)))
     if not pairs:
         return None
     n = min(seeds, len(pairs[0][1]["trained"]))
@@ -250,7 +262,7 @@ def verdict(c: Comparison) -> list[str]:
             shown = ", ".join(f"{m} {corr.rho:.2f}" for m, corr in c.by_role[role].items() if not math.isnan(corr.rho))
             lines.append(f"- {ROLE_NAMES[role]} rows: ρ {shown or 'undefined'}")
     held = [r for r in c.rows if r.get("role", "held_out") != "fit" and "artefact_hit_rate" in r]
-    if held:
+    if held and c.per_seed is None:  # else pooled over seeds, with intervals (per_seed_lines)
         def mean(key):
             v = [r[key] for r in held if isinstance(r.get(key), float) and not math.isnan(r[key])]
             return f"{sum(v) / len(v):.2f}" if v else "–"
@@ -273,10 +285,136 @@ def verdict(c: Comparison) -> list[str]:
         lines.append(f"- **seeds**: the oracle samples {s}, the trained network {m} (the first {s} the same); "
                      f"a rate near 0.5 has a standard error of {0.5 / math.sqrt(s):.2f} predicted, "
                      f"{0.5 / math.sqrt(m):.2f} measured")
+    lines += free_lines(c) + axis_lines(c) + per_seed_lines(c)
     ratio = c.cost_ratio
     lines.append(f"- **cost**: prediction {c.prediction_seconds:.0f} s against training {c.train_seconds:.0f} s, "
                  f"ratio {ratio:.3f} (bar: ≤ 0.1): {'meets' if ratio <= 0.1 else 'misses'}")
+    if c.headline == "held-out" and c.seconds("held_out", "train_seconds") > 0:
+        held, charged = c.held_out_cost
+        lines.append(f"- **cost, held-out rows only**: prediction over training {held:.3f}; with the fit set's "
+                     f"training ({c.seconds('fit', 'train_seconds'):.0f} s, without which no rule predicts) charged "
+                     f"to the prediction: {charged:.3f}")
     return lines
+
+
+def _ci(rho: float, low: float, high: float) -> str:
+    if math.isnan(rho):
+        return "undefined"
+    return f"{rho:.2f}" + ("" if math.isnan(low) else f" [{low:.2f}, {high:.2f}]")
+
+
+AIM_MARGIN = 0.05  # the issue's aim: the oracle's rho above the best free ranking's by at least this
+AIM_MAE = 0.15
+
+
+def free_lines(c: Comparison) -> list[str]:
+    """The oracle against what is free (:mod:`ablate.design.baselines`), per gated metric, then the levels."""
+    b = c.baselines
+    if b is None:
+        return []
+    lines = []
+    for m in GATED:
+        if m not in b.best or m not in c.correlations:
+            continue
+        oracle, (name, best) = c.correlations[m], b.best[m]
+        partial = b.partial[m]
+        gap = oracle.rho - best.rho
+        verdict_ = ("the oracle adds nothing over the free ranking here" if math.isnan(gap) or gap <= 0 else
+                    f"the oracle is ahead by {gap:.2f}" + (" (aim: ≥ 0.05, met)" if gap >= AIM_MARGIN
+                                                           else " (aim: ≥ 0.05, missed)"))
+        if not math.isnan(gap) and gap < AIM_MARGIN:
+            verdict_ += f"; measured gap to the aim {AIM_MARGIN - gap:.2f}"
+        lines.append(f"- **{m} against the free descriptors**: oracle ρ {_ci(oracle.rho, oracle.low, oracle.high)}; "
+                     f"best free ranking ({name}) {_ci(best.rho, best.low, best.high)}; "
+                     + ", ".join(f"{d} {_ci(k.rho, k.low, k.high)}" for d, k in b.free[m].items() if d != "n")
+                     + f"; descriptor regression (fit set only) {_ci(b.regression[m].rho, b.regression[m].low, b.regression[m].high)}"
+                     + f"; the oracle's partial ρ given the receptive field {_ci(*partial)}: {verdict_}")
+    for m, err in b.levels.items():
+        fixed, reg = b.corrected[m], b.regression_levels[m]
+        mark = "meets" if err.mae <= AIM_MAE else "misses"
+        lines.append(f"- **{m} levels**: oracle MAE {_ci(err.mae, err.low, err.high)} over {err.n} rows (aim ≤ "
+                     f"{AIM_MAE}: {mark}; trained minus predicted {err.bias:+.2f} on average); with the fit set's "
+                     f"bias removed {_ci(fixed.mae, fixed.low, fixed.high)}; the descriptor regression's "
+                     f"{_ci(reg.mae, reg.low, reg.high)}")
+    return lines
+
+
+def axis_lines(c: Comparison) -> list[str]:
+    """The data-size axis, per architecture: the oracle's rho along n and the free ranking by n's."""
+    lines = []
+    for arch, metrics in c.axis.items():
+        sizes = sorted({r.get("n") for r in c.rows if r["arch"] == arch})
+        parts = [f"{m} oracle ρ {_ci(k['oracle'].rho, k['oracle'].low, k['oracle'].high)} (ranking by n: "
+                 f"{_ci(k['n'].rho, k['n'].low, k['n'].high)})" for m, k in metrics.items()]
+        lines.append(f"- **data-size axis, {arch}** (n = {', '.join(map(str, sizes))}; aim ρ ≥ 0.8): " + "; ".join(parts))
+    return lines
+
+
+def per_seed_lines(c: Comparison) -> list[str]:
+    """Which seeds, and where: pooled kappa and locations against permuted seeds; the mapping's gain."""
+    p = c.per_seed
+    if not p:
+        return []
+    f = p["flags"]["pooled"]
+    lines = [f"- **which seeds** (pooled over {f['seeds']} seeds of the held-out architectures): Cohen's κ between "
+             f"the seeds the oracle spoils and those the trained network spoils {_ci(f['kappa'], f['low'], f['high'])}; "
+             f"permuted seeds (within each architecture, so differences in rate between architectures earn "
+             f"nothing) give {f['chance']:.2f} on average, {f['chance_high']:.2f} at the 97.5th percentile: "
+             + (f"above chance (permutation p = {f['p_value']:.3f})" if f["kappa"] > f["chance_high"]
+                else f"not above chance (permutation p = {f['p_value']:.2f})")]
+    loc = p.get("locations")
+    if loc and loc["seeds"]:
+        lines.append(f"- **where** (pooled over the {loc['seeds']} seeds where the network made an artefact): the "
+                     f"oracle's touches it on {_ci(loc['hit_rate'], loc['hit_low'], loc['hit_high'])} of them "
+                     f"(permuted seeds: {loc['hit_chance']:.2f}); map IoU {_ci(loc['iou'], loc['iou_low'], loc['iou_high'])}"
+                     f" over {loc['pairs']} seeds (permuted: {loc['iou_chance']:.2f})")
+    gains = p.get("mapping") or {}
+    if gains:
+        beats = sum(g["own"] > g["others"] for g in gains.values() if g["of"])
+        own = sorted(g["own"] for g in gains.values())
+        others = sorted(g["others"] for g in gains.values() if g["of"])
+        mid = (lambda v: v[len(v) // 2] if v else float("nan"))
+        lines.append(f"- **the mapping's gain, per seed**: an architecture's own predicted samples match its trained "
+                     f"ones with median r² {mid(own):.2f} (median over architectures); the machines mapped for the "
+                     f"grid's other architectures (same data) {mid(others):.2f}; its own machine is better than the "
+                     f"others' median for {beats} of {len([g for g in gains.values() if g['of']])} architectures")
+    return lines
+
+
+def tables(c: Comparison) -> list[tuple[str, list[str], list[list[str]]]]:
+    """The report's tables beside the architectures': every ranking of each metric on the held-out rows (the
+    oracle, each free descriptor, the descriptor regression), and per seed, per held-out architecture."""
+    out = []
+    b = c.baselines
+    if b is not None:
+        header = ["ranking"] + [f"{m} ρ [95%]" for m in b.free]
+        names = ["oracle"] + list(next(iter(b.free.values()))) + ["descriptor regression (fit set only)"]
+        rows = []
+        for name in names:
+            cells = []
+            for m in b.free:
+                k = c.correlations.get(m) if name == "oracle" else b.regression[m] if name.startswith("descriptor") \
+                    else b.free[m][name]
+                cells.append("–" if k is None else _ci(k.rho, k.low, k.high))
+            rows.append([name if name != "n" else "n (training-set size)", *cells])
+        rows.append(["oracle, partial given the receptive field", *[_ci(*b.partial[m]) for m in b.free]])
+        out.append((f"{c.study}: held-out rankings against the free baselines", header, rows))
+    p = c.per_seed
+    if p:
+        flags, gains = p["flags"]["by_arch"], p.get("mapping") or {}
+        header = ["architecture", "flagged pred.", "flagged trained", "κ [95%]", "κ permuted seeds (97.5%)", "p",
+                  "r² own machine", "r² other machines (median)", "beats"]
+        rows = []
+        for label_, f in flags.items():
+            g = gains.get(label_, {})
+            rows.append([label_, f"{f['predicted_rate']:.2f}", f"{f['trained_rate']:.2f}", _ci(f["kappa"], f["low"], f["high"]),
+                         "–" if f["chance_high"] is None or math.isnan(f["chance_high"]) else f"{f['chance_high']:.2f}",
+                         "–" if f.get("p_value") is None or math.isnan(f["p_value"]) else f"{f['p_value']:.3f}",
+                         f"{g['own']:.2f}" if g else "–",
+                         f"{g['others']:.2f}" if g and not math.isnan(g["others"]) else "–",
+                         f"{g['beats']} of {g['of']}" if g else "–"])
+        out.append((f"{c.study}: per seed, held-out architectures", header, rows))
+    return out
 
 
 def _ordered(c: Comparison) -> list[tuple[str, list[dict[str, Any]]]]:
@@ -300,6 +438,10 @@ def markdown(comparisons: list[Comparison], images: dict[str, dict[str, Path]], 
             parts.append("|" + "---|" * len(COLUMNS))
             for r in rows:
                 parts.append("| " + " | ".join(_cell(r, k, f) for k, _, f in COLUMNS) + " |")
+            parts.append("")
+        for title, header, rows in tables(c):
+            parts += [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+            parts += ["| " + " | ".join(row) + " |" for row in rows]
             parts.append("")
         for name, path in images.get(c.study, {}).items():
             parts.append(f"![{name}]({path.relative_to(out).as_posix()})")
@@ -325,6 +467,11 @@ def html_page(comparisons: list[Comparison], images: dict[str, dict[str, Path]])
                 parts.append("<tr>" + "".join(f"<td>{html.escape(_cell(r, k, f))}</td>" for k, _, f in COLUMNS)
                              + "</tr>")
             parts.append("</table>")
+        for title, header, rows in tables(c):
+            parts.append(f"<h3>{html.escape(title)}</h3><table><tr>"
+                         + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>")
+            parts += ["<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>" for row in rows]
+            parts.append("</table>")
         parts += [_img(p) for p in images.get(c.study, {}).values()]
     style = ("body{font-family:sans-serif;margin:2em;max-width:1500px} img{max-width:100%;display:block;margin:1em 0}"
              " table{border-collapse:collapse;font-size:12px} td,th{border:1px solid #ccc;padding:3px 6px}")
@@ -332,8 +479,9 @@ def html_page(comparisons: list[Comparison], images: dict[str, dict[str, Path]])
             f"<style>{style}</style></head><body>{''.join(parts)}</body></html>")
 
 
-def write_report(comparisons: list[Comparison], samples_dirs: dict[str, Path], out: Path) -> dict[str, Path]:
-    """``report.md``, ``report.html`` and the PNGs into ``out``; returns their paths."""
+def write_report(comparisons: list[Comparison], samples_root: Path, out: Path) -> dict[str, Path]:
+    """``report.md``, ``report.html``, ``report.json`` (:func:`~ablate.design.export.report_data`) and the PNGs
+    into ``out``; returns their paths. ``samples_root``: what the rows' ``samples_path`` are relative to."""
     out.mkdir(parents=True, exist_ok=True)
     images: dict[str, dict[str, Path]] = {}
     for c in comparisons:
@@ -341,11 +489,13 @@ def write_report(comparisons: list[Comparison], samples_dirs: dict[str, Path], o
         steps = per_step_plot(c, out / f"{c.study}-per-step.png")
         if steps is not None:
             images[c.study]["calibrated ELS per step"] = steps
-        grid = samples_plot(c, samples_dirs[c.study], out / f"{c.study}-samples.png")
+        grid = samples_plot(c, samples_root, out / f"{c.study}-samples.png")
         if grid is not None:
             images[c.study]["samples before and after training"] = grid
     md = out / "report.md"
     md.write_text(markdown(comparisons, images, out))
     page = out / "report.html"
     page.write_text(html_page(comparisons, images))
-    return {"markdown": md, "html": page, **{f"{s}/{k}": p for s, d in images.items() for k, p in d.items()}}
+    data = out / "report.json"
+    data.write_text(json.dumps(report_data(comparisons), indent=1, allow_nan=False) + "\n")
+    return {"markdown": md, "html": page, "json": data, **{f"{s}/{k}": p for s, d in images.items() for k, p in d.items()}}

@@ -21,11 +21,15 @@ from typing import Any
 
 from optuna.trial import TrialState
 
+from ablate.data import load_dataset
+from ablate.design.baselines import descriptors_of
 from ablate.design.compare import Comparison, compare, rows_of
-from ablate.design.kind import default_device, predict
+from ablate.design.kind import build, default_device, predict
 from ablate.design.mapping import FitMember
 from ablate.design.report import COLUMNS, verdict, write_report
 from ablate.design.rule_file import RuleFile, fit_rule_file, load_rule, save_or_keep
+from ablate.design.seeds import per_seed_figures
+from ablate.oracle.fused import kernel
 from ablate.sweep.context import TrialContext
 from ablate.sweep.definition import SweepDefinition, dataset_names, load_definition
 from ablate.sweep.storage import default_storage, load_existing, open_storage, out_dir, run_command, sweeps_dir
@@ -203,9 +207,76 @@ def dataset_comparison(d: SweepDefinition, url: str, given: RuleFile | None, fol
     held = [n for n in d.architectures if n not in d.fit]
     main = d if rule_file is None else part(d, held, "", rule_file.rule.knobs(), folder, report_only)
     main, done = completed(main, url, report_only, workers, progress, path)
-    rows = fit_rows + rows_of(done, held)
-    return main, compare(main.name, rows, rule_file.to_dict() | {"path": str(rule_file.path)}
-                         if rule_file is not None else None)
+    channels = load_dataset(d.data).shape[0]
+    rows = annotate(fit_rows, d, None, channels) + annotate(rows_of(done, held), d, main.name, channels)
+    per_seed = None
+    if d.joins is None:  # a study's report: its own rows and those of every grid that joins it
+        rows += joined_rows(d, path, channels, progress)
+        label(rows)
+        per_seed = cached_per_seed(d, rows, folder / f"per-seed-{tag}.json")
+    c = compare(main.name, rows, rule_file.to_dict() | {"path": str(rule_file.path)} if rule_file is not None
+                else None, per_seed)
+    return main, dataclasses.replace(c, dataset=d.dataset)
+
+
+def annotate(rows: list[dict[str, Any]], d: SweepDefinition, study: str | None, channels: int) -> list[dict[str, Any]]:
+    """Each row with what is free to know about it (:func:`~ablate.design.baselines.descriptors_of`, the
+    training-set size ``n``), the grid (definition) it came from, and its saved samples (``samples_path``,
+    relative to the runs' ``sweeps/`` folder) when ``study`` saved any."""
+    for r in rows:
+        model = build(d, {**d.fixed, **d.architectures.get(r["arch"], {})})["train"].model
+        r.update(grid=d.name.removesuffix(f"-{d.dataset}") if d.dataset else d.name, n=d.data.n,
+                 **descriptors_of(model, channels))
+        if study is not None and (sweeps_dir() / study / "samples" / f"trial{r['trial']:04d}-{r['arch']}.pt").is_file():
+            r["samples_path"] = f"{study}/samples/trial{r['trial']:04d}-{r['arch']}.pt"
+    return rows
+
+
+def label(rows: list[dict[str, Any]]) -> None:
+    """``label``: the architecture's name, with ``n=`` where the same architecture was trained on several sizes."""
+    sizes: dict[str, set] = {}
+    for r in rows:
+        sizes.setdefault(r["arch"], set()).add(r.get("n"))
+    for r in rows:
+        r["label"] = r["arch"] if len(sizes[r["arch"]]) == 1 else f"{r['arch']} n={r.get('n')}"
+
+
+def joined_rows(d: SweepDefinition, path: str | Path, channels: int, progress: bool) -> list[dict[str, Any]]:
+    """The held-out rows of every grid that joins ``d`` (:func:`joining`) for ``d``'s dataset, as they stand:
+    predicted with ``d``'s rule by those grids' trials; a grid not run yet is left out (and said so)."""
+    rows: list[dict[str, Any]] = []
+    for other in joining(path):
+        for ds in dataset_names(other) or [None]:
+            jd = load_definition(other, ds)
+            if jd.joins is None or jd.joins[1] != d.dataset:
+                continue
+            try:
+                rule = joined_rule(jd)
+                main, done = completed(part(jd, list(jd.architectures), "", rule.rule.knobs(), study_dir(other), True),
+                                       default_storage(jd), True, 1, False, other)
+            except (ValueError, LookupError) as err:
+                if progress:
+                    print(f"report: {jd.name} left out ({err})", flush=True)
+                continue
+            rows += annotate(rows_of(done, list(jd.architectures)), jd, main.name, channels)
+    return rows
+
+
+def cached_per_seed(d: SweepDefinition, rows: list[dict[str, Any]], cache: Path) -> dict[str, Any] | None:
+    """:func:`~ablate.design.seeds.per_seed_figures` of the rows, kept in ``cache`` for the set of samples it
+    was computed from (the detector of a digit dataset is a trained classifier: the committed figures are
+    what the report shows, recomputed when a row is added)."""
+    files = sorted(r["samples_path"] for r in rows if r.get("role", "held_out") != "fit" and r.get("samples_path"))
+    if not files:
+        return None
+    if cache.is_file():
+        cached = json.loads(cache.read_text())
+        if cached.get("rows") == files:
+            return cached
+    figures = per_seed_figures(rows, TrialContext.build(d, out_dir(d)).suite.detector, sweeps_dir())
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps(figures, indent=1))
+    return figures
 
 
 def run_design_study(path: str | Path, datasets: list[str] | None = None, storage: str | None = None,
@@ -219,12 +290,23 @@ def run_design_study(path: str | Path, datasets: list[str] | None = None, storag
     file to predict the asked datasets' held-out grids with (default: fit it on the definition's fit set)."""
 
     start = time.perf_counter()
-    comparisons, samples_dirs, resolved = [], {}, []
+    comparisons, resolved = [], []
     defs = definitions(path, datasets)
     given = load_rule(rule) if rule is not None else None
     folder = study_dir(path)
+    if defs[0].joins is not None:  # a grid that joins another study: run it, then redraw that study's report
+        if given is not None:
+            raise ValueError(f"{path} joins {defs[0].joins[0]} and is predicted with its rule; drop --rule")
+        if not report_only:
+            kernel()
+            for d in defs:
+                main, c = dataset_comparison(d, storage or default_storage(d), None, folder, False, workers, progress,
+                                             path)
+                if progress:
+                    print(f"{main.name}:", *verdict(c), sep="\n", flush=True)
+        joined = run_design_study(defs[0].joins[0], None, None, 1, True, progress)
+        return DesignResult(joined.comparisons, joined.report, time.perf_counter() - start)
     if not report_only:
-        from ablate.oracle.fused import kernel
         kernel()  # build the oracle's fused CPU kernel once per machine (cached) before any timed prediction
     asked = {d.dataset for d in defs}
     shown = []  # every dataset of the file, in its order: the asked ones run, the others as they stand
@@ -244,8 +326,7 @@ def run_design_study(path: str | Path, datasets: list[str] | None = None, storag
                     print(f"report: {d.dataset} left out ({err})", flush=True)
                 continue
         shown.append(c)
-        samples_dirs[main.name] = out_dir(main) / "samples"
-    report = write_report(shown, samples_dirs, folder)
+    report = write_report(shown, sweeps_dir(), folder)
     for d, c in zip(resolved, comparisons):
         log_to_wandb(d, c, report)
     return DesignResult(comparisons, report, time.perf_counter() - start)

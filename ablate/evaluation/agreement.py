@@ -29,12 +29,18 @@ def median_ci(values: torch.Tensor, seed: int = 0) -> tuple[float, float]:
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
+PER_STEP_MORE = ("R2", "mse", "r2_machine_trajectory", "R2_machine_trajectory", "mse_machine_trajectory")
+
+
 @dataclass(frozen=True)
 class SamplerAgreement:
     """One sampler's outcome. samples: name -> ``[M, C, H, W]`` (``"network"`` included);
     metrics: machine -> its :class:`ELSAgreement` against the network (per seed: :attr:`per_seed`);
-    per_step: machine -> median r2 of the denoiser outputs on the network's trajectory, one per denoiser call
-    ``[E]`` (``E = T`` but for Heun); alpha_bars ``[E]``."""
+    per_step: machine -> median r2 of the denoiser outputs on the network's trajectory (both run on the
+    network's ``x_t``, the network as the reference), one per denoiser call ``[E]`` (``E = T`` but for Heun);
+    alpha_bars ``[E]``. per_step_more: machine -> ``R2`` and ``mse`` in that direction, and ``*_machine_trajectory``
+    (``r2``, ``R2``, ``mse``): the other direction, both run on the *machine's* ``x_t`` with the machine as the
+    reference (the Analytic Diffusion Studio's)."""
 
     sampler: str
     samples: dict[str, torch.Tensor]
@@ -82,10 +88,11 @@ def run_agreement(network: Denoiser, machines: Mapping[str, Denoiser], seeds: Se
     for name, machine in machines.items():
         if progress:
             print(f"  {sampler}: sampling {name} ({len(seeds)} seeds)", flush=True)
-        samples[name] = sample(machine, seeds, shape, progress=progress, **kw).samples.cpu()
+        own: SampleResult = sample(machine, seeds, shape, keep_trajectory=per_step, progress=progress, **kw)
+        samples[name] = own.samples.cpu()
         metrics[name] = ELSAgreement()
         metrics[name].update(samples[name], samples["network"])
-        steps_r2[name], steps_more[name] = [], {"R2": [], "mse": []}
+        steps_r2[name], steps_more[name] = [], {key: [] for key in PER_STEP_MORE}
         if per_step:
             for i in range(len(net.alpha_bars)):
                 x, ab = net.xs[i], float(net.alpha_bars[i])
@@ -93,4 +100,10 @@ def run_agreement(network: Denoiser, machines: Mapping[str, Denoiser], seeds: Se
                 steps_r2[name].append(float(fig["r2"].median()))
                 for key in ("R2", "mse"):
                     steps_more[name][key].append(float(fig[key].median()))
+                # the other direction (the Analytic Diffusion Studio's): the network run on the machine's x_t,
+                # its x0_hat scored against the machine's, the machine as the reference
+                x, ab = own.xs[i], float(own.alpha_bars[i])
+                fig = pairwise_agreement(network.denoise(x, ab, labels).cpu(), own.x0_hats[i].cpu())
+                for key in ("r2", "R2", "mse"):
+                    steps_more[name][f"{key}_machine_trajectory"].append(float(fig[key].median()))
     return SamplerAgreement(sampler, samples, metrics, steps_r2, [float(a) for a in net.alpha_bars], steps_more)

@@ -97,9 +97,9 @@ def eval_config(overrides: Sequence[str] = (), base: EvalConfig | None = None) -
 
     for item in overrides:
         if "=" not in item or "." in item.split("=", 1)[0]:
-            raise ValueError(f"{item!r}: evaluate.py takes EvalConfig's keys as key=value ({', '.join(EVAL_KEYS)}), "
-                             "data.<key>=value (the network's training data, as in train.py) and net.<key>=value "
-                             "(how a foreign network takes time and what it predicts)")
+            raise ValueError(f"{item!r}: evaluate.py takes data.<key>=value (the network's training data, as in "
+                             "train.py), net.<key>=value (how a foreign network takes time and what it predicts) and "
+                             f"EvalConfig's keys as key=value ({', '.join(EVAL_KEYS)})")
     values = apply_overrides(to_dict(base or EvalConfig()), overrides)
     for key in ("machines", "samplers"):  # the flags' comma-separated spelling
         if isinstance(values.get(key), str):

@@ -195,9 +195,10 @@ def _dilate(maps: torch.Tensor, pixels: int) -> torch.Tensor:
     return pool(x, size, stride=1, padding=pixels)[:, 0] > 0
 
 
-def _scores(other: torch.Tensor, reference: torch.Tensor, tolerance: int) -> tuple[torch.Tensor, torch.Tensor,
+def location_scores(other: torch.Tensor, reference: torch.Tensor, tolerance: int) -> tuple[torch.Tensor, torch.Tensor,
                                                                                   torch.Tensor, torch.Tensor]:
-    """Per pair: (reference has an artefact, other touches it, either has one, IoU)."""
+    """Per seed of two artefact maps ``[S, H, W]`` (or ``[S, L]``): bool ``[S]`` the reference has an artefact,
+    bool ``[S]`` the other touches it within ``tolerance`` pixels, bool ``[S]`` either has one, IoU ``[S]``."""
     ref_any = reference.flatten(1).any(1)
     touch = (_dilate(other, tolerance) & reference).flatten(1).any(1)
     either = (other | reference).flatten(1).any(1)
@@ -216,10 +217,10 @@ def artefact_locations(other: torch.Tensor, reference: torch.Tensor, tolerance: 
         hit = float(touch[ref_any].double().mean()) if ref_any.any() else float("nan")
         return hit, float(iou[either].mean()) if either.any() else float("nan")
 
-    ref_any, touch, either, iou = _scores(other, reference, tolerance)
+    ref_any, touch, either, iou = location_scores(other, reference, tolerance)
     hit, overlap = rates(ref_any, touch, either, iou)
     S = len(other)
-    mismatched = [_scores(other.roll(s, 0), reference, tolerance) for s in range(1, S)]  # every pair i != j once
+    mismatched = [location_scores(other.roll(s, 0), reference, tolerance) for s in range(1, S)]  # every pair i != j once
     if mismatched:
         chance_hit, chance_iou = rates(*(torch.cat(parts) for parts in zip(*mismatched)))
     else:
