@@ -11,6 +11,7 @@ from ablate.design.baselines import (axis_correlations, baselines, free_predicti
                                      regression)
 from ablate.design.compare import compare
 from ablate.design.export import report_data
+from ablate.design.plots import axis_plot
 from ablate.design.seeds import flag_agreement, kappa, mapping_gain, pooled_locations
 from ablate.sweep import parse_definition
 
@@ -71,7 +72,7 @@ def test_baselines_name_the_best_free_ranking_and_the_oracles_partial_rho():
     assert c.baselines is not None and c.correlations["coherence"].rho == pytest.approx(0.9)
 
 
-def test_the_data_size_axis_ranks_each_architecture_along_n():
+def test_the_data_size_axis_ranks_each_architecture_along_n(tmp_path):
     rows = [row("u", 102, n=n, novelty=v, predicted_novelty=p, memorisation_rate=m, predicted_memorisation_rate=q)
             for n, v, p, m, q in [(20, 0.9, 1.0, 0.9, 0.8), (100, 1.2, 1.1, 0.5, 0.6), (400, 1.4, 1.5, 0.1, 0.2)]]
     rows += [row("r", 25, n=200, novelty=1.3, predicted_novelty=1.3)]  # one size only: not an axis
@@ -79,6 +80,8 @@ def test_the_data_size_axis_ranks_each_architecture_along_n():
     assert list(axis) == ["u"]
     assert axis["u"]["novelty"]["oracle"].rho == pytest.approx(1.0) and axis["u"]["novelty"]["n"].rho == pytest.approx(1)
     assert axis["u"]["memorisation_rate"]["n"].rho == pytest.approx(1.0)  # more data, less memorised
+    c = compare("s", rows)
+    assert list(c.axis) == ["u"] and axis_plot(c, tmp_path / "axis.png").stat().st_size > 1000
 
 
 def test_cohens_kappa_known_values():

@@ -15,7 +15,9 @@ from ablate.design.compare import bootstrap_rho
 from ablate.design.mapping import member_error, step_alpha_bars
 from ablate.design.rule_file import fit_rule_file, load_rule
 from ablate.sweep import parse_definition
-from ablate.sweep.storage import load_existing
+from ablate.sweep.definition import load_definition
+from ablate.sweep.storage import default_storage, load_existing
+from ablate.sweep.workers import status_lines
 from conftest import write_definition
 
 CALIBRATED = [11, 11, 11, 9, 9, 9, 9, 7, 7, 5, 5, 5, 5, 5, 3, 3, 3, 3, 3, 3]  # the quick preset's ELS calibration
@@ -330,7 +332,10 @@ def test_tiny_design_study_fits_the_rule_on_its_fit_set_and_predicts_the_held_ou
                 architectures={"r2": {"name": "resnet", "depth": 2}}, joins={"definition": path.name,
                                                                               "datasets": {"fingers_n20": "fingers"}})
     del more["fit"]
-    joined = run_design_study(write_definition(tmp_path, more), progress=False)
+    more_path = write_definition(tmp_path, more)
+    joined = run_design_study(more_path, progress=False)
+    more_def = load_definition(more_path, "fingers_n20")
+    assert "1 complete" in status_lines(more_def, default_storage(more_def))[0]  # its study, under the joined rule
     rows = joined.comparisons[0].rows
     assert [(r["arch"], r["grid"], r["n"]) for r in rows if r["grid"] == "tiny_more"] == [("r2", "tiny_more", 20)]
     new = next(r for r in rows if r["grid"] == "tiny_more")
@@ -371,9 +376,9 @@ def test_running_one_dataset_keeps_the_others_results_in_the_shared_report(in_tm
 
 
 def test_binomial_standard_error_of_a_rate():
-    from ablate.design.report import _binomial_se
-    assert _binomial_se(0.5, 100) == pytest.approx(0.05) and _binomial_se(0.9, 36) == pytest.approx(0.05)
-    assert _binomial_se(0.0, 24) == 0.0 and _binomial_se(0.5, None) == 0.0
+    from ablate.design.plots import binomial_se
+    assert binomial_se(0.5, 100) == pytest.approx(0.05) and binomial_se(0.9, 36) == pytest.approx(0.05)
+    assert binomial_se(0.0, 24) == 0.0 and binomial_se(0.5, None) == 0.0
 
 
 def test_report_only_on_an_unfinished_fit_set_names_what_is_missing_and_fits_no_rule(in_tmp):

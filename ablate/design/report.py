@@ -6,8 +6,9 @@ set and commit, where the artefacts are against chance, for every architecture w
 under 0.8 a measured explanation (:func:`agreement_explanation`: which noise levels, and whether ES or IS
 explains the network better there), the cost of each phase, the table of every
 architecture by role (geometry, the rule's schedule, the calibrated one, predicted and measured figures,
-agreement with ELS, ES and IS), a predicted-vs-measured scatter per metric (the fit set ringed), and the
-samples of every held-out architecture before (oracle) and after (trained) training, from the same seeds.
+agreement with ELS, ES and IS), the free baselines beside the oracle (:mod:`ablate.design.baselines`: every
+free ranking, the levels' errors, the data-size axis), the per-seed figures (:mod:`ablate.design.seeds`), and the
+pictures (:mod:`ablate.design.plots`); ``report.json`` beside them (:mod:`ablate.design.export`).
 """
 from __future__ import annotations
 
@@ -18,11 +19,9 @@ import math
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from ablate.design.compare import BAR, GATED, Comparison
 from ablate.design.export import report_data
-from ablate.viz import pyplot
+from ablate.design.plots import axis_plot, floats, per_step_plot, samples_plot, scatter_plot
 
 COLUMNS = [  # (key in a row, header, format)
     ("label", "architecture", "{}"), ("role", "role", "{}"), ("grid", "grid", "{}"), ("n", "n", "{}"),
@@ -55,130 +54,6 @@ def _cell(row: dict[str, Any], key: str, fmt: str) -> str:
     return fmt.format(v)
 
 
-RATES = ("coherence", "artefact_rate", "memorisation_rate")  # fractions of samples
-
-
-def _binomial_se(p: float, n: Any) -> float:
-    return math.sqrt(max(p * (1 - p), 0.0) / n) if isinstance(n, (int, float)) and n > 0 and not math.isnan(p) else 0.0
-
-
-def scatter_plot(c: Comparison, path: Path) -> Path:
-    """One panel per metric: predicted (x) against trained (y), each architecture labelled; rates carry
-    +-1 binomial standard error bars (from the number of samples each side scored)."""
-    plt = pyplot()
-    metrics = list(c.correlations)
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.0 * len(metrics), 3.9), squeeze=False)
-    for ax, m in zip(axes[0], metrics):
-        xs = [r.get(f"predicted_{m}", float("nan")) for r in c.rows]
-        ys = [r.get(m, float("nan")) for r in c.rows]
-        ax.scatter(xs, ys, s=28, c=["tab:red" if r.get("boundary") == "circular" else "tab:blue" for r in c.rows],
-                   zorder=3)
-        fit = [i for i, r in enumerate(c.rows) if r.get("role") == "fit"]
-        if fit:  # the fit set's rows, predicted in-sample: hollow rings around them
-            ax.scatter([xs[i] for i in fit], [ys[i] for i in fit], s=110, facecolors="none", edgecolors="0.3",
-                       zorder=4, label="fit set (in-sample)")
-            ax.legend(fontsize=7, loc="best")
-        if m in RATES:  # a rate from n samples: +-1 binomial standard error on each axis
-            for x, y, r in zip(xs, ys, c.rows):
-                ax.errorbar(x, y, xerr=_binomial_se(x, r.get("prediction_seeds")),
-                            yerr=_binomial_se(y, r.get("measure_seeds", r.get("prediction_seeds"))),
-                            fmt="none", ecolor="0.6", lw=0.8, zorder=2)
-        for x, y, r in zip(xs, ys, c.rows):
-            ax.annotate(r.get("label", r["arch"]), (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
-        finite = [v for v in xs + ys if isinstance(v, (int, float)) and not math.isnan(v)]
-        if finite:  # the diagonal: a prediction right in level, not only in rank
-            lo, hi = min(finite), max(finite)
-            pad = 0.05 * (hi - lo or 1.0)
-            ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], ":", color="0.5", lw=0.8, zorder=1)
-        rho = c.correlations[m].rho
-        which = "held-out " if c.headline == "held-out" else ""
-        undefined = "fewer than 3 architectures" if c.correlations[m].n < 3 else "constant"
-        ax.set_title(f"{m}: {which}Spearman ρ = {rho:.2f}" if not math.isnan(rho) else
-                     f"{m}: ρ undefined ({undefined})",
-                     fontsize=9)
-        ax.set(xlabel="predicted by the oracle (no training)", ylabel="measured on the trained network")
-    fig.suptitle(f"{c.study}: predicted vs measured across {len(c.rows)} architectures "
-                 "(red: circular padding; rings: the fit set; bars: ±1 binomial standard error; dotted: y = x)",
-                 fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
-def _floats(row: dict[str, Any], key: str) -> list[float]:
-    """A row's space-separated figures (per step, per candidate); [] when absent or unreadable."""
-    try:
-        return [float(v) for v in str(row.get(key) or "").split()]
-    except ValueError:
-        return []
-
-
-def per_step_plot(c: Comparison, path: Path) -> Path | None:
-    """Which noise levels the calibrated ELS explains, per architecture: the median per-step r² of its x0_hat
-    against the network's on the network's own trajectory (high noise first), ES and IS dotted beside the
-    architectures whose ELS r is below 0.8 (what the network does instead, if either explains it better)."""
-    rows = [r for r in c.rows if r.get("els_r2_by_step")]
-    if not rows:
-        return None
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(8.5, 4.2))
-    cmap = plt.get_cmap("tab20")
-    for i, r in enumerate(rows):
-        values = _floats(r, "els_r2_by_step")
-        low = isinstance(r.get("els_r"), float) and r["els_r"] < 0.8
-        ax.plot(range(1, len(values) + 1), values, color=cmap(i % 20), lw=2.2 if low else 1.0,
-                label=f"{r['arch']} (ELS r {r.get('els_r', float('nan')):.2f})")
-        for key, style in (("es_r2_by_step", ":"), ("is_r2_by_step", "--")):
-            if low and r.get(key):
-                other = _floats(r, key)
-                ax.plot(range(1, len(other) + 1), other, style, color=cmap(i % 20), lw=1.0)
-    ax.set(xlabel="sampler step (1 = highest noise)", ylabel="median per-step r² of x0_hat",
-           title=f"{c.study}: where the calibrated ELS explains each network (thick: ELS r < 0.8; dotted ES, "
-                 "dashed IS)")
-    ax.title.set_fontsize(9)
-    ax.legend(fontsize=6, ncol=2, loc="lower left")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
-def samples_plot(c: Comparison, root: Path, path: Path, seeds: int = 10) -> Path | None:
-    """Two rows per architecture (oracle, trained) of the first ``seeds`` seeds (each row's ``samples_path``,
-    relative to ``root``)."""
-    plt = pyplot()
-    pairs = []
-    for r in c.rows:
-        f = root / r["samples_path"] if r.get("samples_path") else None
-        if f is not None and f.is_file():
-            pairs.append((r.get("label", r["arch"]), torch.load(f, weights_only=True)))
-    if not pairs:
-        return None
-    n = min(seeds, len(pairs[0][1]["trained"]))
-    fig, axes = plt.subplots(2 * len(pairs), n, figsize=(0.9 * n + 1.8, 0.95 * 2 * len(pairs) + 0.5), squeeze=False)
-    for i, (arch, s) in enumerate(pairs):
-        for j, (kind, images) in enumerate((("oracle", s["predicted"]), ("trained", s["trained"]))):
-            for col in range(n):
-                ax = axes[2 * i + j][col]
-                if images.dim() == 3:  # signals [S, C, L]: a line plot
-                    ax.plot(images[col, 0].float().numpy(), lw=0.8)
-                    ax.set_ylim(-1.05, 1.05)
-                else:
-                    ax.imshow(((images[col, 0].float().clamp(-1, 1) + 1) / 2).numpy(), cmap="gray", vmin=0, vmax=1)
-                ax.set_xticks([])
-                ax.set_yticks([])
-            axes[2 * i + j][0].set_ylabel(f"{arch}\n{kind}", rotation=0, ha="right", va="center", fontsize=7)
-    fig.suptitle(f"{c.study}: oracle prediction (before training) above the trained network, same seeds",
-                 fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
-
-
 def _range(values: list[float]) -> str:
     lo, hi = f"{min(values):.2f}", f"{max(values):.2f}"
     return lo if lo == hi else f"{lo}-{hi}"
@@ -199,7 +74,7 @@ def agreement_explanation(row: dict[str, Any], bar: float = BAR, margin: float =
     r = row.get("els_r")
     if not isinstance(r, float) or math.isnan(r) or r >= bar:
         return None
-    els, alpha_bars = _floats(row, "els_r2_by_step"), _floats(row, "els_alpha_bar")
+    els, alpha_bars = floats(row, "els_r2_by_step"), floats(row, "els_alpha_bar")
     head = f"**{row.get('arch')}** (calibrated ELS r {r:.2f} on the final samples)"
     if not els or len(alpha_bars) != len(els):
         return f"{head}: no per-step figures to explain it"
@@ -211,11 +86,11 @@ def agreement_explanation(row: dict[str, Any], bar: float = BAR, margin: float =
                  + (f" and {_range(rest)} at the others" if rest else "")]
     else:
         parts = [f"per step, ELS explains every noise level (r² {_range(els)})"]
-    largest = _floats(row, "els_candidates")
+    largest = floats(row, "els_candidates")
     instead = False
     for key, name, meaning in (("es_r2_by_step", "ES", "is global but still shift-equivariant"),
                                ("is_r2_by_step", "IS", "draws on whole training images, as the ideal denoiser does")):
-        other = _floats(row, key)
+        other = floats(row, key)
         if len(other) != len(els):
             continue
         better = [i for i in range(len(els)) if other[i] > els[i] + margin and other[i] >= bar ** 2]
@@ -486,6 +361,9 @@ def write_report(comparisons: list[Comparison], samples_root: Path, out: Path) -
     images: dict[str, dict[str, Path]] = {}
     for c in comparisons:
         images[c.study] = {"predicted vs measured": scatter_plot(c, out / f"{c.study}-scatter.png")}
+        axis = axis_plot(c, out / f"{c.study}-data-size.png")
+        if axis is not None:
+            images[c.study]["the data-size axis"] = axis
         steps = per_step_plot(c, out / f"{c.study}-per-step.png")
         if steps is not None:
             images[c.study]["calibrated ELS per step"] = steps

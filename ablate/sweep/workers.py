@@ -37,7 +37,7 @@ from ablate.sweep.definition import SweepDefinition
 from ablate.sweep.kinds import trial_kind
 from ablate.sweep.report import knob_text
 from ablate.sweep.storage import (counts, create_study, default_storage, load_existing, make_sampler, open_storage, out_dir,
-                                  pareto, run_command, sweeps_dir)
+                                  pareto, run_command, sqlite_path, sweeps_dir)
 from ablate.threads import ENV, default_threads
 
 
@@ -50,16 +50,20 @@ def status_lines(definition: SweepDefinition, url: str) -> list[str]:
     definition never run (or run under another condition), writing nothing."""
 
     resolved = None
-    if definition.kind == "design" and definition.fit:
+    if definition.kind == "design" and (definition.fit or definition.joins):
         names = []
         with contextlib.suppress(ValueError):  # the fit part, as the design study runs it
-            names.append(load_existing(definition.subset(list(definition.fit), "-fit", {"role": "fit"}), url)[0].name)
-        storage = open_storage(url) if names else None
+            if definition.fit:
+                names.append(load_existing(definition.subset(list(definition.fit), "-fit", {"role": "fit"}),
+                                           url)[0].name)
+        path = sqlite_path(url)
+        joined = definition.joins is not None and (path is None or path.exists())  # a grid predicted by another's rule
+        storage = open_storage(url) if names or joined else None
         if storage is not None:
             pattern = re.compile(re.escape(definition.name) + r"(-v\d+)?")
             names += sorted(s.study_name for s in optuna.get_all_study_summaries(storage)
                             if pattern.fullmatch(s.study_name))
-        else:
+        if not names:
             load_existing(definition, url)  # never run: the message that names the command
     else:
         resolved, _ = load_existing(definition, url)
