@@ -14,6 +14,15 @@ from ablate.viz import pyplot
 RATES = ("coherence", "artefact_rate", "memorisation_rate")  # fractions of samples
 
 
+def save(plt, fig, path: Path, dpi: int = 100) -> Path:
+    """Lay out, write ``path`` (its folder made) and close the figure."""
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
 def binomial_se(p: float, n: Any) -> float:
     return math.sqrt(max(p * (1 - p), 0.0) / n) if isinstance(n, (int, float)) and n > 0 and not math.isnan(p) else 0.0
 
@@ -56,11 +65,7 @@ def scatter_plot(c: Comparison, path: Path) -> Path:
     fig.suptitle(f"{c.study}: predicted vs measured across {len(c.rows)} architectures "
                  "(red: circular padding; rings: the fit set; bars: ±1 binomial standard error; dotted: y = x)",
                  fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save(plt, fig, path)
 
 
 def axis_plot(c: Comparison, path: Path) -> Path | None:
@@ -91,11 +96,7 @@ def axis_plot(c: Comparison, path: Path) -> Path | None:
     axes[0][0].legend(fontsize=6)
     fig.suptitle(f"{c.study}: the data-size axis, predicted before training (dashed) and trained (solid)",
                  fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save(plt, fig, path)
 
 
 def floats(row: dict[str, Any], key: str) -> list[float]:
@@ -130,11 +131,7 @@ def per_step_plot(c: Comparison, path: Path) -> Path | None:
                  "dashed IS)")
     ax.title.set_fontsize(9)
     ax.legend(fontsize=6, ncol=2, loc="lower left")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save(plt, fig, path)
 
 
 def samples_plot(c: Comparison, root: Path, path: Path, seeds: int = 10) -> Path | None:
