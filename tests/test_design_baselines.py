@@ -123,8 +123,8 @@ def test_report_json_follows_the_schema_and_writes_no_nan():
     text = json.dumps(data, allow_nan=False)  # NaN became null
     rows = json.loads(text)["datasets"]["study-mnist5k"]["rows"]
     assert [r["role"] for r in rows] == ["fit", "held_out", "held_out", "held_out"]
-    assert rows[1] | {} and set(rows[1]) >= {"architecture", "role", "n", "receptive_field", "parameters", "predicted",
-                                             "trained", "seeds"}
+    assert set(rows[1]) >= {"architecture", "role", "n", "receptive_field", "parameters", "predicted", "trained",
+                            "seeds"}
     assert rows[1]["predicted"]["novelty"] is None and rows[1]["seeds"] == {"predicted": 48, "trained": 200}
     assert rows[1]["receptive_field"] == 9 and rows[1]["trained"]["coherence"] == 0.2
 

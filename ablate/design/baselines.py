@@ -22,8 +22,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ablate.design.statistics import (BOOTSTRAP, UNIT, Correlation, bootstrap_rho, ceiling_rho, redraw, row_spearman,
-                                      spearman, value_of)
+from ablate.design.statistics import (BOOTSTRAP, UNIT, Correlation, correlation, redraw, row_spearman, seed_counts,
+                                      value_of)
 
 DESCRIPTORS = ("receptive_field", "parameters", "depth", "stride")  # free: read off the architecture
 FREE = DESCRIPTORS + ("n",)  # and the training-set size, free as well (the data-size axis)
@@ -59,30 +59,6 @@ def free_prediction(rows: Sequence[Mapping[str, Any]], descriptor: str, metric: 
     """The descriptor as a ranking of ``metric`` (its fixed direction applied)."""
     sign = (N_DIRECTION if descriptor == "n" else DIRECTION)[metric]
     return [sign * _feature(r, descriptor) for r in rows]
-
-
-def _counts(rows: Sequence[Mapping[str, Any]], metric: str) -> list[float] | None:
-    if metric not in UNIT:
-        return None
-    return [value_of(r, "measure_seeds") if "measure_seeds" in r else value_of(r, "prediction_seeds") for r in rows]
-
-
-def correlation(rows: Sequence[Mapping[str, Any]], predicted: Sequence[float], metric: str,
-                noisy_prediction: bool = False) -> Correlation:
-    """Spearman rho of ``predicted`` against the rows' measured ``metric`` with the study's bootstrap interval
-    and seed-noise ceiling (a noiseless predictor, such as a descriptor, unless ``noisy_prediction``)."""
-    measured = [value_of(r, metric) for r in rows]
-    rho, p = spearman(predicted, measured)
-    counts = _counts(rows, metric)
-    n_pred = ([value_of(r, "prediction_seeds") for r in rows] if noisy_prediction and counts is not None else None)
-    low, high = bootstrap_rho(predicted, measured, n_pred, counts)
-    paired = [i for i, (a, b) in enumerate(zip(predicted, measured)) if not (math.isnan(a) or math.isnan(b))]
-    ceiling = (float("nan"), float("nan"))
-    if counts is not None:
-        noiseless = [1e12] * len(paired)
-        ceiling = ceiling_rho([measured[i] for i in paired],
-                              [n_pred[i] for i in paired] if n_pred else noiseless, [counts[i] for i in paired])
-    return Correlation(metric, rho, p, len(paired), low, high, *ceiling)
 
 
 def _design(rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
@@ -209,7 +185,7 @@ def baselines(fit: Sequence[Mapping[str, Any]], held: Sequence[Mapping[str, Any]
     for metric in METRICS:
         if not any(f"predicted_{metric}" in r for r in held):
             continue
-        counts = _counts(held, metric)
+        counts = seed_counts(held, metric)
         n_pred = [value_of(r, "prediction_seeds") for r in held] if counts is not None else None
         free[metric] = {d: correlation(held, free_prediction(held, d, metric), metric) for d in FREE}
         fitted = regression(fit, held, metric)

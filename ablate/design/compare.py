@@ -15,8 +15,8 @@ from typing import Any, Sequence
 
 from ablate.design.baselines import Baselines, axis_correlations, baselines
 from ablate.design.kind import PREDICTED
-from ablate.design.statistics import (BAR, BOOTSTRAP, UNIT, Correlation, bootstrap_rho, ceiling_rho, spearman,
-                                      value_of)
+from ablate.design.statistics import (BAR, BOOTSTRAP, UNIT, Correlation, bootstrap_rho, ceiling_rho, correlation,
+                                      spearman, value_of)
 from ablate.sweep.definition import ARCH
 
 __all__ = ["BAR", "BOOTSTRAP", "GATED", "UNIT", "Comparison", "Correlation", "bootstrap_rho", "ceiling_rho",
@@ -43,8 +43,7 @@ class Comparison:
 
     def seconds(self, role: str, key: str) -> float:
         """The sum of ``key`` (``prediction_seconds``, ``train_seconds``) over the rows of ``role``."""
-        values = [value_of(r, key) for r in self.rows if r.get("role", "held_out") == role]
-        return sum(v for v in values if not math.isnan(v))
+        return total([r for r in self.rows if r.get("role", "held_out") == role], key)
 
     @property
     def held_out_cost(self) -> tuple[float, float]:
@@ -66,6 +65,12 @@ class Comparison:
         return "held-out" if "held_out" in self.by_role and "fit" in self.by_role else "all"
 
 
+def total(rows: Sequence[dict[str, Any]], key: str) -> float:
+    """The sum of a figure over the rows that have it."""
+    values = [value_of(r, key) for r in rows]
+    return sum(v for v in values if not math.isnan(v))
+
+
 def rows_of(trials, order: Sequence[str] = ()) -> list[dict[str, Any]]:
     """One row per completed trial (Optuna ``FrozenTrial``s), architectures in ``order`` (then by number)."""
     rank = {name: i for i, name in enumerate(order)}
@@ -74,23 +79,15 @@ def rows_of(trials, order: Sequence[str] = ()) -> list[dict[str, Any]]:
 
 
 def correlations_of(rows: list[dict[str, Any]]) -> dict[str, Correlation]:
+    """The oracle's rho per predicted metric over ``rows`` (:func:`~ablate.design.statistics.correlation`)."""
     out = {}
     for metric in PREDICTED + ("conditional_artefact_rate",):
         if not any(f"predicted_{metric}" in r for r in rows):
             continue
-        pred = [value_of(r, f"predicted_{metric}") for r in rows]
-        meas = [value_of(r, metric) for r in rows]
-        rho, p = spearman(pred, meas)
-        counts = ([value_of(r, "prediction_seeds") for r in rows],
-                  [value_of(r, "measure_seeds") if "measure_seeds" in r else value_of(r, "prediction_seeds") for r in rows]
-                  ) if metric in UNIT else (None, None)
+        counts = None
         if metric == "conditional_artefact_rate":  # a rate over the samples that are hands
             counts = ([value_of(r, "predicted_hands") for r in rows], [value_of(r, "hands") for r in rows])
-        low, high = bootstrap_rho(pred, meas, *counts)
-        paired = [i for i, (a, b) in enumerate(zip(pred, meas)) if not (math.isnan(a) or math.isnan(b))]
-        ceiling = (float("nan"), float("nan")) if counts[0] is None else \
-            ceiling_rho([meas[i] for i in paired], [counts[0][i] for i in paired], [counts[1][i] for i in paired])
-        out[metric] = Correlation(metric, rho, p, len(paired), low, high, *ceiling)
+        out[metric] = correlation(rows, [value_of(r, f"predicted_{metric}") for r in rows], metric, True, counts)
     return out
 
 
@@ -113,8 +110,6 @@ def compare(study_name: str, rows: list[dict[str, Any]], rule: dict[str, Any] | 
     free = baselines(groups.get("fit", []), held) if held and all("parameters" in r for r in rows) else None
     names = list(dict.fromkeys(r.get("grid") for r in held if r.get("grid")))
     grids = {g: correlations_of([r for r in held if r.get("grid") == g]) for g in names} if len(names) > 1 else {}
-    return Comparison(study_name, rows, headline,
-                      sum(value_of(r, "prediction_seconds") for r in rows if not math.isnan(value_of(r, "prediction_seconds"))),
-                      sum(value_of(r, "train_seconds") for r in rows if not math.isnan(value_of(r, "train_seconds"))),
+    return Comparison(study_name, rows, headline, total(rows, "prediction_seconds"), total(rows, "train_seconds"),
                       by_role, rule, free, axis_correlations([r for r in rows if "n" in r]) if free else {},
                       per_seed, grids)

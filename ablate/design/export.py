@@ -23,7 +23,7 @@ import math
 from typing import Any
 
 from ablate.design.compare import Comparison
-from ablate.design.statistics import Correlation
+from ablate.design.statistics import Correlation, value_of
 
 METRICS = {"coherence": "coherence", "artefact_rate": "artefact_rate", "novelty": "novelty",
            "memorisation": "memorisation_rate", "fidelity": "fidelity",
@@ -45,21 +45,16 @@ def clean(value: Any) -> Any:
     return str(value)
 
 
-def _figure(row: dict[str, Any], key: str) -> Any:
-    v = row.get(key)
-    return v if isinstance(v, (int, float)) and not isinstance(v, bool) else None
-
-
 def row_data(r: dict[str, Any]) -> dict[str, Any]:
-    predicted = {k: _figure(r, f"predicted_{m}") for k, m in METRICS.items() if f"predicted_{m}" in r}
-    trained = {k: _figure(r, m) for k, m in METRICS.items() if m in r}
+    predicted = {k: value_of(r, f"predicted_{m}") for k, m in METRICS.items() if f"predicted_{m}" in r}
+    trained = {k: value_of(r, m) for k, m in METRICS.items() if m in r}
     return {"architecture": r["arch"], "role": r.get("role", "held_out"), "grid": r.get("grid"), "n": r.get("n"),
             "receptive_field": r.get("local_receptive_field"), "parameters": r.get("parameters"),
             "depth": r.get("depth"), "stride": r.get("stride"), "predicted": predicted, "trained": trained,
             "seeds": {"predicted": r.get("prediction_seeds"), "trained": r.get("measure_seeds")},
-            "agreement": {"els_r": _figure(r, "els_r"), "els_r2": _figure(r, "els_r2"),
-                          "prediction_r2": _figure(r, "prediction_r2")},
-            "seconds": {"prediction": _figure(r, "prediction_seconds"), "training": _figure(r, "train_seconds")}}
+            "agreement": {"els_r": value_of(r, "els_r"), "els_r2": value_of(r, "els_r2"),
+                          "prediction_r2": value_of(r, "prediction_r2")},
+            "seconds": {"prediction": value_of(r, "prediction_seconds"), "training": value_of(r, "train_seconds")}}
 
 
 def _rho(c: Correlation) -> dict[str, Any]:

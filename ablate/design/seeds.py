@@ -18,7 +18,8 @@ oracle's seeds):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -174,9 +175,6 @@ def per_seed_figures(rows: Sequence[dict], detector, root) -> dict:
     ``flags`` (pooled :class:`FlagAgreement` and one per row, by its ``label``), ``locations``
     (:class:`PooledLocations`, on datasets whose detector draws maps of extra parts) and ``mapping``
     (:class:`MappingGain` per row, within each training-set size). Plain data (JSON)."""
-    from dataclasses import asdict
-    from pathlib import Path
-
     held = [r for r in rows if r.get("role", "held_out") != "fit" and r.get("samples_path")]
     loaded = {}
     for r in held:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -108,3 +108,33 @@ def ceiling_rho(measured: Sequence[float], n_predicted: Sequence[float], n_measu
 def value_of(row: dict[str, Any], key: str) -> float:
     v = row.get(key)
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else float("nan")
+
+
+def seed_counts(rows: Sequence[Mapping[str, Any]], metric: str) -> list[float] | None:
+    """How many samples each row's measured ``metric`` is a rate over (None for a metric that is not one)."""
+    if metric not in UNIT:
+        return None
+    return [value_of(r, "measure_seeds") if "measure_seeds" in r else value_of(r, "prediction_seeds") for r in rows]
+
+
+def correlation(rows: Sequence[Mapping[str, Any]], predicted: Sequence[float], metric: str,
+                noisy_prediction: bool = False,
+                counts: tuple[Sequence[float], Sequence[float]] | None = None) -> Correlation:
+    """Spearman rho of ``predicted`` against the rows' measured ``metric`` with the bootstrap interval and the
+    seed-noise ceiling: a noiseless predictor (a descriptor) unless ``noisy_prediction`` (the oracle's rates are
+    over ``prediction_seeds``). ``counts``: (predicted, measured) sample counts where a rate is over other
+    samples than the seeds (the wrong-count rate among hands)."""
+    measured = [value_of(r, metric) for r in rows]
+    rho, p = spearman(predicted, measured)
+    if counts is not None:
+        n_pred, n_meas = list(counts[0]), list(counts[1])
+    else:
+        n_meas = seed_counts(rows, metric)
+        n_pred = [value_of(r, "prediction_seeds") for r in rows] if noisy_prediction and n_meas is not None else None
+    low, high = bootstrap_rho(predicted, measured, n_pred, n_meas)
+    paired = [i for i, (a, b) in enumerate(zip(predicted, measured)) if not (math.isnan(a) or math.isnan(b))]
+    ceiling = (float("nan"), float("nan"))
+    if n_meas is not None:
+        ceiling = ceiling_rho([measured[i] for i in paired], [n_pred[i] for i in paired] if n_pred else
+                              [1e12] * len(paired), [n_meas[i] for i in paired])
+    return Correlation(metric, rho, p, len(paired), low, high, *ceiling)

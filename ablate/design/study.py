@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
 from optuna.trial import TrialState
 
 from ablate.data import load_dataset
@@ -54,9 +55,6 @@ def definitions(path: str | Path, datasets: list[str] | None = None) -> list[Swe
 
 
 def study_dir(path: str | Path) -> Path:
-    import yaml
-
-
     return sweeps_dir() / str(yaml.safe_load(Path(path).read_text())["name"])
 
 
@@ -163,8 +161,6 @@ def joined_rule(d: SweepDefinition) -> RuleFile:
 
 def joining(path: str | Path) -> list[Path]:
     """The design definitions beside ``path`` (same folder) whose ``joins`` names it: their rows join its report."""
-    import yaml
-
     path = Path(path).resolve()
     found = []
     for other in sorted(path.parent.glob("*.yaml")):
@@ -294,11 +290,12 @@ def run_design_study(path: str | Path, datasets: list[str] | None = None, storag
     defs = definitions(path, datasets)
     given = load_rule(rule) if rule is not None else None
     folder = study_dir(path)
+    if defs[0].joins is not None and given is not None:
+        raise ValueError(f"{path} joins {defs[0].joins[0]} and is predicted with its rule; drop --rule")
+    if not report_only:
+        kernel()  # build the oracle's fused CPU kernel once per machine (cached) before any timed prediction
     if defs[0].joins is not None:  # a grid that joins another study: run it, then redraw that study's report
-        if given is not None:
-            raise ValueError(f"{path} joins {defs[0].joins[0]} and is predicted with its rule; drop --rule")
         if not report_only:
-            kernel()
             for d in defs:
                 main, c = dataset_comparison(d, storage or default_storage(d), None, folder, False, workers, progress,
                                              path)
@@ -306,8 +303,6 @@ def run_design_study(path: str | Path, datasets: list[str] | None = None, storag
                     print(f"{main.name}:", *verdict(c), sep="\n", flush=True)
         joined = run_design_study(defs[0].joins[0], None, None, 1, True, progress)
         return DesignResult(joined.comparisons, joined.report, time.perf_counter() - start)
-    if not report_only:
-        kernel()  # build the oracle's fused CPU kernel once per machine (cached) before any timed prediction
     asked = {d.dataset for d in defs}
     shown = []  # every dataset of the file, in its order: the asked ones run, the others as they stand
     for d in defs if datasets is None else definitions(path, None):
