@@ -4,6 +4,7 @@
     python -m ablate.design design-before-training --dataset fingers  # one of them
     python -m ablate.design design-before-training --report-only      # redraw the report from the studies
     python -m ablate.design design-before-training --rule rule.yaml   # predict the held-out grid with this rule
+    python -m ablate.design repredict --dataset mnist5k                # fit the attention term, re-predict, no training
     python -m ablate.design fit-rule resnet.json:17 unet.json:22 attn.json:22:attention --out rule.yaml
     python -m ablate.design describe runs/pipe                         # any network: measured geometry, predicted machine
     python -m ablate.design describe mypkg.nets:build net.prediction_type=epsilon net.time_input=sigma data.name=digits
@@ -56,6 +57,10 @@ def main(argv: list[str] | None = None) -> None:
     d.add_argument("--report-only", action="store_true", help="compare and report the trials done so far")
     d.add_argument("--rule", help="a rule file (fit-rule) to predict the held-out grid with; default: fit it on "
                    "the definition's fit set")
+    r = sub.add_parser("repredict", help="re-predict a study's trained rows with another rule, without training")
+    r.add_argument("--definition", default=DEFAULT, help=f"the study file (default: {DEFAULT})")
+    r.add_argument("--dataset", required=True, help="the study's dataset")
+    r.add_argument("--rule", help="a rule file; default: the study's rule with attention_weight fitted on its fit set")
     f = sub.add_parser("fit-rule", help="fit the mapping rule's constants to calibrations (evaluate.py's JSONs)")
     f.add_argument("members", nargs="+", metavar="CALIBRATION.json:RF[:attention]",
                    help="one calibrated network each: its calibration JSON and receptive field")
@@ -65,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     g.add_argument("items", nargs="*", metavar="key=value", help="net.* (declaration) and data.* (image shape)")
     g.add_argument("--steps", type=int, default=20, help="sampler steps for the k schedule (default 20)")
     g.add_argument("--json", action="store_true", help="print JSON instead of text")
-    for sp in (d, f, g):
+    for sp in (d, r, f, g):
         sp.add_argument("--runs", help="root of everything written (default: $ABLATE_RUNS, else runs/)")
         sp.add_argument("--threads", type=int, help="CPU threads (default: $ABLATE_THREADS, else all cores; "
                         "with --workers W, cores // W each)")
@@ -91,6 +96,11 @@ def main(argv: list[str] | None = None) -> None:
 
             result = run_design_study(a.definition, a.dataset, a.storage, a.workers, a.report_only, rule=a.rule)
             print(f"report: {result.report['html']} ({result.seconds:.0f} s)")
+        elif a.command == "repredict":
+            from ablate.design.attention import repredict_study
+
+            result = repredict_study(a.definition, a.dataset, a.rule)
+            print(f"report: {result.report} ({result.seconds:.0f} s)")
         else:
             from ablate.design.rule_file import fit_rule_file
 

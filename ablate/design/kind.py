@@ -43,7 +43,8 @@ SPELLINGS = {**train_kind.SPELLINGS, "predicted_artifact_rate": "predicted_artef
 # ``seeds``: the first ``seeds`` are the oracle's, compared seed by seed; the rest only sharpen the rates)
 KNOBS = {**train_kind.KNOBS, "rf_fraction": "rule.rf_fraction", "shape": "rule.shape", "k_low": "rule.k_low",
          "attention_rule": "rule.attention", "attention_rf_fraction": "rule.attention_rf_fraction",
-         "attention_shape": "rule.attention_shape", "calibration_seeds": "eval.calibration_seeds",
+         "attention_shape": "rule.attention_shape", "attention_weight": "rule.attention_weight",
+         "calibration_seeds": "eval.calibration_seeds",
          "calibration_k_max": "eval.k_max", "calibration_stride": "eval.stride",
          "measure_seeds": "trial.measure_seeds", "role": "trial.role"}
 ROLES = ("fit", "held_out")

@@ -120,7 +120,7 @@ def load_rule(path: str | Path) -> RuleFile:
     rule_raw = raw["rule"]
     if not isinstance(rule_raw, dict):
         raise ValueError(f"rule file {str(path)!r}: 'rule' must map the constants to values; got {rule_raw!r}")
-    allowed = tuple(MappingRule().knobs()) + ("attention_rf_fraction", "attention_shape")
+    allowed = tuple(MappingRule().knobs()) + ("attention_rf_fraction", "attention_shape", "attention_weight")
     bad = set(rule_raw) - set(allowed)
     if bad:
         raise ValueError(f"rule file {str(path)!r}: unknown rule constants {sorted(bad)}; allowed: {', '.join(allowed)}")
