@@ -210,7 +210,7 @@ def test_patch_schedule_picks_k_per_noise_level(tiny_train, tmp_path):
 @pytest.mark.parametrize("kw, message", [
     (dict(patch_size=4), "odd"), (dict(patch_size=0), "too small"), (dict(machine="gls"), "machine"),
     (dict(boundary="reflect"), "boundary"), (dict(stride=0), "stride"), (dict(shift_radius=-1), "shift_radius"),
-    (dict(position_bandwidth=0.0), "position_bandwidth"), (dict(machine="ls", shift_radius=1), "'els' or 'equivariant_pca_locality' only"),
+    (dict(position_bandwidth=0.0), "position_bandwidth"), (dict(machine="ls", shift_radius=1), "'els', 'equivariant_pca_locality' or 'els_mixture' only"),
 ])
 def test_invalid_config_is_a_clear_error(kw, message):
     with pytest.raises(ValueError, match=message):

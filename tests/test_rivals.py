@@ -1,5 +1,6 @@
 """The rival theories (theory section 9) against their formulas, computed independently here in float64, and
 against the known answers the theory gives (a Gaussian's posterior, shift-closed data, IS and LS limits)."""
+import math
 import numpy as np
 import pytest
 import torch
@@ -260,7 +261,7 @@ def test_scfdm_without_smoothing_is_is_and_is_reproducible():
     (dict(machine="wiener", mask_threshold=0.1),
      "mask_threshold applies to machine 'pca_locality' or 'equivariant_pca_locality' only"),
     (dict(machine="equivariant_pca_locality", temperature=2.0), "temperature applies to machine 'pca_locality' only"),
-    (dict(machine="pca_locality", stride=2), "apply to machine 'els' or 'equivariant_pca_locality' only"),
+    (dict(machine="pca_locality", stride=2), "apply to machine 'els', 'equivariant_pca_locality' or 'els_mixture' only"),
     (dict(machine="els", smoothing_std=0.1), "smoothing_std applies to machine 'scfdm' only"),
 ])
 def test_bad_rival_knobs_are_refused(kw, message):
@@ -336,3 +337,44 @@ def test_statistics_cached_by_a_spectral_machine_do_not_serve_a_covariance_machi
     eq.denoise(x, AB)
     wiener = eq.with_knobs(machine="wiener").denoise(x, AB)
     assert torch.allclose(wiener, wiener_formula(z, x, AB), atol=1e-10)
+
+
+@pytest.mark.parametrize("boundary", ["zeros", "circular"])
+def test_els_mixture_is_affine_in_its_weight_between_els_and_els_at_the_largest_patch(boundary):
+    g = torch.Generator().manual_seed(3)
+    images = torch.rand(6, 1, 7, 7, generator=g) * 2 - 1
+    x = torch.randn(4, 1, 7, 7, generator=g)
+    schedule = {"kind": "power", "k_min": 3, "k_max": 5, "shape": 1.0}
+    largest = OracleConfig(machine="els", boundary=boundary).max_patch_size(7, 7)
+    local = build_oracle(OracleConfig(machine="els", boundary=boundary, patch_size=schedule), images)
+    whole = build_oracle(OracleConfig(machine="els", boundary=boundary, patch_size=largest), images)
+    for ab in (0.2, 0.7):
+        ends = local.denoise(x, ab), whole.denoise(x, ab)
+        for w in (0.0, 0.35, 1.0):
+            mix = build_oracle(OracleConfig(machine="els_mixture", boundary=boundary, patch_size=schedule,
+                                            global_weight=w), images).denoise(x, ab)
+            torch.testing.assert_close(mix, (1 - w) * ends[0] + w * ends[1], rtol=0, atol=1e-6)
+
+
+def test_els_mixture_at_weight_one_on_a_circular_odd_image_is_is_at_every_pixels_shift():
+    # circular ELS's keys lie inside the training images, so with a patch as large as an odd image each image gives
+    # one key, itself: pixel p's value is the centre pixel of IS applied to the query shifted so that p is the centre
+    g = torch.Generator().manual_seed(4)
+    images = torch.rand(5, 1, 7, 7, generator=g) * 2 - 1
+    x = torch.randn(3, 1, 7, 7, generator=g)
+    mix = build_oracle(OracleConfig(machine="els_mixture", boundary="circular", patch_size=3, global_weight=1.0),
+                       images)
+    ideal = build_oracle(OracleConfig(machine="ideal"), images)
+    for ab in (0.05, 0.5, 0.9):
+        expect = torch.empty_like(x)
+        for i in range(7):
+            for j in range(7):
+                expect[..., i, j] = ideal.denoise(torch.roll(x, (3 - i, 3 - j), (2, 3)), ab)[..., 3, 3]
+        torch.testing.assert_close(mix.denoise(x, ab), expect, rtol=0, atol=1e-5)
+    # with zero padding, at tiny noise, both ends return the training image the query was made from
+    zeros = build_oracle(OracleConfig(machine="els_mixture", boundary="zeros", patch_size=3, global_weight=0.4),
+                         images)
+    noisy = images[2:3] * math.sqrt(1 - 1e-6) + 1e-3 * torch.randn(1, 1, 7, 7, generator=g)
+    torch.testing.assert_close(zeros.denoise(noisy, 1 - 1e-6), images[2:3], rtol=0, atol=1e-3)
+    with pytest.raises(ValueError, match="global_weight"):
+        OracleConfig(machine="els_mixture", global_weight=1.5)

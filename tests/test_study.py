@@ -11,6 +11,7 @@ from optuna.trial import TrialState
 from ablate.data import is_hand, make_fingers
 from ablate.metrics import HandCoherence
 from ablate.design import FitMember, MappingRule, compare, fit_rule, predict_oracle, run_design_study, spearman
+from ablate.design.attention import repredict_study
 from ablate.design.compare import bootstrap_rho
 from ablate.design.mapping import member_error, step_alpha_bars
 from ablate.design.rule_file import fit_rule_file, load_rule
@@ -42,6 +43,17 @@ def test_rule_maps_padding_stages_and_receptive_field():
     assert global_.mapped_receptive_field is None and global_.ks[0] == 31  # global: the largest allowed
     with pytest.raises(ValueError, match="attention_rule='both'; allowed: local, global, fitted"):
         MappingRule.from_knobs({"attention_rule": "both"})
+    # the attention term: attention networks (and only they) get their local machine mixed with the global one
+    mixed_rule = MappingRule(0.65, 1.5, attention_weight=0.3)
+    mixed = predict_oracle({"name": "unet", "depth": 1, "attention": True}, (1, 16, 16), mixed_rule)
+    assert mixed.oracle.machine == "els_mixture" and mixed.oracle.knob("global_weight") == 0.3
+    assert mixed.ks == plain.ks and mixed.oracle.stride == plain.oracle.stride == 2
+    assert predict_oracle({"name": "unet", "depth": 1}, (1, 16, 16), mixed_rule).oracle == plain.oracle
+    assert "attention_weight" not in rule.knobs() and MappingRule.from_knobs(mixed_rule.knobs()) == mixed_rule
+    with pytest.raises(ValueError, match="attention_weight=1.5 is out of range"):
+        MappingRule(attention_weight=1.5)
+    with pytest.raises(ValueError, match="already global"):
+        MappingRule(attention="global", attention_weight=0.5)
     deeper = [predict_oracle({"name": "resnet", "depth": d}, (1, 32, 32), rule).ks[0] for d in (1, 2, 4, 6, 10)]
     assert deeper == sorted(deeper) and deeper[0] < deeper[-1]
     with pytest.raises(ValueError, match="divisible by"):
@@ -348,6 +360,23 @@ def test_tiny_design_study_fits_the_rule_on_its_fit_set_and_predicts_the_held_ou
     assert data["rows"][0]["parameters"] > 0 and data["rows"][2]["receptive_field"] == 9  # resnet depth 2
     assert "free" in data["summary"] and "levels" in data["summary"] and data["summary"]["per_seed"]["flags"]
     assert "against the free descriptors" in joined.report["markdown"].read_text()
+    # the attention term fitted on the fit set's attention network alone, then every row it changes re-predicted
+    # without training: at w = 0 the mixture is the rule's ELS, so the same seeds give the same figures again
+    same = repredict_study(path, "fingers", progress=False, weights=(0.0,))
+    assert same.fit.weight == 0.0 and same.fit.rows == ("ua",)
+    assert load_rule(folder / "rule-fingers-attention.yaml").rule.attention_weight == 0.0
+    redone = [r for r in same.after.rows if r.get("repredicted")]
+    assert [r["arch"] for r in redone] == ["ua"]  # the only attention network; held-out and joined rows kept
+    for key in ("predicted_coherence", "predicted_artefact_rate", "predicted_novelty"):
+        assert redone[0][key] == pytest.approx(redone[0][f"before_{key}"], abs=1e-9)
+    (folder / "repredicted-fingers.json").unlink()
+    (folder / "rule-fingers-attention.yaml").unlink()
+    fitted = repredict_study(path, "fingers", progress=False, weights=(0.0, 1.0))
+    ua = by_arch["ua"]
+    losses = [sum(abs(e["rows"]["ua"][m] - ua[m]) for m in ("coherence", "artefact_rate")) for e in fitted.fit.table]
+    assert [e["weight"] for e in fitted.fit.table] == [0.0, 1.0]
+    assert fitted.fit.weight == (0.0, 1.0)[min(range(2), key=lambda i: (round(losses[i], 9), i))]
+    assert "attention_weight` fitted on the fit set's attention networks (ua)" in fitted.report.read_text()
 
 
 def test_running_one_dataset_keeps_the_others_results_in_the_shared_report(in_tmp, capsys):

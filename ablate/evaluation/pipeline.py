@@ -32,7 +32,7 @@ from ablate.evaluation.agreement import SamplerAgreement, run_agreement
 from ablate.evaluation.calibrate import Calibration, PerLevel, calibrate, calibrate_variants
 from ablate.evaluation.plots import comparison_grid, per_step_plot, r2_scatter
 from ablate.viz import save_grid
-from ablate.oracle import MACHINES, OracleConfig, build_oracle, nearest_odd, theory
+from ablate.oracle import MACHINES, OracleConfig, build_oracle, machine_names, nearest_odd, theory
 from ablate.sampling import Denoiser, Schedule, sampler_name
 
 BANDS = ("high noise", "middle", "low noise")  # the league's noise bands: thirds of the denoiser calls
@@ -303,7 +303,7 @@ def log_to_wandb(subject: Subject, config: EvalConfig, out: Path, summary: dict[
     try:
         run = wandb.init(project="ablate", group=subject.name, job_type="evaluate", name=f"eval-{subject.name}",
                          dir=str(out), mode=mode, config={"eval": to_dict(config), "network": summary["network"]})
-        scalars = {f"{m}/{k}": v for m in MACHINES if m in summary for k, v in summary[m].items()
+        scalars = {f"{m}/{k}": v for m in machine_names() if m in summary for k, v in summary[m].items()
                    if isinstance(v, float)}
         images = {f"figures/{k}": wandb.Image(v) for k, v in summary["figures"].items()}
         run.log({**scalars, **images})

@@ -11,7 +11,7 @@ from ablate.oracle.config import BOUNDARIES, OracleConfig, PatchSchedule, cosine
 from ablate.oracle.machines import Oracle
 from ablate.oracle.registry import Theory, all_theories, machine_names, register_theory, theory
 
-MACHINES = machine_names()  # every registered theory, in league order (ablate/oracle/theories/)
+MACHINES = tuple(n for n, t in all_theories().items() if t.league)  # evaluate.py's league, in order
 
 __all__ = ["OracleConfig", "PatchSchedule", "Oracle", "build_oracle", "MACHINES", "BOUNDARIES",
            "cosine_alpha_bar", "nearest_odd", "Theory", "register_theory", "all_theories", "theory", "machine_names"]

@@ -217,7 +217,7 @@ class OracleConfig:
         if self.has_knobs and not self.theory.patch_knobs:
             takes = [t for t in machine_names() if theory(t).patch_knobs]
             raise ValueError(f"shift_radius/stride/position_bandwidth apply to machine "
-                             f"{' or '.join(map(repr, takes))} only, got machine={self.machine!r} "
+                             f"{', '.join(map(repr, takes[:-1]))} or {takes[-1]!r} only, got machine={self.machine!r} "
                              "(LS is ELS with shift_radius=0)")
 
     @property

@@ -58,6 +58,7 @@ class Theory:
     order: int = 100
     keys_inside: bool = False
     own_position: bool = False
+    league: bool = True
     summary: str = ""
 
     @property

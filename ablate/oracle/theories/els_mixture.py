@@ -3,7 +3,9 @@ ELS_K(x)``, where ``ELS_k`` is the ELS machine at the config's patch schedule an
 (boundary, stride) at the largest patch it allows on the data (``OracleConfig.max_patch_size``: every pixel
 sees the whole image). ``w = global_weight``: 0 is ELS, 1 the global machine. It stands for a network whose
 convolutional path is local but which also mixes globally (self-attention, GroupNorm statistics): the
-design rule fits ``w`` on the fit set's attention networks (:mod:`ablate.design.attention`)."""
+design rule fits ``w`` on the fit set's attention networks (:mod:`ablate.design.attention`) over :data:`WEIGHTS`.
+Not in ``evaluate.py``'s default league (it is the design rule's machine, not a published theory): ask for it
+with ``machines=[..., els_mixture]``."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -24,8 +26,8 @@ class MixtureKnobs:
         check_float("global_weight", self.global_weight, low=0.0, high=1.0)
 
 
-@register_theory("els_mixture", order=35, knobs=MixtureKnobs, patch=True, patch_knobs=True,
-                 calibrate="global_weight", candidates=WEIGHTS, cost="patches", keys_inside=True, figure="mix",
+@register_theory("els_mixture", order=200, knobs=MixtureKnobs, patch=True, patch_knobs=True, cost="patches",
+                 keys_inside=True, figure="mix", league=False,
                  summary="ELS mixed with ELS at the largest patch (a local machine plus a global one)")
 def denoise(engine, x, a, b2, k, images, label):
     w = float(engine.config.knobs.global_weight)
