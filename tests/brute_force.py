@@ -101,3 +101,59 @@ def brute_force(x, alpha_bar, train, machine="els", k=3, boundary="zeros", radiu
                         biases.append(bias)
                 out[b, :, i, j] = softmax_mean(q, keys, values, biases, a, b2)
     return out
+
+
+def token_brute_force(x, train, V, machine="els", k=3, boundary="zeros", smoothing=1.0):
+    """Theory section 12 read literally: for every masked position of every query, list the keys of ``K(i)``
+    one by one, test each for consistency offset by offset, count, smooth. ``x`` ``[B, L]`` (mask id ``V``),
+    ``train`` ``[N, L]``; returns float64 ``[B, V, L]``."""
+    B, L = x.shape
+    N = len(train)
+    d = k // 2
+    out = torch.zeros(B, V, L, dtype=torch.float64)
+
+    def cls(i):
+        return i if i < d else (i - L if i >= L - d else "interior")
+
+    def at(seq, centre, o, wrap):
+        """The token at offset o of the window centred on ``centre`` (None: outside the sequence, not compared)."""
+        p = centre + o
+        if wrap:
+            return int(seq[p % L])
+        return int(seq[p]) if 0 <= p < L else None
+
+    for b in range(B):
+        for i in range(L):
+            if x[b, i] < V:
+                out[b, int(x[b, i]), i] = 1.0
+                continue
+            counts = [0] * V
+            if machine == "ideal":
+                for n in range(N):
+                    if all(x[b, j] == V or x[b, j] == train[n, j] for j in range(L)):
+                        counts[int(train[n, i])] += 1
+            else:
+                wrap = boundary == "circular"
+                if machine == "ls":
+                    keys = [(n, i) for n in range(N)]
+                elif wrap:  # ELS circular: the windows inside the training sequences
+                    keys = [(n, j) for n in range(N) for j in range(L) if j - d >= 0 and j + d < L]
+                else:  # ELS zeros: the windows at the positions of i's boundary class
+                    keys = [(n, j) for n in range(N) for j in range(L) if cls(j) == cls(i)]
+                for n, j in keys:
+                    ok = True
+                    for o in range(-d, d + 1):
+                        q = at(x[b], i, o, wrap)
+                        if q is None or q == V:
+                            continue  # outside the sequence, or masked: not compared
+                        key = at(train[n], j, o, wrap and machine == "ls")
+                        if key is not None and key != q:
+                            ok = False
+                            break
+                    if ok:
+                        counts[at(train[n], j, 0, False)] += 1
+            total = sum(counts)
+            for v in range(V):
+                out[b, v, i] = (counts[v] + smoothing) / (total + smoothing * V) if total + smoothing * V > 0 \
+                    else 1.0 / V
+    return out

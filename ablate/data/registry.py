@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ablate.config import check_choice, check_float, check_int
-from ablate.data import readers, signals
+from ablate.data import readers, signals, tokens
 from ablate.data.fingers import make_fingers
 
 Resize = Literal["area", "bilinear", "pad", "crop"]
@@ -37,6 +37,10 @@ class DataConfig:
     ``length`` samples, default 64), the UCR sets ``gunpoint``, ``arrowhead``,
     ``osuleaf`` that ship inside ``aeon``, and ``ucr`` (any ``.ts`` file at ``path``);
     length: resample them (linearly) to this many samples.
+    Tokens (:data:`~ablate.data.tokens.TOKENS`, theory section 12; :mod:`ablate.data.tokens`): ``words`` (the
+    CMU dictionary's words), ``brackets`` (``count`` balanced sequences of ``bracket_kinds`` kinds) and ``text``
+    (the lines of the UTF-8 file at ``path``); length: the sequence length ``L`` (default 12; ``text``: its
+    longest line).
     """
 
     name: str = "mnist5k"
@@ -55,16 +59,19 @@ class DataConfig:
     class_label: int | None = None
     length: int | None = None
     pulses: int = 3
+    bracket_kinds: int = 1
 
     def __post_init__(self) -> None:
         check_choice("dataset name", self.name, DATASETS)
-        if self.name in SIGNALS and self.image_size is not None:
-            raise ValueError(f"image_size applies to images; {self.name!r} holds signals: set length= instead")
-        if self.name not in SIGNALS and self.length is not None:
-            raise ValueError(f"length applies to signals ({', '.join(SIGNALS)}); {self.name!r} holds images: "
-                             "set image_size= instead")
+        if self.name in SIGNALS + TOKENS and self.image_size is not None:
+            what = "signals" if self.name in SIGNALS else "token sequences"
+            raise ValueError(f"image_size applies to images; {self.name!r} holds {what}: set length= instead")
+        if self.name not in SIGNALS + TOKENS and self.length is not None:
+            raise ValueError(f"length applies to signals ({', '.join(SIGNALS)}) and token sequences "
+                             f"({', '.join(TOKENS)}); {self.name!r} holds images: set image_size= instead")
         if self.length is not None:
-            check_int("length", self.length, low=4)
+            check_int("length", self.length, low=2 if self.name in TOKENS else 4)
+        check_choice("bracket_kinds", self.bracket_kinds, (1, 2))
         check_int("pulses", self.pulses, low=1)
         check_int("count", self.count, low=1)
         check_choice("resize", self.resize, ("area", "bilinear", "pad", "crop"))
@@ -74,7 +81,7 @@ class DataConfig:
         if self.image_size is not None:
             check_int("image_size", self.image_size, low=2)
         check_choice("channels", self.channels, (1, 3))
-        if self.name in ("idx", "cifar10", "folder", "ucr") and self.path is None:
+        if self.name in ("idx", "cifar10", "folder", "ucr", "text") and self.path is None:
             raise ValueError(f"dataset {self.name!r} reads from disk: set path= to its file or folder")
 
 
@@ -149,8 +156,14 @@ DATASETS: dict[str, Callable[[DataConfig], tuple[torch.Tensor, torch.Tensor | No
     "pulses": _pulses,
     **{name: _ucr_set(name) for name in signals.UCR_SETS},
     "ucr": _ucr_file,
+    "words": lambda cfg: tokens.load_words(cfg.length or tokens.DEFAULT_LENGTH, cfg.n, cfg.heldout_fraction,
+                                           cfg.split_seed),
+    "brackets": lambda cfg: tokens.load_brackets(cfg.count, cfg.length or tokens.DEFAULT_LENGTH, cfg.bracket_kinds,
+                                                 cfg.heldout_fraction, cfg.split_seed, cfg.n),
+    "text": lambda cfg: tokens.load_text(cfg.path, cfg.length, cfg.heldout_fraction, cfg.split_seed, cfg.n),
 }
 SIGNALS = ("pulses", *signals.UCR_SETS, "ucr")  # the datasets of 1-D signals [N, C, L]
+TOKENS = tokens.TOKENS  # the datasets of token sequences [N, L] int64
 
 
 def resize_images(x: torch.Tensor, size: int, mode: Resize) -> torch.Tensor:
@@ -205,14 +218,16 @@ def balanced_subset(labels: torch.Tensor | None, total: int, n: int, balanced: b
     return torch.sort(torch.cat(out)).values
 
 
-def load_dataset(cfg: DataConfig | str = "mnist5k", **overrides) -> ImageDataset:
-    """Load, resize, split and subset a registered dataset."""
+def load_dataset(cfg: DataConfig | str = "mnist5k", **overrides) -> ImageDataset | tokens.TokenDataset:
+    """Load, resize, split and subset a registered dataset (token datasets: :mod:`ablate.data.tokens`)."""
     if isinstance(cfg, str):
         from ablate.config import build_config  # unknown options name the nearest valid one
 
         cfg = build_config(DataConfig, {"name": cfg, **overrides})
     elif overrides:
         raise ValueError("pass either a DataConfig or a name with options, not both")
+    if cfg.name in TOKENS:
+        return DATASETS[cfg.name](cfg)
     images, labels = DATASETS[cfg.name](cfg)
     if len(images) == 0:
         raise ValueError(f"dataset {cfg.name!r} holds no images")

@@ -128,6 +128,9 @@ class OracleConfig:
     knobs: the theory's own knobs (its knob dataclass, e.g. PCA locality's ``mask_threshold`` and
     ``temperature``); they may also be given by name, ``OracleConfig(machine="pca_locality",
     mask_threshold=0.05)``, and are read by name, ``config.mask_threshold``.
+    vocab_size: ``V`` for the token machines of theory section 12 (``ideal``, ``ls``, ``els`` over int64
+    sequences, the mask id ``V``; :mod:`ablate.oracle.tokens`); None for images and signals. smoothing: ``s`` of
+    section 12, added to every token's count (``>= 0``; token machines only).
     dtype: ``float32`` or ``float64``. chunk_bytes: the size of one tile of logits
     or keys; None (the default) takes :data:`CPU_TILE_BYTES` on the CPU (a few MB keeps tiles in cache) and
     :data:`DEVICE_TILE_BYTES` on a GPU (few, large GEMMs: a step is otherwise thousands of small kernels). cache_bytes: the budget for key sets that are extracted,
@@ -152,17 +155,20 @@ class OracleConfig:
     cache_bytes: int = 3 * 2**30
     prune_tol: float = 0.0
     knobs: Any = None
+    vocab_size: int | None = None
+    smoothing: float = 1.0
 
     def __init__(self, machine: str = "els", patch_size: int | PatchSchedule | Mapping[str, Any] = 5,
                  boundary: str = "zeros", shift_radius: int | None = None, stride: int = 1,
                  position_bandwidth: float | None = None, dtype: str = "float32", chunk_bytes: int | None = None,
-                 cache_bytes: int = 3 * 2**30, prune_tol: float = 0.0, knobs: Any = None, **theory_knobs: Any) -> None:
+                 cache_bytes: int = 3 * 2**30, prune_tol: float = 0.0, knobs: Any = None,
+                 vocab_size: int | None = None, smoothing: float = 1.0, **theory_knobs: Any) -> None:
         spec = theory(machine)
         if isinstance(patch_size, Mapping):
             patch_size = _schedule(patch_size)
         values = dict(locals())
         for name in ("machine", "patch_size", "boundary", "shift_radius", "stride", "position_bandwidth", "dtype",
-                     "chunk_bytes", "cache_bytes", "prune_tol"):
+                     "chunk_bytes", "cache_bytes", "prune_tol", "vocab_size", "smoothing"):
             object.__setattr__(self, name, values[name])
         object.__setattr__(self, "knobs", spec.make_knobs({**_given(knobs), **theory_knobs}))
         self.__post_init__()
@@ -214,6 +220,18 @@ class OracleConfig:
             check_int("chunk_bytes", self.chunk_bytes, low=2**16)
         check_int("cache_bytes", self.cache_bytes, low=0)
         check_float("prune_tol", self.prune_tol, low=0.0, high=1e-2)
+        check_float("smoothing", self.smoothing, low=0.0)
+        if self.vocab_size is not None:
+            check_int("vocab_size", self.vocab_size, low=2)
+            if self.theory.tokens is None:
+                takes = [t for t in machine_names() if theory(t).tokens is not None]
+                raise ValueError(f"machine {self.machine!r} has no discrete counterpart; token machines (vocab_size "
+                                 f"set): {', '.join(map(repr, takes))}")
+            if self.has_knobs:
+                raise ValueError("shift_radius/stride/position_bandwidth apply to image and signal machines; token "
+                                 "machines (vocab_size set) take patch_size, boundary and smoothing")
+        elif self.smoothing != 1.0:
+            raise ValueError(f"smoothing={self.smoothing} applies to token machines only; set vocab_size (V) too")
         if self.has_knobs and not self.theory.patch_knobs:
             takes = [t for t in machine_names() if theory(t).patch_knobs]
             raise ValueError(f"shift_radius/stride/position_bandwidth apply to machine "

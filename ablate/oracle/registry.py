@@ -59,6 +59,7 @@ class Theory:
     keys_inside: bool = False
     own_position: bool = False
     league: bool = True
+    tokens: str | None = None  # its discrete counterpart (theory section 12): the key set of ablate.oracle.tokens
     summary: str = ""
 
     @property

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ablate.oracle.registry import register_theory
 
 
-@register_theory("ideal", order=10, figure="is", cost="whole_image",
+@register_theory("ideal", tokens="whole", order=10, figure="is", cost="whole_image",
                  summary="IS: softmax over whole training images (memorises)")
 def denoise(engine, x, a, b2, k, images, label):
     return engine.ideal(x, a, b2, images)

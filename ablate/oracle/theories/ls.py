@@ -5,7 +5,8 @@ from __future__ import annotations
 from ablate.oracle.registry import register_theory
 
 
-@register_theory("ls", order=20, patch=True, calibrate="patch_size", cost="patches",
+@register_theory("ls", tokens="position",
+                 order=20, patch=True, calibrate="patch_size", cost="patches",
                  own_position=True, summary="LS: patches at the pixel's own position")
 def denoise(engine, x, a, b2, k, images, label):
     return engine.local(x, a, b2, k, images, label, local_only=True)
