@@ -73,6 +73,20 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as err:
         sys.exit(f"evaluate.py: {err}")
     s = result.summary
+    if s.get("kind") == "tokens":
+        print(f"{s['dataset']}: {s['model']} (receptive field {s['receptive_field'] or 'global'}), {s['steps']} "
+              f"unmasking steps, {len(s['seeds'])} seeds; per-seed token agreement with the network (95% CI), chance "
+              f"{s['chance_agreement']:.3f}:")
+        for name in s["ranking"]:
+            m = s["machines"][name]
+            print(f"{name:15} {m['agreement']:.3f} [{m['agreement_ci95'][0]:.3f}, {m['agreement_ci95'][1]:.3f}]  "
+                  f"mean TV {m['mean_tv']:.3f}  validity {m['text']['validity']:.2f}")
+        n = s["network"]
+        print(f"network: validity {n['validity']:.2f}, creativity {n['creativity']:.2f}, memorisation "
+              f"{n['memorisation']:.2f}, artefact rate {n['artefact_rate']:.2f}")
+        print(f"pictures: {', '.join(s['figures'].values())}")
+        print(result.path)
+        return
     print(f"{s['headline_sampler']}, {config.steps} steps, {len(s['seeds'])} seeds; machines best first by median r "
           "(95% CI), then r2, R2, MSE:")
     for name in s["league"]["by_median_r"]:

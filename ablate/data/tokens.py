@@ -62,14 +62,19 @@ class TokenDataset:
 
     def decode(self, tokens: torch.Tensor) -> list[str]:
         """Each sequence's text: its symbols up to the first end symbol (the mask token shows as ``_``)."""
-        out = []
-        for row in tokens.tolist():
-            text = "".join(self.vocab[t] if t < len(self.vocab) else "_" for t in row)
-            out.append(text.split(END, 1)[0])
-        return out
+        return decode(tokens, self.vocab)
 
     def encode(self, texts: list[str]) -> torch.Tensor:
         return encode(texts, self.vocab, self.shape[0])
+
+
+def decode(tokens: torch.Tensor, vocab: tuple[str, ...]) -> list[str]:
+    """Each row of ``tokens`` as text: its symbols up to the first end symbol (the mask token shows as ``_``)."""
+    out = []
+    for row in tokens.tolist():
+        text = "".join(vocab[t] if t < len(vocab) else "_" for t in row)
+        out.append(text.split(END, 1)[0])
+    return out
 
 
 def encode(texts: list[str], vocab: tuple[str, ...], length: int) -> torch.Tensor:

@@ -400,6 +400,13 @@ def evaluate_source(source: str, overrides: Sequence[str] = (), config: EvalConf
             raise ValueError(f"{item!r}: evaluate.py takes data.<key>=value (the network's training data, as in "
                              "train.py) and net.<key>=value (how a foreign network takes time and what it predicts)")
     values = apply_overrides({}, overrides)
+    if is_token_checkpoint(source):
+        if values:
+            raise ValueError(f"{source} is an ablate token model: it is evaluated on the data it was trained on; drop "
+                             "the data.* and net.* settings")
+        from ablate.evaluation.text import evaluate_tokens
+
+        return evaluate_tokens(source, config, out_dir)
     spec = build_config(NetworkSpec, values.get("net"), "net.")
     loaded = load_denoiser(source, spec, device)
     if loaded.kind == "ablate":
@@ -416,6 +423,18 @@ def evaluate_source(source: str, overrides: Sequence[str] = (), config: EvalConf
     out = Path(out_dir) if out_dir is not None else (path / "evaluation" if path.is_dir()
                                                     else runs_root() / "evaluate" / subject.name)
     return evaluate(subject, config, out)
+
+
+def is_token_checkpoint(source: str | Path) -> bool:
+    """Whether ``source`` is an ablate checkpoint of a masked-diffusion token model (theory section 12)."""
+    from ablate.models.checkpoint import read_checkpoint
+    from ablate.models.config import TOKEN_BACKBONES
+
+    path = Path(source)
+    if not (path.is_file() and path.suffix == ".ckpt"):
+        return False
+    ckpt = read_checkpoint(path)
+    return (ckpt.get("ablate", {}).get("config", {}).get("model") or {}).get("name") in TOKEN_BACKBONES
 
 
 def evaluate_checkpoint(checkpoint: str | Path, config: EvalConfig | None = None,

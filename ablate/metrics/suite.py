@@ -83,6 +83,12 @@ def build_suite(data: DataConfig | ImageDataset, config: DataConfig | None = Non
     its ``config``. Labelled datasets get the (cached) reference classifier."""
     if isinstance(data, DataConfig):
         config, data = data, load_dataset(data)
+    from ablate.data.tokens import TokenDataset
+
+    if isinstance(data, TokenDataset):
+        from ablate.metrics.text import TextSuite
+
+        return TextSuite(data)  # type: ignore[return-value]
     if config is None:
         raise ValueError("pass the DataConfig of a loaded dataset (the classifier is cached per config)")
     images = len(data.shape) == 3

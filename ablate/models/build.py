@@ -8,6 +8,7 @@ from torch import nn
 
 from ablate.models.config import BackboneConfig
 from ablate.models.resnet import ResNet
+from ablate.models.tokens import TokenResNet, TokenTransformer
 from ablate.models.unet import UNet
 
 
@@ -23,16 +24,22 @@ def _module(config: BackboneConfig, channels: int, num_classes: int | None = Non
     return ModuleBackbone(config, channels, num_classes)
 
 
-REGISTRY = {"resnet": ResNet, "unet": UNet, "unet_attn": UNet, "resnet1d": ResNet, "unet1d": UNet, "unet_attn1d": UNet,
+REGISTRY = {"token_resnet": TokenResNet, "token_transformer": TokenTransformer, "resnet": ResNet, "unet": UNet, "unet_attn": UNet, "resnet1d": ResNet, "unet1d": UNet, "unet_attn1d": UNet,
             "diffusers_unet": _diffusers_unet, "module": _module}
 
 
-def build_backbone(config: BackboneConfig, channels: int, num_classes: int | None = None) -> nn.Module:
-    """The backbone named by ``config.name`` for images of ``channels`` channels."""
+def build_backbone(config: BackboneConfig, channels: int, num_classes: int | None = None,
+                   length: int | None = None) -> nn.Module:
+    """The backbone named by ``config.name`` for images of ``channels`` channels (a token backbone: ``channels``
+    is the vocabulary size ``V`` and ``length`` the sequence length)."""
     if not isinstance(config, BackboneConfig):
         raise ValueError(f"config must be a BackboneConfig, got {type(config).__name__}")
     if channels < 1:
         raise ValueError(f"channels={channels} must be >= 1")
+    if config.tokens:
+        if num_classes is not None:
+            raise ValueError(f"{config.name} is unconditional; drop conditional=true")
+        return REGISTRY[config.name](config, channels, length)
     return REGISTRY[config.name](config, channels, num_classes)
 
 

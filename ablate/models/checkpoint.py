@@ -61,7 +61,10 @@ def backbone_from_checkpoint(ckpt: dict[str, Any], path: str | Path, device: str
 
     model = build_config(BackboneConfig, ckpt["ablate"]["config"].get("model"), "model.")
     meta = ckpt["ablate"]["meta"]
-    backbone = build_backbone(model, meta["image_shape"][0], meta["num_classes"])
+    if model.tokens:
+        backbone = build_backbone(model, meta["vocab_size"], None, meta["image_shape"][0])
+    else:
+        backbone = build_backbone(model, meta["image_shape"][0], meta["num_classes"])
     state = ckpt["state_dict"]
     prefix = "ema.module." if ema and any(k.startswith("ema.module.") for k in state) else "backbone."
     weights = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}

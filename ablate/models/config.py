@@ -6,8 +6,10 @@ from typing import Any, Literal, Mapping
 
 from ablate.config import check_choice, check_int
 
-BACKBONES = ("resnet", "unet", "unet_attn", "resnet1d", "unet1d", "unet_attn1d", "diffusers_unet", "module")
+BACKBONES = ("resnet", "unet", "unet_attn", "resnet1d", "unet1d", "unet_attn1d", "diffusers_unet", "module",
+             "token_resnet", "token_transformer")
 SIGNAL_BACKBONES = ("resnet1d", "unet1d", "unet_attn1d")  # Conv1d versions for signals [B, C, L]
+TOKEN_BACKBONES = ("token_resnet", "token_transformer")  # masked-diffusion denoisers of token sequences [B, L]
 FOREIGN = ("diffusers_unet", "module")  # backbones whose own settings pass through as ``options``
 PADDINGS = ("zeros", "circular")
 NORMS = ("none", "group")
@@ -36,10 +38,14 @@ class BackboneConfig:
     ``model.prediction_type`` (:mod:`ablate.models.module_backbone`), also kept in ``options``.
     ``resnet1d``, ``unet1d``, ``unet_attn1d``: the same three designs for signals ``[B, C, L]`` (Conv1d,
     3-sample kernels, pooling by 2 along the axis; theory section 11).
+    ``token_resnet``, ``token_transformer``: masked-diffusion denoisers of token sequences (theory section 12;
+    :mod:`ablate.models.tokens`): a Conv1d ResNet over token embeddings (receptive field ``2 depth + 1``), and a
+    transformer of ``depth`` layers whose attention sees ``window`` positions either side (None: every
+    position, with absolute position embeddings).
     """
 
     name: Literal["resnet", "unet", "unet_attn", "resnet1d", "unet1d", "unet_attn1d", "diffusers_unet",
-                  "module"] = "resnet"
+                  "module", "token_resnet", "token_transformer"] = "resnet"
     depth: int = 6
     width: int = 32
     stage_widths: tuple[int, ...] = ()
@@ -49,6 +55,7 @@ class BackboneConfig:
     emb_dim: int = 128
     heads: int = 4
     options: dict[str, Any] = field(default_factory=dict)
+    window: int | None = None  # token_transformer: attention within this many positions either side (None: all)
 
     @classmethod
     def absorb_unknown(cls, values: Mapping[str, Any]) -> dict[str, Any]:
@@ -85,6 +92,18 @@ class BackboneConfig:
         check_int("groups", self.groups, low=1)
         check_int("emb_dim", self.emb_dim, low=2)
         check_int("heads", self.heads, low=1)
+        if self.window is not None:
+            if self.name != "token_transformer":
+                raise ValueError(f"window applies to name=token_transformer only, not {self.name!r}")
+            check_int("window", self.window, low=1)
+        if self.name == "token_transformer":
+            if self.padding != "zeros":
+                raise ValueError("token_transformer has no padding; its window stops at the sequence's ends "
+                                 "(padding=zeros)")
+            if self.width % self.heads:
+                raise ValueError(f"width {self.width} is not divisible by heads={self.heads}")
+        if self.tokens and self.norm != "none":
+            raise ValueError(f"norm applies to the image and signal backbones, not {self.name!r}")
         if self.family != "resnet" and self.stage_widths and len(self.stage_widths) != self.depth + 1:
             raise ValueError(f"stage_widths has {len(self.stage_widths)} entries but a UNet of depth "
                              f"{self.depth} has {self.depth + 1} stages; give {self.depth + 1} widths or none")
@@ -107,8 +126,13 @@ class BackboneConfig:
 
     @property
     def dims(self) -> int:
-        """Spatial axes of the data the backbone takes: 1 (signals) or 2 (images)."""
-        return 1 if self.name in SIGNAL_BACKBONES else 2
+        """Spatial axes of the data the backbone takes: 1 (signals, token sequences) or 2 (images)."""
+        return 1 if self.name in SIGNAL_BACKBONES + TOKEN_BACKBONES else 2
+
+    @property
+    def tokens(self) -> bool:
+        """A denoiser of token sequences (masked diffusion) rather than of images or signals."""
+        return self.name in TOKEN_BACKBONES
 
     @property
     def family(self) -> str:
@@ -122,7 +146,7 @@ class BackboneConfig:
     @property
     def widths(self) -> tuple[int, ...]:
         """Channels per stage: one entry for the ResNet, ``D + 1`` for the UNets."""
-        if self.family in ("resnet", "module"):
+        if self.family in ("resnet", "module") or self.tokens:
             return (self.width,)
         if self.name == "diffusers_unet":
             from ablate.models.diffusers_unet import check_options
@@ -138,7 +162,7 @@ class BackboneConfig:
             from ablate.models.diffusers_unet import levels
 
             return 2 ** (levels(self.options) - 1)
-        return 1 if self.family in ("resnet", "module") else 2**self.depth  # a module's stride is measured
+        return 1 if self.family in ("resnet", "module") or self.tokens else 2**self.depth  # a module's: measured
 
     def check_image_size(self, *spatial: int) -> None:
         """The data's spatial size suits the backbone: images ``(H, W)`` for the 2-D backbones, signals

@@ -25,13 +25,17 @@ from ablate.training import TrainConfig, run
 from ablate.training.module import DiffusionModule
 
 OBJECTIVES = ("coherence", "accuracy", "artefact_rate", "fid", "fidelity", "novelty", "memorisation_rate",
-              "els_r2", "is_r2", "ls_r2", "val_loss", "train_seconds")
+              "els_r2", "is_r2", "ls_r2", "val_loss", "train_seconds",
+              # token models (theory section 12): text metrics and per-seed token agreement with each machine
+              "validity", "creativity", "memorisation", "els_zeros_agreement", "els_circular_agreement",
+              "ls_zeros_agreement", "ls_circular_agreement", "ideal_agreement", "unigram_agreement",
+              "bigram_agreement")
 SPELLINGS = {"artifact_rate": "artefact_rate"}
 KNOBS = {"name": "train.model.name", "depth": "train.model.depth", "width": "train.model.width",
          "padding": "train.model.padding", "norm": "train.model.norm", "attention": "train.model.attention",
          "options": "train.model.options", "lr": "train.optim.lr", "ema_decay": "train.optim.ema_decay",
          "max_steps": "train.max_steps", "batch_size": "train.batch_size", "noise_schedule": "train.noise_schedule",
-         "conditional": "train.conditional"}
+         "conditional": "train.conditional", "window": "train.model.window"}
 MEASURED = ("els", "ls", "ideal", "es")  # the machines whose agreement a trial reports (as their figure prefix)
 
 
@@ -53,7 +57,12 @@ def build(definition, knobs: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def check(definition, knobs: Mapping[str, Any], data_shape: tuple[int, ...]) -> None:
-    train_config(definition, knobs).model.check_image_size(*data_shape[1:])
+    model = train_config(definition, knobs).model
+    if model.tokens != (len(data_shape) == 1):
+        raise ValueError(f"model {model.name!r} does not fit the data (one item: {list(data_shape)}); token sequences "
+                         "take token_resnet or token_transformer, images and signals the others")
+    if not model.tokens:
+        model.check_image_size(*data_shape[1:])
 
 
 def cost(definition, knobs: Mapping[str, Any], data_shape: tuple[int, ...]) -> float:
@@ -66,10 +75,14 @@ def training_step_seconds(config: TrainConfig, image_shape: tuple[int, ...], rep
     """The median seconds of one optimiser step of ``config``'s backbone (its real loss and AdamW, at the sweep's
     batch size) on random data of shape ``image_shape``, after one warm-up step: times ``max_steps``, what the
     trial's training will roughly cost on this machine."""
-    module = DiffusionModule(build_backbone(config.model, image_shape[0]), config, {})
-    optimiser = torch.optim.AdamW(module.backbone.parameters(), lr=config.optim.lr)
     g = torch.Generator().manual_seed(0)
-    x0 = torch.rand((config.batch_size, *image_shape), generator=g) * 2 - 1
+    if config.model.tokens:  # a vocabulary of 32 stands for any: the cost hardly depends on it
+        module = DiffusionModule(build_backbone(config.model, 32, None, image_shape[0]), config, {"vocab_size": 32})
+        x0 = torch.randint(0, 32, (config.batch_size, *image_shape), generator=g)
+    else:
+        module = DiffusionModule(build_backbone(config.model, image_shape[0]), config, {})
+        x0 = torch.rand((config.batch_size, *image_shape), generator=g) * 2 - 1
+    optimiser = torch.optim.AdamW(module.backbone.parameters(), lr=config.optim.lr)
     times = []
     for _ in range(reps + 1):
         start = time.perf_counter()
@@ -99,6 +112,8 @@ def train_and_measure(ctx: TrialContext, knobs: dict[str, Any], tag: str, trial=
     if resume is not None:
         print(f"{tag}: continuing the interrupted training at step {resumed_step}: {resume}", flush=True)
     result = run(config, resume=resume, callbacks=callbacks)
+    if config.model.tokens:
+        return measure_tokens(ctx, result, eval_config, seeds, resumed_step)
     subject = checkpoint_subject(result.checkpoint, ctx.data, device)  # loaded once: sampled and evaluated
     seeds, labels = ctx.seeds_and_labels(config.conditional, seeds)
     samples = sample(subject.network, seeds, ctx.data.shape, steps=ctx.definition.steps, labels=labels,
@@ -119,6 +134,30 @@ def train_and_measure(ctx: TrialContext, knobs: dict[str, Any], tag: str, trial=
             "checkpoint": str(result.checkpoint),
             "els_k": " ".join(map(str, cal["k"])), "els_alpha_bar": " ".join(f"{a:.6g}" for a in cal["alpha_bar"]),
             "els_candidates": " ".join(map(str, cal["candidates"])), "samples": samples}
+
+
+def measure_tokens(ctx: TrialContext, result, eval_config, seeds: int | None, resumed_step: int) -> dict[str, Any]:
+    """A token model's figures: its text metrics on the sweep's seeds and its per-seed token agreement with every
+    machine of the text league (:func:`ablate.evaluation.text.evaluate_tokens`, on ``eval_config``'s seeds)."""
+    from ablate.evaluation.text import evaluate_tokens
+    from ablate.sampling import unmask
+    from ablate.training.checkpoint import load_checkpoint
+
+    model = load_checkpoint(result.checkpoint)
+    count = ctx.definition.seeds if seeds is None else seeds
+    samples = unmask(model.denoiser(), list(range(count)), ctx.data.shape[0], ctx.definition.steps).tokens
+    scores = ctx.suite.score(samples)
+    eval_config = eval_config or EvalConfig(seeds=max(2, ctx.definition.seeds), steps=ctx.definition.steps,
+                                            wandb_mode="disabled", progress=False)
+    league = evaluate_tokens(result.checkpoint, eval_config).summary
+    figures = {f"{m}_agreement": v["agreement"] for m, v in league["machines"].items()}
+    figures |= {f"{m}_agreement_low": v["agreement_ci95"][0] for m, v in league["machines"].items()}
+    figures |= {f"{m}_mean_tv": v["mean_tv"] for m, v in league["machines"].items()}
+    figures |= {f"{m}_k": " ".join(map(str, c["k"])) for m, c in league["calibration"].items()}
+    return {**scores, **figures, "chance_agreement": league["chance_agreement"], "val_loss": result.val_loss,
+            "train_seconds": result.total_seconds, "seconds": result.total_seconds, "resumed_from_step": resumed_step,
+            "checkpoint": str(result.checkpoint), "receptive_field": model.backbone.receptive_field(),
+            "samples_html": league["figures"]["samples"], "samples": samples}
 
 
 def run_train_trial(ctx: TrialContext, knobs: dict[str, Any], tag: str, trial=None) -> dict[str, Any]:

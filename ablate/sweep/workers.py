@@ -170,8 +170,10 @@ def objective_fn(definition: SweepDefinition, ctx: TrialContext):
                 if isinstance(value, (int, float, str)) or value is None:
                     trial.set_user_attr(key, value)
             if run is not None:
-                run.log({**{k: v for k, v in result.items() if isinstance(v, float)},
-                         "samples": wandb.Image(result["grid"])})
+                pictures = {"samples": wandb.Image(result["grid"])} if result.get("grid") else {}
+                if result.get("samples_html"):  # a token model: its texts beside every machine's (an HTML table)
+                    pictures["samples"] = wandb.Html(Path(result["samples_html"]).read_text(encoding="utf-8"))
+                run.log({**{k: v for k, v in result.items() if isinstance(v, float)}, **pictures})
                 run.summary.update({name: v for name, v in zip(definition.objectives, values)})
             failed = False
             return values

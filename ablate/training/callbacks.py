@@ -1,4 +1,5 @@
-"""Callbacks that run during training: sample grids from fixed seeds (PNG, and to W&B)."""
+"""Callbacks that run during training: sample grids from fixed seeds (PNG, and to W&B); for token models, the
+seeds' sampled texts (``samples/<tag>.txt``, and to W&B as a table)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,7 +8,7 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.loggers import WandbLogger
 
-from ablate.sampling import sample
+from ablate.sampling import sample, unmask
 from ablate.viz import save_grid
 
 
@@ -78,3 +79,34 @@ class OracleAgreement(pl.Callback):
             metric.update(self._machine_samples[name], net)
             pl_module.log(f"agreement/{name}_r2", float(metric.compute()["median_r2"]), on_epoch=True,
                           prog_bar=name == "els")
+
+
+class TextSamples(pl.Callback):
+    """The token models' :class:`SampleGrid`: every ``every`` epochs (and on demand) the same seeds unmasked by
+    the EMA network (:func:`~ablate.sampling.unmask`), decoded with the dataset's vocabulary and written one per
+    line to ``samples/<tag>.txt``."""
+
+    def __init__(self, out_dir: Path, length: int, vocab: tuple[str, ...], seeds: int, steps: int, every: int,
+                 schedule: str) -> None:
+        self.out_dir, self.length, self.vocab = Path(out_dir), length, tuple(vocab)
+        self.seeds, self.steps, self.every, self.schedule = list(range(seeds)), steps, every, schedule
+        self.last: Path | None = None
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if (trainer.current_epoch + 1) % self.every == 0:
+            self.draw(trainer, pl_module, f"epoch_{trainer.current_epoch + 1:04d}")
+
+    def draw(self, trainer: pl.Trainer, pl_module: pl.LightningModule, tag: str) -> Path:
+        from ablate.data.tokens import decode
+
+        tokens = unmask(pl_module.denoiser(), self.seeds, self.length, self.steps, self.schedule).tokens
+        texts = decode(tokens, self.vocab)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        path = self.out_dir / f"{tag}.txt"
+        path.write_text("".join(f"{seed}\t{text}\n" for seed, text in zip(self.seeds, texts)))
+        self.last = path
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.log_text(key="samples", columns=["seed", "text"], data=[[s, t] for s, t in zip(self.seeds, texts)],
+                                step=trainer.global_step)
+        return path

@@ -1,7 +1,7 @@
 """A training checkpoint with its typed run config (the file format and safe reading: :mod:`ablate.models.checkpoint`)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +10,7 @@ from torch import nn
 
 from ablate.config import build_config
 from ablate.models import NetworkDenoiser
+from ablate.models.tokens import TokenNetworkDenoiser
 from ablate.models.checkpoint import backbone_from_checkpoint, read_checkpoint
 from ablate.training.config import TrainConfig
 
@@ -25,8 +26,16 @@ class TrainedModel:
     num_classes: int | None
     step: int
     path: Path
+    meta: dict[str, Any] = field(default_factory=dict)  # the checkpoint's meta (a token model's vocab, ...)
 
-    def denoiser(self, clip: bool = True) -> NetworkDenoiser:
+    @property
+    def tokens(self) -> bool:
+        """A masked-diffusion denoiser of token sequences (``image_shape`` is then ``(L,)``)."""
+        return self.config.model.tokens
+
+    def denoiser(self, clip: bool = True) -> NetworkDenoiser | TokenNetworkDenoiser:
+        if self.tokens:
+            return TokenNetworkDenoiser(self.backbone)
         return NetworkDenoiser(self.backbone, clip=clip)
 
 
@@ -54,4 +63,4 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", ema: b
     meta = ckpt["ablate"]["meta"]
     backbone, _ = backbone_from_checkpoint(ckpt, path, device, ema)
     return TrainedModel(config, backbone, tuple(meta["image_shape"]), meta["num_classes"],
-                        int(ckpt.get("global_step", 0)), Path(path))
+                        int(ckpt.get("global_step", 0)), Path(path), dict(meta))

@@ -151,9 +151,9 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = (),
     start = dict(base) if base is not None else to_dict(TrainConfig())
     merged = apply_overrides(merge(start, values), overrides)
     named = apply_overrides(values, overrides).get("data") or {}  # what the user set, not the preset
-    from ablate.data import SIGNALS
+    from ablate.data import SIGNALS, TOKENS
 
-    if merged.get("data", {}).get("name") in SIGNALS:
+    if merged.get("data", {}).get("name") in SIGNALS + TOKENS:
         for key in IMAGE_PRESET_KEYS:  # the image preset's choices mean nothing to signals
             if key not in named:
                 merged["data"][key] = None

@@ -1,8 +1,11 @@
-"""The LightningModule: eps-prediction MSE over continuous time, AdamW, EMA of weights.
+"""The LightningModule: eps-prediction MSE over continuous time (or, for token sequences, the masked-diffusion
+cross-entropy), AdamW, EMA of weights.
 
 It is *handed* its backbone (``ablate.models``); the loss follows the forward
 process of ``docs/theory.md`` section 1: ``t ~ U(t_min, 1)``,
-``x_t = sqrt(ab(t)) x_0 + sqrt(1 - ab(t)) eps``, loss ``||eps_hat - eps||^2``.
+``x_t = sqrt(ab(t)) x_0 + sqrt(1 - ab(t)) eps``, loss ``||eps_hat - eps||^2``. For tokens (``meta`` holds
+``vocab_size``; section 12): ``t ~ U(t_min, 1)``, each token kept with probability ``alpha(t)`` and otherwise
+replaced by the mask id ``V``, loss the cross-entropy of the logits at the masked positions.
 All training noise comes from the module's own generator, saved in every
 checkpoint, so a resumed run draws the numbers the uninterrupted run would.
 """
@@ -19,10 +22,18 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ablate.models import NetworkDenoiser
+from ablate.models.tokens import TokenNetworkDenoiser
 from ablate.models.checkpoint import CHECKPOINT_FORMAT
 from ablate.sampling import get_schedule, per_item
 from ablate.training.config import TrainConfig
 
+
+
+def mask_alpha(schedule: str, t: torch.Tensor) -> torch.Tensor:
+    """alpha(t), the probability that a token survives, of the mask schedule ``schedule`` (section 12)."""
+    if schedule == "linear":
+        return 1.0 - t
+    return torch.cos(torch.pi * t / 2)
 
 
 class DiffusionModule(pl.LightningModule):
@@ -42,6 +53,7 @@ class DiffusionModule(pl.LightningModule):
         self.ema = AveragedModel(backbone, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True) \
             if decay is not None else None
         self.alpha_bar = get_schedule(config.noise_schedule)
+        self.vocab_size: int | None = meta.get("vocab_size")
         self._generator: torch.Generator | None = None
         self._pending_generator_state: torch.Tensor | None = None
         self.recent_losses: deque[float] = deque(maxlen=100)
@@ -50,9 +62,10 @@ class DiffusionModule(pl.LightningModule):
         self._fit_start: float | None = None
 
     # ------------------------------------------------------------------ sampling
-    def denoiser(self) -> NetworkDenoiser:
+    def denoiser(self) -> NetworkDenoiser | TokenNetworkDenoiser:
         """The network to sample from: the EMA weights when EMA is on."""
-        return NetworkDenoiser(self.ema.module if self.ema is not None else self.backbone)
+        net = self.ema.module if self.ema is not None else self.backbone
+        return TokenNetworkDenoiser(net) if self.vocab_size is not None else NetworkDenoiser(net)
 
     # ------------------------------------------------------------------ noise
     def generator(self) -> torch.Generator:
@@ -63,7 +76,22 @@ class DiffusionModule(pl.LightningModule):
                 self._pending_generator_state = None
         return self._generator
 
+    def masked_loss(self, x0: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Cross-entropy at the masked positions of ``x0`` int64 ``[B, L]`` masked at ``alpha(t)``."""
+        B, V = len(x0), self.vocab_size
+        t = self.config.t_min + (1 - self.config.t_min) * torch.rand(B, generator=generator, device=self.device,
+                                                                      dtype=torch.float64)
+        alpha = mask_alpha(self.config.noise_schedule, t)
+        masked = torch.rand(x0.shape, generator=generator, device=self.device, dtype=torch.float64) >= alpha[:, None]
+        x_t = torch.where(masked, torch.full_like(x0, V), x0)
+        logits = self.backbone(x_t, alpha.float())
+        if not masked.any():
+            return logits.sum() * 0.0
+        return nn.functional.cross_entropy(logits.transpose(1, 2)[masked], x0[masked])
+
     def diffusion_loss(self, x0: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        if self.vocab_size is not None:
+            return self.masked_loss(x0, generator)
         B = len(x0)
         cfg = self.config
         t = cfg.t_min + (1 - cfg.t_min) * torch.rand(B, generator=generator, device=self.device, dtype=torch.float64)

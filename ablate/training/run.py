@@ -22,7 +22,8 @@ from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from ablate import tracking
 from ablate.data import ImageDataModule, load_dataset
 from ablate.models import build_backbone
-from ablate.training.callbacks import OracleAgreement, SampleGrid
+from ablate.data.tokens import TokenDataset
+from ablate.training.callbacks import OracleAgreement, SampleGrid, TextSamples
 from ablate.training.checkpoint import config_of, read_checkpoint, resume_differences
 from ablate.training.config import TrainConfig
 from ablate.training.module import DiffusionModule
@@ -80,11 +81,23 @@ def run(config: TrainConfig, resume: str | Path | None = None,
     data = load_dataset(config.data)
     if config.conditional and data.num_classes is None:
         raise ValueError(f"conditional=True needs labels; dataset {config.data.name!r} has none")
-    shape = data.shape  # (C, H, W), or (C, L) for signals
-    config.model.check_image_size(*shape[1:])
-    num_classes = data.num_classes if config.conditional else None
-    backbone = build_backbone(config.model, shape[0], num_classes)
-    meta = {"image_shape": list(shape), "num_classes": num_classes, "train_images": len(data.train)}
+    tokens = isinstance(data, TokenDataset)
+    if tokens != config.model.tokens:
+        raise ValueError(f"dataset {config.data.name!r} holds {'token sequences' if tokens else 'images or signals'} "
+                         f"but model.name={config.model.name!r} " + (
+                             "denoises images or signals: choose model.name=token_resnet or token_transformer" if tokens
+                             else "denoises token sequences: choose a dataset of words, brackets or text"))
+    shape = data.shape  # (C, H, W), or (C, L) for signals, or (L,) for token sequences
+    if tokens:
+        backbone = build_backbone(config.model, data.vocab_size, None, shape[0])
+        num_classes = None
+        meta = {"image_shape": list(shape), "num_classes": None, "train_images": len(data.train),
+                "vocab_size": data.vocab_size, "vocab": list(data.vocab)}
+    else:
+        config.model.check_image_size(*shape[1:])
+        num_classes = data.num_classes if config.conditional else None
+        backbone = build_backbone(config.model, shape[0], num_classes)
+        meta = {"image_shape": list(shape), "num_classes": num_classes, "train_images": len(data.train)}
     module = DiffusionModule(backbone, config, meta)
     epoch_images = config.epoch_images or max(len(data.train), MIN_EPOCH_BATCHES * config.batch_size)
     datamodule = ImageDataModule(config.data, config.batch_size, epoch_images=epoch_images, seed=config.seed,
@@ -105,15 +118,19 @@ def run(config: TrainConfig, resume: str | Path | None = None,
         module.wandb_id = wandb_logger.experiment.id
         loggers.append(wandb_logger)
 
-    samples = SampleGrid(run_dir / "samples", shape, config.sample_seeds, config.sample_steps,
-                         config.sample_every, config.noise_schedule, num_classes)
+    if tokens:
+        samples = TextSamples(run_dir / "samples", shape[0], data.vocab, config.sample_seeds, config.sample_steps,
+                              config.sample_every, config.noise_schedule)
+    else:
+        samples = SampleGrid(run_dir / "samples", shape, config.sample_seeds, config.sample_steps,
+                             config.sample_every, config.noise_schedule, num_classes)
     checkpoints = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="step{step:07d}",
                                   auto_insert_metric_name=False, every_n_epochs=config.checkpoint_every,
                                   save_top_k=config.keep_checkpoints, monitor="step", mode="max",
                                   save_last=True, save_on_train_epoch_end=True,
                                   enable_version_counter=False)  # a resumed epoch end rewrites its file, no -v1 copy
     callbacks = [checkpoints, samples, LearningRateMonitor(logging_interval="step"), *(callbacks or [])]
-    if config.agreement_every is not None:
+    if config.agreement_every is not None and not tokens:
         callbacks.append(OracleAgreement(data.train, config.model.padding, config.agreement_every,
                                          steps=config.sample_steps, schedule=config.noise_schedule))
     if config.progress:
