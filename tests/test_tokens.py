@@ -53,6 +53,7 @@ def test_token_machines_on_long_windows_and_the_code_overflow_path(monkeypatch):
         expect = token_brute_force(x, train, V, machine, k, boundary, 0.25)
         torch.testing.assert_close(build_oracle(config, train).denoise(x, 0.3).double(), expect, rtol=0, atol=1e-6)
         monkeypatch.setattr("ablate.oracle.tokens.MAX_CODE", 2)  # force the exact grouping by torch.unique
+        monkeypatch.setattr("ablate.oracle.tokens.MIN_TABLE_QUERIES", 0)
         torch.testing.assert_close(build_oracle(config, train).denoise(x, 0.3).double(), expect, rtol=0, atol=1e-6)
         monkeypatch.undo()
 
@@ -131,3 +132,20 @@ def test_the_token_oracle_is_a_denoiser_with_shared_tables():
     assert wider.tables is oracle.tables  # shared: a calibration over k builds each table once
     torch.testing.assert_close(wider.denoise(x, 0.5).double(), token_brute_force(x, train, V, "els", 5),
                                rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("least", [0, 10**9])
+def test_tables_and_direct_counting_agree_with_the_brute_force(monkeypatch, least):
+    # every group through a table (0), or every group counted directly (a huge threshold); a tiny table budget
+    # evicts tables between calls
+    monkeypatch.setattr("ablate.oracle.tokens.MIN_TABLE_QUERIES", least)
+    monkeypatch.setattr("ablate.oracle.tokens.DIRECT_K", 1)
+    monkeypatch.setattr("ablate.oracle.tokens.TABLE_BYTES", 64)
+    train, x = corpus(6, n=9), queries(7, b=6)
+    for machine, boundary, k in (("els", "zeros", 5), ("ls", "circular", 3), ("els", "circular", 5)):
+        oracle = build_oracle(OracleConfig(machine=machine, patch_size=k, boundary=boundary, smoothing=0.5,
+                                           vocab_size=V), train)
+        expect = token_brute_force(x, train, V, machine, k, boundary, 0.5)
+        for _ in range(2):
+            torch.testing.assert_close(oracle.denoise(x, 0.4).double(), expect, rtol=0, atol=1e-6)
+        assert len(oracle.tables) <= 1 or least > 0

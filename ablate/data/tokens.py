@@ -91,6 +91,15 @@ def encode(texts: list[str], vocab: tuple[str, ...], length: int) -> torch.Tenso
     return torch.tensor(rows, dtype=torch.long).reshape(len(texts), length)
 
 
+def vocab_size_of(name: str, bracket_kinds: int = 1, path: str | None = None, length: int | None = None) -> int:
+    """The vocabulary size of a token dataset without loading it (``text``: its file's characters and the end)."""
+    if name == "words":
+        return len(LETTERS) + 1
+    if name == "brackets":
+        return 2 * bracket_kinds + 1
+    return load_text(path, length, 0.0, 0, None).vocab_size
+
+
 def _hash(word: str, seed: int) -> int:
     return int.from_bytes(hashlib.sha1(f"{seed}:{word}".encode()).digest()[:8], "big")
 

@@ -27,11 +27,17 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from collections import OrderedDict
 from typing import Any
 
 import torch
 
 MAX_CODE = 2**62  # a pattern whose codes could reach this is grouped by torch.unique instead (exact, not cached)
+# past DIRECT_K a window has too many possible patterns (2**(k-1)) for tables to be asked for twice: a pattern shown
+# by fewer than MIN_TABLE_QUERIES queries, with no table yet, is counted by direct comparison instead
+DIRECT_K = 13
+MIN_TABLE_QUERIES = 16
+TABLE_BYTES = 512 * 2**20  # the tables kept between calls, least recently used evicted first
 
 
 def check_tokens(name: str, tokens: Any, vocab_size: int, masked: bool) -> torch.Tensor:
@@ -76,7 +82,7 @@ class TokenOracle:
         # (k, boundary, machine) -> key windows [S, K, k] per key set and the key set of each position [L];
         # ((k, boundary, machine), set, mask) -> (codes [U] sorted, counts [U, V]); shared by with_knobs copies
         self.windows: dict[tuple, tuple[list[torch.Tensor], torch.Tensor]] = {}
-        self.tables: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.tables: OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
 
     @property
     def data_shape(self) -> tuple[int, ...]:
@@ -190,6 +196,7 @@ class TokenOracle:
             sets, of = self._key_windows(k)
             ids = torch.cat([torch.full((len(w),), j, dtype=torch.long, device=self.device) for j, w in enumerate(sets)])
             self.windows[key] = (torch.cat(sets), ids, of, len(sets))
+            self.windows[key + ("starts",)] = torch.tensor([0] + [len(w) for w in sets]).cumsum(0).tolist()
         return self.windows[key]
 
     def _windowed(self, x: torch.Tensor, k: int) -> torch.Tensor:
@@ -222,6 +229,8 @@ class TokenOracle:
         base = V + 1
         span = base ** len(cols)
         tkey = (k, self.config.boundary, self.config.theory.tokens, tuple(cols))
+        if k > DIRECT_K and tkey not in self.tables and len(queries) < MIN_TABLE_QUERIES:
+            return self._direct(k, cols, queries, sets)
         if count * span >= MAX_CODE:  # codes could overflow: group key and query rows together, exactly
             both = torch.cat([torch.cat([ids[:, None], keys[:, cols]], 1), torch.cat([sets[:, None], queries], 1)])
             _, inverse = torch.unique(both, dim=0, return_inverse=True)
@@ -232,15 +241,34 @@ class TokenOracle:
         if tkey not in self.tables:
             codes = ids * span + self._codes(keys[:, cols], base)
             unique, inverse = torch.unique(codes, sorted=True, return_inverse=True)
-            table = torch.zeros(len(unique), V, dtype=torch.float64, device=self.device)
-            table.index_put_((inverse, keys[:, d]), torch.ones(len(codes), dtype=torch.float64, device=self.device),
+            table = torch.zeros(len(unique), V, dtype=torch.float32, device=self.device)  # exact below 2**24 keys
+            table.index_put_((inverse, keys[:, d]), torch.ones(len(codes), dtype=torch.float32, device=self.device),
                              accumulate=True)
             self.tables[tkey] = (unique, table)
+            used = sum(u.numel() * u.element_size() + t.numel() * t.element_size() for u, t in self.tables.values())
+            while used > TABLE_BYTES and len(self.tables) > 1:
+                u, t = self.tables.popitem(last=False)[1]
+                used -= u.numel() * u.element_size() + t.numel() * t.element_size()
+        self.tables.move_to_end(tkey)
         unique, table = self.tables[tkey]
         qc = sets * span + self._codes(queries, base)
         pos = torch.searchsorted(unique, qc).clamp(max=len(unique) - 1)
         hit = unique[pos] == qc
-        return torch.where(hit[:, None], table[pos], torch.zeros((), dtype=torch.float64, device=self.device))
+        return torch.where(hit[:, None], table[pos].double(), torch.zeros((), dtype=torch.float64, device=self.device))
+
+    def _direct(self, k: int, cols: list[int], queries: torch.Tensor, sets: torch.Tensor) -> torch.Tensor:
+        """Counts ``[m, V]`` by comparing each query with every key of its set at ``cols`` (a few queries: cheaper
+        than building a table that no other query may ask for)."""
+        V, d = self.V, k // 2
+        keys = self._family(k)[0]
+        starts = self.windows[("family", k, self.config.boundary, self.config.theory.tokens, "starts")]
+        out = torch.zeros(len(queries), V, dtype=torch.float64, device=self.device)
+        for s in torch.unique(sets).tolist():
+            rows = torch.nonzero(sets == s).flatten()
+            block = keys[starts[s]:starts[s + 1]]
+            agree = (block[None, :, cols] == queries[rows][:, None]).all(-1)  # [r, K_s]
+            out[rows] = agree.double() @ torch.nn.functional.one_hot(block[:, d], V).double()
+        return out
 
     @staticmethod
     def _codes(rows: torch.Tensor, base: int) -> torch.Tensor:
