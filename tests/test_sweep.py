@@ -533,3 +533,12 @@ def test_a_retried_trial_is_claimed_before_trials_not_started(in_tmp):
     assert c["waiting"] == 3  # counted before the claim: 1, 2 and the retry
     after, _ = claim(study, url, d.name)
     assert after.number == 1  # then the queue's order
+
+
+def test_a_data_setting_added_later_at_its_default_keeps_a_studys_condition():
+    from ablate.sweep.condition import same
+
+    stored = {"kind": "train", "data": {"name": "mnist5k", "n": 200}, "seeds": 8}
+    assert same(stored, {"kind": "train", "data": {"name": "mnist5k", "n": 200, "bracket_kinds": 1}, "seeds": 8})
+    assert not same(stored, {"kind": "train", "data": {"name": "mnist5k", "n": 200, "bracket_kinds": 2}, "seeds": 8})
+    assert not same(stored, {"kind": "train", "data": {"name": "mnist5k", "n": 100}, "seeds": 8})

@@ -29,6 +29,19 @@ def condition(definition: SweepDefinition) -> dict[str, Any]:
     return json.loads(json.dumps(raw, sort_keys=True, default=str))
 
 
+def same(have: dict[str, Any], want: dict[str, Any]) -> bool:
+    """Whether a stored condition is the wanted one. A data setting added to ablate after the study was made
+    (absent from ``have``) matches when the definition leaves it at its default: the data are the same."""
+    if have == want:
+        return True
+    from ablate.data import DataConfig
+
+    defaults = json.loads(json.dumps(to_dict(DataConfig()), default=str))
+    data = {k: v for k, v in (want.get("data") or {}).items()
+            if k in (have.get("data") or {}) or k not in defaults or v != defaults[k]}
+    return have == {**want, "data": data}
+
+
 def versions(storage, base: str) -> list[str]:
     """The study names in ``storage`` that belong to definition ``base``, oldest first."""
     names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
@@ -55,7 +68,7 @@ def resolve(definition: SweepDefinition, storage, create: bool, new_version: boo
     existing = versions(storage, base)
     for name in reversed(existing):
         have = stored_condition(storage, name)
-        if have is None or have == want:
+        if have is None or same(have, want):
             return dataclasses.replace(definition, name=name)
     if not existing:
         if create:
