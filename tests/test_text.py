@@ -179,3 +179,32 @@ def test_a_tiny_token_model_trains_and_evaluates(tmp_path):
     with pytest.raises(ValueError, match="holds token sequences but model.name='resnet'"):
         run(load_config(None, ["data.name=words", "data.n=50", "max_steps=2", "wandb.mode=disabled",
                                f"out={tmp_path}", "name=bad"]))
+
+
+def test_oracle_and_train_sweeps_run_on_words(in_tmp):
+    from ablate.sweep import load_definition
+    from ablate.sweep.workers import run_sweep
+    from conftest import write_definition
+
+    oracle = load_definition(write_definition(in_tmp, {
+        "name": "words_oracle", "kind": "oracle", "description": "tiny", "data": {"name": "words", "n": 300},
+        "space": {"k": {"choice": [1, 3]}, "smoothing": {"choice": [0.0, 1.0]}, "boundary": {"choice": ["circular"]}},
+        "objectives": {"validity": "maximize", "creativity": "maximize"}, "sampler": {"name": "grid", "seed": 0},
+        "seeds": 6, "steps": 6}))
+    study = run_sweep(oracle, progress=False)
+    done = [t for t in study.get_trials() if t.state.name == "COMPLETE"]
+    assert len(done) == 4 and all(0.0 <= t.user_attrs["validity"] <= 1.0 for t in done)
+    assert all((in_tmp / "runs/sweeps/words_oracle/samples").glob("*.txt"))
+    train = load_definition(write_definition(in_tmp, {
+        "name": "words_train", "kind": "train", "description": "tiny", "data": {"name": "words", "n": 200},
+        "architectures": {"conv": {"name": "token_resnet", "depth": 1}}, "fixed": {"width": 8, "max_steps": 20},
+        "objectives": {"validity": "maximize", "els_zeros_agreement": "maximize"},
+        "sampler": {"name": "grid", "seed": 0}, "seeds": 4, "steps": 6}))
+    (t,) = run_sweep(train, progress=False).get_trials()
+    assert t.state.name == "COMPLETE" and t.user_attrs["receptive_field"] == 3
+    assert 0.0 <= t.user_attrs["els_zeros_agreement_low"] <= t.user_attrs["els_zeros_agreement"] <= 1.0
+    assert len(t.user_attrs["els_zeros_k"].split()) == 6
+    from ablate.design.describe import describe_network, format_description
+
+    d = describe_network(t.user_attrs["checkpoint"])
+    assert d["oracle"] == {"machine": "els", "boundary": "zeros", "k": 3} and "k = 3" in format_description(d)

@@ -21,6 +21,10 @@ def describe_network(source: str, overrides: Sequence[str] = (), rule: MappingRu
         if not item.split("=", 1)[0].startswith(("data.", "net.")) or "=" not in item:
             raise ValueError(f"{item!r}: describe takes data.<key>=value and net.<key>=value")
     values = apply_overrides({}, overrides)
+    from ablate.evaluation.pipeline import is_token_checkpoint
+
+    if is_token_checkpoint(source):
+        return describe_token_model(source)
     loaded = load_denoiser(source, build_config(NetworkSpec, values.get("net"), "net."))
     shape = loaded.image_shape
     if "data" in values:
@@ -49,8 +53,37 @@ def describe_network(source: str, overrides: Sequence[str] = (), rule: MappingRu
     return out
 
 
+def describe_token_model(source: str) -> dict[str, Any]:
+    """A masked-diffusion token model (theory section 12): its analytic receptive field and the discrete machine
+    the theory assigns it: ELS with the window its receptive field allows (the largest allowed where it is global),
+    at its padding's boundary."""
+    from ablate.oracle import OracleConfig
+    from ablate.training.checkpoint import load_checkpoint
+
+    model = load_checkpoint(source)
+    L = model.image_shape[0]
+    g = describe(model.config.model)
+    boundary = model.config.model.padding
+    allowed = OracleConfig(machine="els", boundary=boundary).max_patch_size(L)
+    k = allowed if g.receptive_field is None else min(g.receptive_field, allowed)
+    k -= 1 - k % 2
+    return {"network": {"source": str(source), "kind": "ablate", "tokens": True, "model": model.config.model.name,
+                        "length": L, "vocab_size": model.meta.get("vocab_size")},
+            "analytic": {"receptive_field": g.receptive_field, "stride": g.stride,
+                         "local_receptive_field": g.local_receptive_field},
+            "oracle": {"machine": "els", "boundary": boundary, "k": k}, "probe": None}
+
+
 def format_description(d: dict[str, Any]) -> str:
     p, o, n = d["probe"], d["oracle"], d["network"]
+    if n.get("tokens"):
+        a = d["analytic"]
+        return "\n".join([f"network: {n['source']} ({n['model']}, token sequences of {n['length']}, "
+                          f"V = {n['vocab_size']})",
+                          f"  receptive field            {a['receptive_field'] or 'global'} tokens",
+                          f"predicted machine (theory section 12): discrete ELS, boundary {o['boundary']}, window "
+                          f"k = {o['k']}" + (" (global: the largest the machine allows)"
+                                             if a["receptive_field"] is None else "")])
     signals = p is None  # a 1-D network of ablate's: its analytic geometry (equal to the gradient's, tested)
     lines = [f"network: {n['source']} ({n['kind']}{', ' + n['class'] if 'class' in n else ''}), "
              f"{'signals' if signals else 'images'} {'x'.join(map(str, n['image_shape']))}"]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import html
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -32,6 +33,14 @@ from ablate.oracle import OracleConfig, TokenOracle, build_oracle
 from ablate.sampling import unmask
 
 BOOTSTRAP = 2000
+
+
+@dataclass(frozen=True)
+class TokenEvalResult:
+    """What ``evaluate.py`` returns for a token model: the summary (``kind: tokens``) and agreement.json's path."""
+
+    summary: dict[str, Any]
+    path: Path
 
 
 class FrequencyDenoiser:
@@ -226,7 +235,6 @@ def per_step_plot(summary: dict[str, Any], path: Path) -> Path:
 def evaluate_tokens(checkpoint: str | Path, config, out_dir: str | Path | None = None):
     """Evaluate a token model's checkpoint (EMA weights) against the discrete machines over its own training
     set; outputs to ``<run>/evaluation/`` unless ``out_dir``."""
-    from ablate.evaluation.pipeline import EvalResult
     from ablate.training.checkpoint import load_checkpoint
 
     model = load_checkpoint(checkpoint)
@@ -243,4 +251,4 @@ def evaluate_tokens(checkpoint: str | Path, config, out_dir: str | Path | None =
                           "per_step": str(per_step_plot(summary, out / "per_step.png"))}
     path = out / "agreement.json"
     path.write_text(json.dumps(summary, indent=1))
-    return EvalResult(summary, path)
+    return TokenEvalResult(summary, path)
