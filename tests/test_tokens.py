@@ -54,6 +54,7 @@ def test_token_machines_on_long_windows_and_the_code_overflow_path(monkeypatch):
         torch.testing.assert_close(build_oracle(config, train).denoise(x, 0.3).double(), expect, rtol=0, atol=1e-6)
         monkeypatch.setattr("ablate.oracle.tokens.MAX_CODE", 2)  # force the exact grouping by torch.unique
         monkeypatch.setattr("ablate.oracle.tokens.MIN_TABLE_QUERIES", 0)
+        monkeypatch.setattr("ablate.oracle.tokens.DIRECT_K", 1)
         torch.testing.assert_close(build_oracle(config, train).denoise(x, 0.3).double(), expect, rtol=0, atol=1e-6)
         monkeypatch.undo()
 
@@ -134,12 +135,12 @@ def test_the_token_oracle_is_a_denoiser_with_shared_tables():
                                rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize("least", [0, 10**9])
-def test_tables_and_direct_counting_agree_with_the_brute_force(monkeypatch, least):
-    # every group through a table (0), or every group counted directly (a huge threshold); a tiny table budget
-    # evicts tables between calls
+@pytest.mark.parametrize("least,direct_k", [(0, 1), (10**9, 1), (0, 99)])
+def test_tables_and_direct_counting_agree_with_the_brute_force(monkeypatch, least, direct_k):
+    # mask by mask (direct_k = 1) with every group through a table (least = 0) or counted directly (a huge
+    # threshold), or every query coded at once (direct_k = 99); a tiny table budget evicts tables between calls
     monkeypatch.setattr("ablate.oracle.tokens.MIN_TABLE_QUERIES", least)
-    monkeypatch.setattr("ablate.oracle.tokens.DIRECT_K", 1)
+    monkeypatch.setattr("ablate.oracle.tokens.DIRECT_K", direct_k)
     monkeypatch.setattr("ablate.oracle.tokens.TABLE_BYTES", 64)
     train, x = corpus(6, n=9), queries(7, b=6)
     for machine, boundary, k in (("els", "zeros", 5), ("ls", "circular", 3), ("els", "circular", 5)):

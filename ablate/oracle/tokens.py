@@ -212,12 +212,58 @@ class TokenOracle:
         if len(b_idx) == 0:
             return out
         windows = q[b_idx, i_idx]  # [M, k]
-        bits = ((windows[:, offsets] < V).long() * weights).sum(-1)  # each window's observed pattern
-        for mask in torch.unique(bits).tolist():
-            sel = torch.nonzero(bits == mask).flatten()
-            cols = [offsets[j] for j in range(len(offsets)) if mask >> j & 1]
-            out[b_idx[sel], i_idx[sel]] = self._lookup(k, cols, windows[sel][:, cols], of[i_idx[sel]])
+        observed = windows[:, offsets] < V
+        bits = (observed.long() * weights).sum(-1)  # each window's observed pattern
+        _, _, of, count = self._family(k)
+        span = (V + 2) ** len(offsets)
+        if k > DIRECT_K or count * span >= MAX_CODE:  # one code per pattern mask (or none), mask by mask
+            for mask in torch.unique(bits).tolist():
+                sel = torch.nonzero(bits == mask).flatten()
+                cols = [offsets[j] for j in range(len(offsets)) if mask >> j & 1]
+                out[b_idx[sel], i_idx[sel]] = self._lookup(k, cols, windows[sel][:, cols], of[i_idx[sel]])
+            return out
+        # every query coded at once: its key set, then each offset's token + 1 where observed, 0 where masked
+        powers = (V + 2) ** torch.arange(len(offsets), device=self.device, dtype=torch.long)
+        codes = of[i_idx] * span + (torch.where(observed, windows[:, offsets] + 1, 0) * powers).sum(-1)
+        order = torch.argsort(bits)
+        masks, sizes = torch.unique_consecutive(bits[order], return_counts=True)
+        counts = torch.empty(len(codes), V, dtype=torch.float64, device=self.device)
+        start = 0
+        for mask, size in zip(masks.tolist(), sizes.tolist()):
+            idx = order[start:start + size]
+            start += size
+            unique, table = self._mask_table(k, mask, offsets, powers, span)
+            c = codes[idx]
+            pos = torch.searchsorted(unique, c).clamp(max=len(unique) - 1)
+            counts[idx] = table[pos].double() * (unique[pos] == c)[:, None]
+        out[b_idx, i_idx] = counts
         return out
+
+    def _mask_table(self, k: int, mask: int, offsets: list[int], powers: torch.Tensor,
+                    span: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The table of one pattern mask: every key's code (its set, then its token + 1 at the mask's offsets and 0
+        elsewhere; a key's out-of-sequence token is the mask id, coded V + 1, which no observed token matches),
+        sorted and unique, with the centre-token counts of each code ``[U, V]`` (float32: exact below 2**24)."""
+        tkey = (k, self.config.boundary, self.config.theory.tokens, "mask", mask)
+        if tkey not in self.tables:
+            keys, ids, _, _ = self._family(k)
+            on = torch.tensor([mask >> j & 1 for j in range(len(offsets))], dtype=torch.bool, device=self.device)
+            codes = ids * span + (torch.where(on, keys[:, offsets] + 1, 0) * powers).sum(-1)
+            unique, inverse = torch.unique(codes, sorted=True, return_inverse=True)
+            table = torch.zeros(len(unique), self.V, dtype=torch.float32, device=self.device)
+            table.index_put_((inverse, keys[:, k // 2]), torch.ones(len(codes), dtype=torch.float32,
+                                                                     device=self.device), accumulate=True)
+            self._keep(tkey, unique, table)
+        self.tables.move_to_end(tkey)
+        return self.tables[tkey]
+
+    def _keep(self, tkey: tuple, unique: torch.Tensor, table: torch.Tensor) -> None:
+        """Cache a table, evicting the least recently used ones beyond :data:`TABLE_BYTES`."""
+        self.tables[tkey] = (unique, table)
+        used = sum(u.numel() * u.element_size() + t.numel() * t.element_size() for u, t in self.tables.values())
+        while used > TABLE_BYTES and len(self.tables) > 1:
+            u, t = self.tables.popitem(last=False)[1]
+            used -= u.numel() * u.element_size() + t.numel() * t.element_size()
 
     def _lookup(self, k: int, cols: list[int], queries: torch.Tensor, sets: torch.Tensor) -> torch.Tensor:
         """Counts ``[m, V]`` of the keys of each query's key set (``sets`` ``[m]``) that agree with its tokens at
@@ -244,11 +290,7 @@ class TokenOracle:
             table = torch.zeros(len(unique), V, dtype=torch.float32, device=self.device)  # exact below 2**24 keys
             table.index_put_((inverse, keys[:, d]), torch.ones(len(codes), dtype=torch.float32, device=self.device),
                              accumulate=True)
-            self.tables[tkey] = (unique, table)
-            used = sum(u.numel() * u.element_size() + t.numel() * t.element_size() for u, t in self.tables.values())
-            while used > TABLE_BYTES and len(self.tables) > 1:
-                u, t = self.tables.popitem(last=False)[1]
-                used -= u.numel() * u.element_size() + t.numel() * t.element_size()
+            self._keep(tkey, unique, table)
         self.tables.move_to_end(tkey)
         unique, table = self.tables[tkey]
         qc = sets * span + self._codes(queries, base)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import io
 from pathlib import Path
 
@@ -96,6 +97,38 @@ def knob_text(knobs: dict) -> str:
     return ", ".join(f"{k}={fmt(v)}" for k, v in knobs.items())
 
 
+TOKEN_MACHINES = ("els_zeros", "els_circular", "ls_zeros", "ls_circular", "ideal", "bigram", "unigram")
+
+
+def token_tables(definition: SweepDefinition, trials) -> list[list[str]] | None:
+    """For a sweep of token models (theory section 12): two Markdown tables, the text metrics per architecture and
+    each machine's per-seed token agreement with the network (95% interval) against chance, from each trial's
+    ``agreement.json``; None when no trial is a token model."""
+    rows = []
+    for t in sorted(trials, key=lambda t: t.number):
+        html_path = t.user_attrs.get("samples_html")
+        if not html_path or not (Path(html_path).parent / "agreement.json").is_file():
+            continue
+        rows.append((t, json.loads((Path(html_path).parent / "agreement.json").read_text())))
+    if not rows:
+        return None
+    name = lambda t: str(t.params.get("arch", f"trial {t.number}"))  # noqa: E731
+    first = ["| architecture | receptive field | validity | creativity | memorisation | text artefact | val loss |",
+             "|---|---|---|---|---|---|---|"]
+    for t, s in rows:
+        a = t.user_attrs
+        first.append(f"| {name(t)} | {s['receptive_field'] or 'global'} | {a['validity']:.3f} | {a['creativity']:.3f} | "
+                     f"{a['memorisation']:.3f} | {a['artefact_rate']:.3f} | {a.get('val_loss') or float('nan'):.3f} |")
+    second = ["| architecture | " + " | ".join(TOKEN_MACHINES) + " | chance | closest |",
+              "|---|" + "---|" * (len(TOKEN_MACHINES) + 2)]
+    for t, s in rows:
+        m = s["machines"]
+        cells = [f"{m[k]['agreement']:.3f} [{m[k]['agreement_ci95'][0]:.3f}, {m[k]['agreement_ci95'][1]:.3f}]"
+                 if k in m else "" for k in TOKEN_MACHINES]
+        second.append(f"| {name(t)} | " + " | ".join(cells) + f" | {s['chance_agreement']:.3f} | {s['ranking'][0]} |")
+    return [first, second]
+
+
 def write_report(definition: SweepDefinition, url: str, path: str | Path | None = None) -> Path:
     definition, study = load_existing(definition, url)
     done = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
@@ -119,6 +152,19 @@ def write_report(definition: SweepDefinition, url: str, path: str | Path | None 
         parts += [f"<img alt='parallel coordinates' src='{parallel_plot(names, params, done, front_ids)}'>",
                   "<h2>Each objective against each knob</h2>",
                   f"<img alt='objectives against knobs' src='{knob_plots(names, params, done)}'>"]
+    tables = token_tables(definition, done)
+    if tables is not None:  # token models: the text metrics and the machines' agreement, also as report.md
+        md = [f"# {definition.name}", "", definition.description, "",
+              f"{definition.seeds} seeds, {definition.steps} unmasking steps; per-seed token agreement with the network "
+              "(mean, bootstrap 95% interval over seeds; the league's own seeds, evaluate.py's text path).", "",
+              *tables[0], "", *tables[1], ""]
+        (Path(path).parent if path else out_dir(definition)).mkdir(parents=True, exist_ok=True)
+        ((Path(path).parent if path else out_dir(definition)) / "report.md").write_text("\n".join(md))
+        for table in tables:
+            head, *body = [line.strip("|").split(" | ") for line in table if not line.startswith("|---")]
+            parts.append("<table><tr>" + "".join(f"<th>{html.escape(c.strip())}</th>" for c in head) + "</tr>" + "".join(
+                "<tr>" + "".join(f"<td>{html.escape(c.strip())}</td>" for c in row) + "</tr>" for row in body)
+                + "</table>")
     parts.append(f"<h2>Pareto front: {len(front)} trial(s)</h2>")
     for t in front:
         grid = t.user_attrs.get("grid")
