@@ -33,9 +33,9 @@ from typing import Any
 import torch
 
 MAX_CODE = 2**62  # a pattern whose codes could reach this is grouped by torch.unique instead (exact, not cached)
-# past DIRECT_K a window has too many possible patterns (2**(k-1)) for tables to be asked for twice: a pattern shown
+# past DIRECT_K a window has too many possible patterns (2**(k-1)) for most tables to be asked for twice: a pattern shown
 # by fewer than MIN_TABLE_QUERIES queries, with no table yet, is counted by direct comparison instead
-DIRECT_K = 13
+DIRECT_K = 7
 MIN_TABLE_QUERIES = 16
 TABLE_BYTES = 512 * 2**20  # the tables kept between calls, least recently used evicted first
 
