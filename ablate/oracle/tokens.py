@@ -79,9 +79,10 @@ class TokenOracle:
         self.N, self.L = self.tokens.shape
         self.dtype = torch.float64 if config.dtype == "float64" else torch.float32
         config.check_image_size(self.L)
-        # (k, boundary, machine) -> key windows [S, K, k] per key set and the key set of each position [L];
+        # (k, boundary, machine) -> key windows [S, K, k] per key set and the key set of each position [L] (and
+        # the derived families, IS's one-hot training tokens);
         # ((k, boundary, machine), set, mask) -> (codes [U] sorted, counts [U, V]); shared by with_knobs copies
-        self.windows: dict[tuple, tuple[list[torch.Tensor], torch.Tensor]] = {}
+        self.windows: dict[Any, Any] = {}
         self.tables: OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
 
     @property
@@ -140,14 +141,16 @@ class TokenOracle:
     def _ideal(self, x: torch.Tensor) -> torch.Tensor:
         """Counts ``[B, L, V]``: over the training sequences that agree with ``x`` at every observed position,
         the token at each position."""
-        onehot = torch.nn.functional.one_hot(self.tokens, self.V).to(torch.float64).reshape(self.N, -1)  # [N, L V]
+        if "onehot" not in self.windows:  # [N, L V], float32: counts are exact below 2**24 sequences
+            self.windows["onehot"] = torch.nn.functional.one_hot(self.tokens, self.V).float().reshape(self.N, -1)
+        onehot = self.windows["onehot"]
         observed = x < self.V
         out = torch.zeros(len(x), self.L * self.V, dtype=torch.float64, device=self.device)
         rows = max(1, 2**22 // max(1, len(x) * self.L))
         for s in range(0, self.N, rows):
             z = self.tokens[s:s + rows]
             mismatch = (observed[:, None, :] & (z[None] != x[:, None, :])).any(-1)  # [B, n]
-            out += (~mismatch).to(torch.float64) @ onehot[s:s + rows]
+            out += ((~mismatch).float() @ onehot[s:s + rows]).double()
         return out.reshape(len(x), self.L, self.V)
 
     # ------------------------------------------------------------------ LS and ELS

@@ -40,8 +40,8 @@ def knobs() -> dict[str, str]:
 def build(definition, knobs: Mapping[str, Any]) -> dict[str, Any]:
     """``{"oracle": OracleConfig}`` of a trial with ``knobs``."""
     values = apply_overrides(DEFAULTS, overrides(KIND, knobs).get("oracle", []))
-    data = definition.data
-    if data.name in TOKENS:  # the discrete machine over the data's vocabulary
+    data = getattr(definition, "data", None)  # None: the knobs alone (no data to read a vocabulary from)
+    if data is not None and data.name in TOKENS:  # the discrete machine over the data's vocabulary
         values["vocab_size"] = vocab_size_of(data.name, data.bracket_kinds, data.path, data.length)
     patch = values["patch_size"]
     if isinstance(patch, dict) and patch["k_max"] < patch["k_min"]:
