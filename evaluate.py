@@ -22,6 +22,12 @@ saved beside the checkpoint), draws the same seeds through the same samplers
 with the network, calibrated ELS, LS and IS (the same x_T and injected noise),
 and writes agreement.json with pictures. The first sampler gives the headline
 figures. The last line printed is the path of agreement.json.
+
+A token model's checkpoint (token_resnet, token_transformer: masked diffusion, docs/theory.md section 12)
+gets the text league instead (ablate/evaluation/text.py): LS and ELS at both boundaries calibrated per
+unmasking step, IS, unigram and bigram, each unmasking the same seeds with the same randomness; per-seed
+token agreement with the network, samples.html and per_step.png. It reads seeds, seed_offset,
+calibration_seeds and steps.
 """
 from __future__ import annotations
 
