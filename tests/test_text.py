@@ -208,3 +208,17 @@ def test_oracle_and_train_sweeps_run_on_words(in_tmp):
 
     d = describe_network(t.user_attrs["checkpoint"])
     assert d["oracle"] == {"machine": "els", "boundary": "zeros", "k": 3} and "k = 3" in format_description(d)
+
+
+def test_the_discrete_machine_a_token_denoiser_is_predicted_to_be():
+    from ablate.design.mapping import predict_token_oracle
+
+    for depth, padding, k in ((1, "zeros", 3), (3, "circular", 7), (5, "zeros", 11), (8, "circular", 11)):
+        g, oracle = predict_token_oracle({"name": "token_resnet", "depth": depth, "padding": padding}, 12, 27)
+        assert (oracle.machine, oracle.boundary, oracle.patch_size, oracle.vocab_size) == ("els", padding, k, 27)
+    g, oracle = predict_token_oracle({"name": "token_transformer", "depth": 2}, 12, 27)
+    assert g.receptive_field is None and oracle.patch_size == 23  # global: the largest window on 12 tokens
+    g, oracle = predict_token_oracle({"name": "token_transformer", "depth": 2, "window": 2}, 12, 27)
+    assert oracle.patch_size == 9
+    with pytest.raises(ValueError, match="denoises images or signals"):
+        predict_token_oracle({"name": "resnet"}, 12, 27)

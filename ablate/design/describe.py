@@ -57,16 +57,13 @@ def describe_token_model(source: str) -> dict[str, Any]:
     """A masked-diffusion token model (theory section 12): its analytic receptive field and the discrete machine
     the theory assigns it: ELS with the window its receptive field allows (the largest allowed where it is global),
     at its padding's boundary."""
-    from ablate.oracle import OracleConfig
+    from ablate.design.mapping import predict_token_oracle
     from ablate.training.checkpoint import load_checkpoint
 
     model = load_checkpoint(source)
     L = model.image_shape[0]
-    g = describe(model.config.model)
-    boundary = model.config.model.padding
-    allowed = OracleConfig(machine="els", boundary=boundary).max_patch_size(L)
-    k = allowed if g.receptive_field is None else min(g.receptive_field, allowed)
-    k -= 1 - k % 2
+    g, oracle = predict_token_oracle(model.config.model, L, int(model.meta["vocab_size"]))
+    boundary, k = oracle.boundary, oracle.patch_size
     return {"network": {"source": str(source), "kind": "ablate", "tokens": True, "model": model.config.model.name,
                         "length": L, "vocab_size": model.meta.get("vocab_size")},
             "analytic": {"receptive_field": g.receptive_field, "stride": g.stride,

@@ -189,6 +189,24 @@ def predict_from_geometry(geometry: Geometry, image_shape: Sequence[int], rule: 
     return Prediction(geometry, oracle, tuple(schedule.k_at(a) for a in step_alpha_bars(steps)), mapped)
 
 
+def predict_token_oracle(model: BackboneConfig | Mapping[str, Any], length: int, vocab_size: int,
+                         smoothing: float = 1.0) -> tuple[Geometry, OracleConfig]:
+    """The discrete machine theory section 12 assigns a token denoiser before it is trained: ELS at its padding's
+    boundary with the window its receptive field covers (odd, at most what the machine allows on ``length``
+    tokens; a global network, full attention, gets the largest). No constant is fitted: the text studies'
+    calibrations found this window at the first, mostly masked steps for every convolutional denoiser."""
+    if not isinstance(model, BackboneConfig):
+        model = build_config(BackboneConfig, model, "model.")
+    if not model.tokens:
+        raise ValueError(f"model {model.name!r} denoises images or signals; predict_oracle maps it")
+    geometry = describe(model)
+    allowed = OracleConfig(machine="els", boundary=model.padding).max_patch_size(length)
+    k = allowed if geometry.receptive_field is None else min(geometry.receptive_field, allowed)
+    k -= 1 - k % 2
+    return geometry, OracleConfig(machine="els", boundary=model.padding, patch_size=k, vocab_size=vocab_size,
+                                  smoothing=smoothing)
+
+
 @dataclass(frozen=True)
 class FitMember:
     """One calibrated network of a fit set: its calibrated ``ks`` at ``alpha_bars`` (high noise first), the
