@@ -222,3 +222,13 @@ def test_the_discrete_machine_a_token_denoiser_is_predicted_to_be():
     assert oracle.patch_size == 9
     with pytest.raises(ValueError, match="denoises images or signals"):
         predict_token_oracle({"name": "resnet"}, 12, 27)
+
+
+def test_a_sample_is_its_text_up_to_the_end_symbol():
+    data = words_data()
+    raw = encode(["ab", "ba"], data.vocab, 4)
+    raw[0, 3] = 2  # "ab.c": a symbol after the end is not part of the sample
+    s = text_scores(data, raw, k=2)
+    assert s["memorisation"] == 1.0 and s["validity"] == 1.0
+    with pytest.raises(ValueError, match="mask token"):
+        text_scores(data, torch.full((1, 4), 4), k=2)

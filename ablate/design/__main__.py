@@ -5,6 +5,7 @@
     python -m ablate.design design-before-training --report-only      # redraw the report from the studies
     python -m ablate.design design-before-training --rule rule.yaml   # predict the held-out grid with this rule
     python -m ablate.design repredict --dataset mnist5k                # fit the attention term, re-predict, no training
+    python -m ablate.design predict-text sweeps/text_words.yaml        # text: predicted machines against the trained sweep
     python -m ablate.design fit-rule resnet.json:17 unet.json:22 attn.json:22:attention --out rule.yaml
     python -m ablate.design describe runs/pipe                         # any network: measured geometry, predicted machine
     python -m ablate.design describe mypkg.nets:build net.prediction_type=epsilon net.time_input=sigma data.name=digits
@@ -61,6 +62,10 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--definition", default=DEFAULT, help=f"the study file (default: {DEFAULT})")
     r.add_argument("--dataset", required=True, help="the study's dataset")
     r.add_argument("--rule", help="a rule file; default: the study's rule with attention_weight fitted on its fit set")
+    t = sub.add_parser("predict-text", help="text: each token architecture's predicted machine against its trained "
+                       "network, from a train sweep's completed trials")
+    t.add_argument("sweep", help="a train sweep of token models (sweeps/text_words.yaml)")
+    t.add_argument("--dataset", help="which of its datasets")
     f = sub.add_parser("fit-rule", help="fit the mapping rule's constants to calibrations (evaluate.py's JSONs)")
     f.add_argument("members", nargs="+", metavar="CALIBRATION.json:RF[:attention]",
                    help="one calibrated network each: its calibration JSON and receptive field")
@@ -70,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     g.add_argument("items", nargs="*", metavar="key=value", help="net.* (declaration) and data.* (image shape)")
     g.add_argument("--steps", type=int, default=20, help="sampler steps for the k schedule (default 20)")
     g.add_argument("--json", action="store_true", help="print JSON instead of text")
-    for sp in (d, r, f, g):
+    for sp in (d, r, t, f, g):
         sp.add_argument("--runs", help="root of everything written (default: $ABLATE_RUNS, else runs/)")
         sp.add_argument("--threads", type=int, help="CPU threads (default: $ABLATE_THREADS, else all cores; "
                         "with --workers W, cores // W each)")
@@ -96,6 +101,10 @@ def main(argv: list[str] | None = None) -> None:
 
             result = run_design_study(a.definition, a.dataset, a.storage, a.workers, a.report_only, rule=a.rule)
             print(f"report: {result.report['html']} ({result.seconds:.0f} s)")
+        elif a.command == "predict-text":
+            from ablate.design.text import predict_text
+
+            print(f"report: {predict_text(a.sweep, a.dataset)}")
         elif a.command == "repredict":
             from ablate.design.attention import repredict_study
 

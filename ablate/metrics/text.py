@@ -5,10 +5,13 @@ For a token dataset (:class:`~ablate.data.TokenDataset`) and samples int64 ``[B,
 * **validity** (coherence): the fraction of samples that are valid: a word of the whole dictionary (train and
   held out) for ``words``, a line of the file for ``text``, a balanced sequence for ``brackets``;
 * **creativity**: the fraction that are valid and not in the training split;
-* **memorisation**: the fraction equal to a training sequence;
+* **memorisation**: the fraction whose text equals a training sequence's;
 * **artefact rate** (the text's extra finger): the fraction that are *not* valid although every window of
-  ``k`` consecutive tokens of the sequence (end symbols included) occurs somewhere in the training sequences:
-  locally right, globally wrong;
+  ``k`` consecutive tokens of the text followed by end symbols occurs somewhere in the training sequences:
+  locally right, globally wrong.
+
+A sample is its text, the symbols before its first end symbol; anything a sampler wrote after it is not part
+of the sample (it is what :func:`~ablate.data.tokens.decode` drops).
 * for ``brackets``: the **balance rate** (= validity) and, over the unbalanced samples, where the rule breaks
   (``break_position``: the mean index of the first violation, :func:`~ablate.data.bracket_break`, over the
   sample's length).
@@ -18,7 +21,7 @@ from __future__ import annotations
 import torch
 from torchmetrics import Metric
 
-from ablate.data.tokens import TokenDataset, bracket_break, decode
+from ablate.data.tokens import TokenDataset, bracket_break, decode, encode
 
 TEXT_METRICS = ("validity", "creativity", "memorisation", "artefact_rate")
 
@@ -58,7 +61,12 @@ class TextMetrics(Metric):
         if tokens.dim() != 2 or tokens.shape[1] != self.data.shape[0]:
             raise ValueError(f"samples must be [B, L] with L={self.data.shape[0]}; got {tuple(tokens.shape)}")
         L = tokens.shape[1]
-        for row, text in zip(tokens.tolist(), decode(tokens, self.data.vocab)):
+        if len(tokens) and int(tokens.max()) >= self.data.vocab_size:
+            raise ValueError("samples hold the mask token; score finished samples (every position unmasked)")
+        texts = decode(tokens, self.data.vocab)
+        # a sample is its text, the symbols before its first end symbol: what follows is not part of it
+        canonical = encode(texts, self.data.vocab, L)
+        for row, text in zip(canonical.tolist(), texts):
             ok = self.is_valid(text)
             self.total += 1
             self.valid_count += ok

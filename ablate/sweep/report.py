@@ -101,9 +101,9 @@ TOKEN_MACHINES = ("els_zeros", "els_circular", "ls_zeros", "ls_circular", "ideal
 
 
 def token_tables(definition: SweepDefinition, trials) -> list[list[str]] | None:
-    """For a sweep of token models (theory section 12): two Markdown tables, the text metrics per architecture and
-    each machine's per-seed token agreement with the network (95% interval) against chance, from each trial's
-    ``agreement.json``; None when no trial is a token model."""
+    """For a sweep of token models (theory section 12): two Markdown tables, the text metrics of each network's
+    texts on its league's seeds and each machine's per-seed token agreement with the network (95% interval)
+    against chance, from each trial's ``agreement.json``; None when no trial is a token model."""
     rows = []
     for t in sorted(trials, key=lambda t: t.number):
         html_path = t.user_attrs.get("samples_html")
@@ -112,11 +112,15 @@ def token_tables(definition: SweepDefinition, trials) -> list[list[str]] | None:
         rows.append((t, json.loads((Path(html_path).parent / "agreement.json").read_text())))
     if not rows:
         return None
+    from ablate.data import load_dataset
+    from ablate.metrics.text import text_scores
+
+    data = load_dataset(definition.data)
     name = lambda t: str(t.params.get("arch", f"trial {t.number}"))  # noqa: E731
     first = ["| architecture | receptive field | validity | creativity | memorisation | text artefact | val loss |",
              "|---|---|---|---|---|---|---|"]
     for t, s in rows:
-        a = t.user_attrs
+        a = {**text_scores(data, data.encode(s["texts"]["network"])), "val_loss": t.user_attrs.get("val_loss")}
         first.append(f"| {name(t)} | {s['receptive_field'] or 'global'} | {a['validity']:.3f} | {a['creativity']:.3f} | "
                      f"{a['memorisation']:.3f} | {a['artefact_rate']:.3f} | {a.get('val_loss') or float('nan'):.3f} |")
     second = ["| architecture | " + " | ".join(TOKEN_MACHINES) + " | chance | closest |",
@@ -155,8 +159,9 @@ def write_report(definition: SweepDefinition, url: str, path: str | Path | None 
     tables = token_tables(definition, done)
     if tables is not None:  # token models: the text metrics and the machines' agreement, also as report.md
         md = [f"# {definition.name}", "", definition.description, "",
-              f"{definition.seeds} seeds, {definition.steps} unmasking steps; per-seed token agreement with the network "
-              "(mean, bootstrap 95% interval over seeds; the league's own seeds, evaluate.py's text path).", "",
+              f"{definition.steps} unmasking steps; the text metrics of each network's texts and each machine's per-seed "
+              "token agreement with the network (mean, bootstrap 95% interval over seeds), on the league's own seeds "
+              "(evaluate.py's text path).", "",
               *tables[0], "", *tables[1], ""]
         (Path(path).parent if path else out_dir(definition)).mkdir(parents=True, exist_ok=True)
         ((Path(path).parent if path else out_dir(definition)) / "report.md").write_text("\n".join(md))
