@@ -195,12 +195,12 @@ def test_oracle_and_train_sweeps_run_on_words(in_tmp):
     done = [t for t in study.get_trials() if t.state.name == "COMPLETE"]
     assert len(done) == 4 and all(0.0 <= t.user_attrs["validity"] <= 1.0 for t in done)
     assert all((in_tmp / "runs/sweeps/words_oracle/samples").glob("*.txt"))
-    train = load_definition(write_definition(in_tmp, {
+    train_path = write_definition(in_tmp, {
         "name": "words_train", "kind": "train", "description": "tiny", "data": {"name": "words", "n": 200},
         "architectures": {"conv": {"name": "token_resnet", "depth": 1}}, "fixed": {"width": 8, "max_steps": 20},
         "objectives": {"validity": "maximize", "els_zeros_agreement": "maximize"},
-        "sampler": {"name": "grid", "seed": 0}, "seeds": 4, "steps": 6}))
-    (t,) = run_sweep(train, progress=False).get_trials()
+        "sampler": {"name": "grid", "seed": 0}, "seeds": 4, "steps": 6})
+    (t,) = run_sweep(load_definition(train_path), progress=False).get_trials()
     assert t.state.name == "COMPLETE" and t.user_attrs["receptive_field"] == 3
     assert 0.0 <= t.user_attrs["els_zeros_agreement_low"] <= t.user_attrs["els_zeros_agreement"] <= 1.0
     assert len(t.user_attrs["els_zeros_k"].split()) == 6
@@ -208,6 +208,10 @@ def test_oracle_and_train_sweeps_run_on_words(in_tmp):
 
     d = describe_network(t.user_attrs["checkpoint"])
     assert d["oracle"] == {"machine": "els", "boundary": "zeros", "k": 3} and "k = 3" in format_description(d)
+    from ablate.design.text import predict_text
+
+    text = predict_text(train_path).read_text()  # the theory machine against the trained network, same seeds
+    assert "| conv | ELS zeros k = 3 |" in text and "Spearman's rho over the 1 architectures" in text
 
 
 def test_the_discrete_machine_a_token_denoiser_is_predicted_to_be():
