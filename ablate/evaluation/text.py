@@ -103,15 +103,20 @@ def candidates_for(oracle: TokenOracle, config: OracleConfig, length: int) -> li
     return list(range(1, config.max_patch_size(length) + 1, 2))
 
 
-def calibrate(network, oracle: TokenOracle, trajectory: torch.Tensor, alphas: Sequence[float],
-              ks: Sequence[int]) -> tuple[list[int], list[list[float]]]:
-    """One ``k`` per step (the smallest TV distance to the network on its own trajectory ``[T, S, L]``) and the
-    distances ``[T][len(ks)]``."""
+def posteriors(network, trajectory: torch.Tensor, alphas: Sequence[float]) -> list[torch.Tensor]:
+    """The network's ``x0_hat`` ``[S, V, L]`` at each step of its own trajectory ``[T, S, L]`` (computed once, then
+    compared with every machine)."""
+    return [network.denoise(x, a).cpu() for x, a in zip(trajectory, alphas)]
+
+
+def calibrate(network_posteriors: Sequence[torch.Tensor], oracle: TokenOracle, trajectory: torch.Tensor,
+              alphas: Sequence[float], ks: Sequence[int]) -> tuple[list[int], list[list[float]]]:
+    """One ``k`` per step (the smallest TV distance to the network's posteriors on its own trajectory ``[T, S, L]``)
+    and the distances ``[T][len(ks)]``."""
     V = oracle.vocab_size
     chosen, table = [], []
-    for x, a in zip(trajectory, alphas):
+    for x, a, net in zip(trajectory, alphas, network_posteriors):
         masked = x == V
-        net = network.denoise(x, a).cpu()
         row = [tv_distance(oracle.with_patch_size(k).denoise(x, a), net, masked) for k in ks]
         table.append(row)
         chosen.append(int(ks[int(np.nanargmin(row))]) if not all(np.isnan(row)) else int(ks[0]))
@@ -141,6 +146,7 @@ def league(data: TokenDataset, network, receptive_field: int | None, config, pro
     seeds = list(range(config.seed_offset, config.seed_offset + config.seeds))
     cal = unmask(network, cal_seeds, L, steps)
     run = unmask(network, seeds, L, steps)
+    cal_net, run_net = posteriors(network, cal.trajectory, cal.alphas), posteriors(network, run.trajectory, run.alphas)
     machines: dict[str, Any] = {"unigram": FrequencyDenoiser(data.train, V, "unigram"),
                                 "bigram": FrequencyDenoiser(data.train, V, "bigram"),
                                 "ideal": build_oracle(OracleConfig(machine="ideal", vocab_size=V), data.train)}
@@ -150,7 +156,7 @@ def league(data: TokenDataset, network, receptive_field: int | None, config, pro
             oc = OracleConfig(machine=machine, boundary=boundary, patch_size=1, vocab_size=V)
             oracle = build_oracle(oc, data.train)
             ks = candidates_for(oracle, oc, L)
-            chosen, table = calibrate(network, oracle, cal.trajectory, cal.alphas, ks)
+            chosen, table = calibrate(cal_net, oracle, cal.trajectory, cal.alphas, ks)
             name = f"{machine}_{boundary}"
             calibration[name] = {"k": chosen, "candidates": ks, "tv": table, "alpha": list(cal.alphas)}
             machines[name] = StepMachine(oracle, cal.alphas, chosen)
@@ -166,9 +172,8 @@ def league(data: TokenDataset, network, receptive_field: int | None, config, pro
         agree = (sampled.tokens == run.tokens).double().mean(1).tolist()
         mean, low, high = bootstrap_mean(agree)
         per_step = []
-        for x, a in zip(run.trajectory, run.alphas):
-            masked = x == V
-            per_step.append(tv_distance(machine.denoise(x, a), network.denoise(x, a).cpu(), masked))
+        for x, a, net in zip(run.trajectory, run.alphas, run_net):
+            per_step.append(tv_distance(machine.denoise(x, a), net, x == V))
         out["machines"][name] = {"agreement": mean, "agreement_ci95": [low, high], "agreement_per_seed": agree,
                                  "above_chance": mean - chance, "exact_samples": float(np.mean([a == 1.0 for a in agree])),
                                  "tv_per_step": per_step, "mean_tv": float(np.nanmean(per_step)),

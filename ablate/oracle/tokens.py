@@ -205,7 +205,7 @@ class TokenOracle:
     def _windowed(self, x: torch.Tensor, k: int) -> torch.Tensor:
         """Counts ``[B, L, V]`` for LS or ELS at patch size ``k`` (observed positions: left 0, overwritten)."""
         B, L, V, d = len(x), self.L, self.V, k // 2
-        of = self._family(k)[2]
+        _, _, of, count = self._family(k)
         q = self._pad(x, d, self.config.boundary == "circular").unfold(1, k, 1)  # [B, L, k]
         offsets = [o for o in range(k) if o != d]
         weights = torch.tensor([1 << j for j in range(len(offsets))], dtype=torch.long, device=self.device)
@@ -217,7 +217,6 @@ class TokenOracle:
         windows = q[b_idx, i_idx]  # [M, k]
         observed = windows[:, offsets] < V
         bits = (observed.long() * weights).sum(-1)  # each window's observed pattern
-        _, _, of, count = self._family(k)
         span = (V + 2) ** len(offsets)
         if k > DIRECT_K or count * span >= MAX_CODE:  # one code per pattern mask (or none), mask by mask
             for mask in torch.unique(bits).tolist():
@@ -252,13 +251,18 @@ class TokenOracle:
             keys, ids, _, _ = self._family(k)
             on = torch.tensor([mask >> j & 1 for j in range(len(offsets))], dtype=torch.bool, device=self.device)
             codes = ids * span + (torch.where(on, keys[:, offsets] + 1, 0) * powers).sum(-1)
-            unique, inverse = torch.unique(codes, sorted=True, return_inverse=True)
-            table = torch.zeros(len(unique), self.V, dtype=torch.float32, device=self.device)
-            table.index_put_((inverse, keys[:, k // 2]), torch.ones(len(codes), dtype=torch.float32,
-                                                                     device=self.device), accumulate=True)
-            self._keep(tkey, unique, table)
+            self._keep(tkey, *self._count(codes, keys[:, k // 2]))
         self.tables.move_to_end(tkey)
         return self.tables[tkey]
+
+    def _count(self, codes: torch.Tensor, centres: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A table: the keys' codes sorted and unique ``[U]``, and each code's centre-token counts ``[U, V]``
+        (float32: exact below 2**24 keys)."""
+        unique, inverse = torch.unique(codes, sorted=True, return_inverse=True)
+        table = torch.zeros(len(unique), self.V, dtype=torch.float32, device=self.device)
+        table.index_put_((inverse, centres), torch.ones(len(codes), dtype=torch.float32, device=self.device),
+                         accumulate=True)
+        return unique, table
 
     def _keep(self, tkey: tuple, unique: torch.Tensor, table: torch.Tensor) -> None:
         """Cache a table, evicting the least recently used ones beyond :data:`TABLE_BYTES`."""
@@ -288,12 +292,7 @@ class TokenOracle:
                                                                             device=self.device), accumulate=True)
             return table[inverse[len(keys):]]
         if tkey not in self.tables:
-            codes = ids * span + self._codes(keys[:, cols], base)
-            unique, inverse = torch.unique(codes, sorted=True, return_inverse=True)
-            table = torch.zeros(len(unique), V, dtype=torch.float32, device=self.device)  # exact below 2**24 keys
-            table.index_put_((inverse, keys[:, d]), torch.ones(len(codes), dtype=torch.float32, device=self.device),
-                             accumulate=True)
-            self._keep(tkey, unique, table)
+            self._keep(tkey, *self._count(ids * span + self._codes(keys[:, cols], base), keys[:, d]))
         self.tables.move_to_end(tkey)
         unique, table = self.tables[tkey]
         qc = sets * span + self._codes(queries, base)
