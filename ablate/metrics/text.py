@@ -8,13 +8,13 @@ For a token dataset (:class:`~ablate.data.TokenDataset`) and samples int64 ``[B,
 * **memorisation**: the fraction whose text equals a training sequence's;
 * **artefact rate** (the text's extra finger): the fraction that are *not* valid although every window of
   ``k`` consecutive tokens of the text followed by end symbols occurs somewhere in the training sequences:
-  locally right, globally wrong.
-
-A sample is its text, the symbols before its first end symbol; anything a sampler wrote after it is not part
-of the sample (it is what :func:`~ablate.data.tokens.decode` drops).
+  locally right, globally wrong;
 * for ``brackets``: the **balance rate** (= validity) and, over the unbalanced samples, where the rule breaks
   (``break_position``: the mean index of the first violation, :func:`~ablate.data.bracket_break`, over the
   sample's length).
+
+A sample is its text, the symbols before its first end symbol; anything a sampler wrote after it is not part
+of the sample (it is what :func:`~ablate.data.tokens.decode` drops).
 """
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ablate.models.config import BackboneConfig
-from ablate.models.layers import NoiseEmbedding, conv
+from ablate.models.layers import NoiseEmbedding, ResBlock
 
 ALPHA_EPS = 1e-6  # alpha is clamped into [eps, 1 - eps] for the noise-level embedding (a log-odds)
 
@@ -29,7 +29,7 @@ class TokenResNet(nn.Module):
         w = config.width
         self.tokens = nn.Embedding(vocab_size + 1, w)  # + the mask token
         self.embed = NoiseEmbedding(config.emb_dim)
-        self.blocks = nn.ModuleList(_ConvBlock(w, config.emb_dim, config.padding) for _ in range(config.depth))
+        self.blocks = nn.ModuleList(ResBlock(w, config.emb_dim, config.padding, dims=1) for _ in range(config.depth))
         self.out = nn.Conv1d(w, vocab_size, 1)
 
     def forward(self, x_t: torch.Tensor, alpha: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
@@ -41,16 +41,6 @@ class TokenResNet(nn.Module):
 
     def receptive_field(self) -> int:
         return 2 * self.config.depth + 1
-
-
-class _ConvBlock(nn.Module):
-    def __init__(self, width: int, emb_dim: int, padding: str) -> None:
-        super().__init__()
-        self.emb = nn.Linear(emb_dim, width)
-        self.conv = conv(width, width, 3, padding, 1)
-
-    def forward(self, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-        return h + self.conv(nn.functional.silu(h + self.emb(emb)[..., None]))
 
 
 class TokenTransformer(nn.Module):
