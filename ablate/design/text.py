@@ -26,6 +26,7 @@ from ablate.evaluation.text import bootstrap_mean
 from ablate.metrics.text import TEXT_METRICS, text_scores
 from ablate.oracle import build_oracle
 from ablate.sampling import unmask
+from ablate.sweep.context import merged_knobs
 from ablate.sweep.definition import load_definition
 from ablate.sweep.storage import default_storage, load_existing, out_dir
 from ablate.sweep.train_kind import train_config
@@ -42,8 +43,7 @@ def predict_text(path: str | Path, dataset: str | None = None) -> Path:
         if t.state != TrialState.COMPLETE or not html_path:
             continue
         league = json.loads((Path(html_path).parent / "agreement.json").read_text())
-        knobs = {**definition.fixed, **definition.architectures.get(t.params.get("arch"), {}), **t.params}
-        model = train_config(definition, knobs).model
+        model = train_config(definition, merged_knobs(definition, t.params)).model
         start = time.perf_counter()
         geometry, config = predict_token_oracle(model, L, V)
         predicted = unmask(build_oracle(config, data.train), league["seeds"], L, league["steps"]).tokens

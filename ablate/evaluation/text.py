@@ -237,13 +237,15 @@ def per_step_plot(summary: dict[str, Any], path: Path) -> Path:
     return path
 
 
-def evaluate_tokens(checkpoint: str | Path, config, out_dir: str | Path | None = None):
+def evaluate_tokens(checkpoint: str | Path, config, out_dir: str | Path | None = None, model=None,
+                    data: TokenDataset | None = None):
     """Evaluate a token model's checkpoint (EMA weights) against the discrete machines over its own training
-    set; outputs to ``<run>/evaluation/`` unless ``out_dir``."""
+    set; outputs to ``<run>/evaluation/`` unless ``out_dir``. ``model`` (its :func:`load_checkpoint`) and ``data``
+    (its training data): already loaded by the caller."""
     from ablate.training.checkpoint import load_checkpoint
 
-    model = load_checkpoint(checkpoint)
-    data = load_dataset(model.config.data)
+    model = model or load_checkpoint(checkpoint)
+    data = data or load_dataset(model.config.data)
     if not isinstance(data, TokenDataset) or data.vocab_size != model.meta.get("vocab_size"):
         raise ValueError(f"checkpoint {str(checkpoint)!r} was trained on a vocabulary of {model.meta.get('vocab_size')} "
                          "tokens, which its data config no longer gives")

@@ -149,7 +149,7 @@ def measure_tokens(ctx: TrialContext, result, eval_config, seeds: int | None, re
     scores = ctx.suite.score(samples)
     eval_config = eval_config or EvalConfig(seeds=max(2, ctx.definition.seeds), steps=ctx.definition.steps,
                                             wandb_mode="disabled", progress=False)
-    league = evaluate_tokens(result.checkpoint, eval_config).summary
+    league = evaluate_tokens(result.checkpoint, eval_config, model=model, data=ctx.data).summary
     figures = {f"{m}_agreement": v["agreement"] for m, v in league["machines"].items()}
     figures |= {f"{m}_agreement_low": v["agreement_ci95"][0] for m, v in league["machines"].items()}
     figures |= {f"{m}_mean_tv": v["mean_tv"] for m, v in league["machines"].items()}
