@@ -236,3 +236,63 @@ def test_a_sample_is_its_text_up_to_the_end_symbol():
     assert s["memorisation"] == 1.0 and s["validity"] == 1.0
     with pytest.raises(ValueError, match="mask token"):
         text_scores(data, torch.full((1, 4), 4), k=2)
+
+
+def test_text_agreement_reads_samples_as_texts():
+    from ablate.design.text import text_agreement
+
+    data = words_data()
+    a = encode(["ab", "ba"], data.vocab, 4)
+    b = a.clone()
+    b[0, 3] = 2  # after "ab"'s end symbol: not part of the sample, so not a disagreement
+    b[1, 1] = 1  # "bb" for "ba": one of the 4 positions differs
+    assert text_agreement(data, a, b) == [1.0, 0.75]
+    assert text_agreement(data, a, a) == [1.0, 1.0]
+
+
+def test_a_text_design_study_predicts_before_training_then_compares(in_tmp):
+    """The design kind on token data, end to end on tiny sizes, with known answers: a global network's predicted
+    machine (ELS at zeros with the largest window, 2L - 1) is the ideal machine, so its predicted texts are IS's
+    from the same seeds; the trained texts are the checkpoint's own from the same seeds; the report holds each
+    dataset and the pooled data-size axis with the free descriptors."""
+    from ablate.data import load_dataset
+    from ablate.data.registry import DataConfig
+    from ablate.design.study import run_design_study
+    from ablate.design.text_study import run_text_design_study
+    from ablate.oracle import OracleConfig, build_oracle
+    from ablate.training.checkpoint import load_checkpoint
+    from conftest import write_definition
+
+    raw = {"name": "text_design", "kind": "design", "description": "tiny",
+           "datasets": {"w200": {"name": "words", "n": 200}, "w300": {"name": "words", "n": 300}},
+           "architectures": {"conv": {"name": "token_resnet", "depth": 1}, "full": {"name": "token_transformer",
+                                                                                    "depth": 1}},
+           "fixed": {"width": 8, "max_steps": 10, "measure_seeds": 8}, "objectives": {"validity": "maximize"},
+           "sampler": {"name": "grid", "seed": 0}, "seeds": 6, "steps": 6}
+    path = write_definition(in_tmp, raw)
+    result = run_text_design_study(path, progress=False)
+    report = result.report["md"].read_text()
+    assert "## w200 (n = 200)" in report and "## w300 (n = 300)" in report
+    assert "the data-size axis (n = 200, 300, pooled)" in report and "| receptive_field | parameters | n |" in report
+    rows = json.loads(result.report["json"].read_text())
+    assert {r["arch"] for r in rows["w200"]} == {"conv", "full"}
+    data = load_dataset(DataConfig(name="words", n=200))
+    L, V = data.shape[0], data.vocab_size
+    for r in rows["w200"]:
+        assert r["prediction_seeds"] == 6 and r["measure_seeds"] == 8
+        assert 0.0 <= r["prediction_agreement_low"] <= r["prediction_agreement"] <= r["prediction_agreement_high"] <= 1
+        texts = json.loads((in_tmp / "runs/sweeps/text_design-w200/samples" / f"trial{r['trial']:04d}-{r['arch']}.json")
+                           .read_text())["texts"]
+        network = load_checkpoint(r["checkpoint"]).denoiser()
+        assert texts["network"] == data.decode(unmask(network, list(range(6)), L, 6).tokens)  # same seed, same sample
+        if r["arch"] == "full":
+            assert r["predicted_machine"] == f"els zeros k={2 * L - 1}" and r["global"]
+            ideal = build_oracle(OracleConfig(machine="ideal", vocab_size=V), data.train)
+            assert texts["predicted"] == data.decode(unmask(ideal, list(range(6)), L, 6).tokens)
+        else:
+            assert r["predicted_machine"] == "els zeros k=3" and r["receptive_field"] == 3
+    with pytest.raises(ValueError, match="holds token data"):
+        run_design_study(path, progress=False)
+    fitted = write_definition(in_tmp, {**raw, "name": "text_design_fit", "fit": ["conv"]})
+    with pytest.raises(ValueError, match="no constant to fit"):
+        run_text_design_study(fitted, progress=False)

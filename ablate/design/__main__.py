@@ -97,10 +97,16 @@ def main(argv: list[str] | None = None) -> None:
         elif a.command == "design-before-training":
             if a.workers < 1:
                 raise ValueError(f"--workers={a.workers} must be >= 1")
-            from ablate.design.study import run_design_study
+            from ablate.design.study import definitions, run_design_study
+            from ablate.design.text_study import is_text, run_text_design_study
 
-            result = run_design_study(a.definition, a.dataset, a.storage, a.workers, a.report_only, rule=a.rule)
-            print(f"report: {result.report['html']} ({result.seconds:.0f} s)")
+            if is_text(definitions(a.definition, a.dataset)[0]):  # token data: the text study (nothing to fit)
+                if a.rule is not None:
+                    raise ValueError("--rule: a token architecture's machine has no rule constant to give")
+                result = run_text_design_study(a.definition, a.dataset, a.storage, a.workers, a.report_only)
+            else:
+                result = run_design_study(a.definition, a.dataset, a.storage, a.workers, a.report_only, rule=a.rule)
+            print(f"report: {result.report.get('html', result.report.get('md'))} ({result.seconds:.0f} s)")
         elif a.command == "predict-text":
             from ablate.design.text import predict_text
 

@@ -12,6 +12,10 @@
    the predicted and the trained sample from the same seed) and, where the dataset has an
    artefact map, ``artefact_map_iou`` (do the predicted artefacts sit where the trained
    network's are?). Samples of both are saved for the report.
+
+On token data (theory section 12) the same trial predicts the architecture's discrete machine (nothing fitted)
+and compares texts seed by seed: :func:`ablate.design.text.run_text_design_trial`; its study and report are
+:mod:`ablate.design.text_study`.
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ import torch
 
 from ablate.config import apply_overrides, build_config, to_dict
 from ablate.design.mapping import MappingRule, is_attention, predict_oracle
+from ablate.design.text import PREDICTED_TEXT, run_text_design_trial
 from ablate.evaluation import EvalConfig
 from ablate.metrics import FingerDetector, artefact_locations, conditional_artefact_rate, pairwise_agreement
 from ablate.models import Geometry, describe
@@ -35,8 +40,9 @@ from ablate.viz import save_grid
 
 PREDICTED = ("coherence", "artefact_rate", "fidelity", "novelty", "memorisation_rate")
 # a design trial reports the trained network's figures (as a train trial) and the oracle's, prefixed
-OBJECTIVES = train_kind.OBJECTIVES + tuple(f"predicted_{m}" for m in PREDICTED) + (
-    "prediction_r2", "prediction_seconds", "artefact_map_iou")
+OBJECTIVES = train_kind.OBJECTIVES + tuple(
+    f"predicted_{m}" for m in dict.fromkeys(PREDICTED + PREDICTED_TEXT)) + (
+    "prediction_r2", "prediction_seconds", "artefact_map_iou", "prediction_agreement", "prediction_gain")
 SPELLINGS = {**train_kind.SPELLINGS, "predicted_artifact_rate": "predicted_artefact_rate"}
 # the architecture and its training (the train kind's knobs), the mapping rule's constants, the verification's
 # calibration settings, and how many seeds the trained network is scored on (``measure_seeds``, at least
@@ -74,7 +80,11 @@ def build(definition, knobs: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def check(definition, knobs: Mapping[str, Any], data_shape: tuple[int, ...]) -> None:
-    build(definition, knobs)["train"].model.check_image_size(*data_shape[1:])
+    build(definition, knobs)
+    train_kind.check(definition, knobs, data_shape)  # the model fits the data (tokens or images)
+    if len(data_shape) == 1 and definition.fit:
+        raise ValueError(f"fit={list(definition.fit)}: a token architecture's machine has no constant to fit "
+                         "(theory section 12: the window its receptive field covers); drop fit")
 
 
 def command(definition) -> str:
@@ -138,6 +148,10 @@ def run_design_trial(ctx: TrialContext, knobs: dict[str, Any], tag: str, trial=N
     settings = trial_settings(KIND, knobs)
     role = str(settings.get("role", "held_out"))
     measure_seeds = int(settings.get("measure_seeds", ctx.definition.seeds))  # >= seeds (checked by build)
+    if configs["train"].model.tokens:  # theory section 12: the discrete machine, compared as texts
+        return {**run_text_design_trial(ctx, configs["train"].model, tag, lambda seeds: train_kind.train_and_measure(
+            ctx, knobs, tag, trial, configs["eval"], device, seeds=seeds, kind=KIND), measure_seeds),
+            "role": role, "device": device}
     if role == "fit":
         predicted_figures, predicted = geometry_figures(describe(configs["train"].model), ctx), None
     else:

@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 from optuna.trial import TrialState
 
-from ablate.data import load_dataset
+from ablate.data import TOKENS, load_dataset
 from ablate.design.baselines import descriptors_of
 from ablate.design.compare import Comparison, compare, rows_of
 from ablate.design.kind import build, default_device, predict
@@ -288,6 +288,9 @@ def run_design_study(path: str | Path, datasets: list[str] | None = None, storag
     start = time.perf_counter()
     comparisons, resolved = [], []
     defs = definitions(path, datasets)
+    if defs[0].data.name in TOKENS:
+        raise ValueError(f"{path} holds token data ({defs[0].data.name}): its study is ablate.design.text_study."
+                         "run_text_design_study (python -m ablate.design design-before-training picks it)")
     given = load_rule(rule) if rule is not None else None
     folder = study_dir(path)
     if defs[0].joins is not None and given is not None:
