@@ -6,10 +6,11 @@
     python evaluate.py "$(python train.py | tail -n 1)"
     python evaluate.py runs/pipe data.name=mnist5k data.n=200 data.image_size=14 --machines els,ideal --seeds 16
     python evaluate.py runs/pipe data.name=mnist5k --samplers ddim,euler,dpm++
+    python evaluate.py CKPT --protocols studio,golddiff     # also the Studio's and GoldDiff's own figures
     python evaluate.py mypkg.nets:build net.prediction_type=epsilon net.time_input=sigma net.weights=w.safetensors data.name=digits
 
 Settings are EvalConfig's keys as key=value overrides (seeds, seed_offset, calibration_seeds, machines,
-boundary, k_max, stride, steps, samplers, per_step, recalibrate, wandb_mode, progress), parsed as train.py
+boundary, k_max, stride, steps, samplers, per_step, recalibrate, protocols, wandb_mode, progress), parsed as train.py
 parses its own; the flags below are aliases (a key=value override wins over a flag).
 
 MODEL is an ablate checkpoint, a diffusers folder (save_pretrained of a UNet2DModel with its scheduler
@@ -59,6 +60,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--steps", type=int, default=d.steps)
     p.add_argument("--no-per-step", action="store_true", help="skip the per-step denoiser agreement")
     p.add_argument("--recalibrate", action="store_true", help="ignore a saved calibration")
+    p.add_argument("--protocols", default="", help="also the field's protocols, comma-separated: studio (the Analytic "
+                   "Diffusion Studio's R^2 per step), golddiff (GoldDiff's MSE, r^2, time and memory); protocols.md")
     p.add_argument("--wandb", default=d.wandb_mode, choices=["auto", "offline", "online", "disabled"])
     p.add_argument("--out", default=None, help="output folder (default: <run>/evaluation)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (network, machines and sampler)")
@@ -72,7 +75,8 @@ def main(argv: list[str] | None = None) -> None:
         flags = EvalConfig(machines=tuple(a.machines.split(",")), boundary=a.boundary, seeds=a.seeds,
                            seed_offset=a.seed_offset, calibration_seeds=a.calibration_seeds, k_max=a.k_max,
                            steps=a.steps, samplers=tuple(a.samplers.split(",")), per_step=not a.no_per_step,
-                           recalibrate=a.recalibrate, wandb_mode=a.wandb, progress=not a.quiet)
+                           recalibrate=a.recalibrate, wandb_mode=a.wandb, progress=not a.quiet,
+                           protocols=tuple(p for p in a.protocols.split(",") if p))
         source = [i for i in a.items if i.split("=", 1)[0].startswith(("data.", "net."))]
         config = eval_config([i for i in a.items if i not in source], flags)
         result = evaluate_source(a.model, source, config, a.out, a.device)
@@ -105,6 +109,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  {band}: best {entry['best']} (mean per-step R2 {entry['mean_R2'][entry['best']]:.3f})")
     for sampler, machines in s["samplers"].items():
         print(f"{sampler}: " + ", ".join(f"{n} r {m['median_r']:.3f}" for n, m in machines.items()))
+    if "protocols" in s:
+        print(open(s["figures"]["protocols"]).read().rstrip())
     print(f"pictures: {', '.join(s['figures'].values())}")
     print(result.path)
 

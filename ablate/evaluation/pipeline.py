@@ -31,6 +31,7 @@ from ablate.config import check_choice, check_int, to_dict
 from ablate.evaluation.agreement import SamplerAgreement, run_agreement
 from ablate.evaluation.calibrate import Calibration, PerLevel, calibrate, calibrate_variants
 from ablate.evaluation.plots import comparison_grid, per_step_plot, r2_scatter
+from ablate.evaluation.protocols import PROTOCOLS, run_protocols
 from ablate.viz import save_grid
 from ablate.oracle import MACHINES, OracleConfig, build_oracle, machine_names, nearest_odd, theory
 from ablate.sampling import Denoiser, Schedule, sampler_name
@@ -47,7 +48,8 @@ class EvalConfig:
     k up to :data:`DENSE_K`, then about 25% apart, always ending at the top (a deep UNet's receptive field of
     101 pixels takes 19 candidates, not 50). stride: the ELS machine's equivariance stride (theory section 5);
     ``auto`` takes the network's (``2**D`` for a UNet of D stages). recalibrate: ignore a saved calibration
-    beside the checkpoint."""
+    beside the checkpoint. protocols: also score the calibrated machines as the Analytic Diffusion Studio's and
+    GoldDiff's code do (``studio``, ``golddiff``: :mod:`ablate.evaluation.protocols`; ``protocols.md``)."""
 
     machines: tuple[str, ...] = MACHINES  # every theory: the league table
     boundary: Literal["auto", "zeros", "circular"] = "auto"
@@ -60,6 +62,7 @@ class EvalConfig:
     samplers: tuple[str, ...] = ("ddim", "ddpm")
     per_step: bool = True
     recalibrate: bool = False
+    protocols: tuple[str, ...] = ()  # the field's protocols too (ablate.evaluation.protocols): studio, golddiff
     wandb_mode: str = "auto"
     progress: bool = True
 
@@ -84,6 +87,10 @@ class EvalConfig:
             raise ValueError(f"samplers {list(self.samplers)} name one sampler twice")
         object.__setattr__(self, "samplers", canonical)
         check_choice("wandb_mode", self.wandb_mode, tracking.MODES)
+        for p in self.protocols:
+            check_choice("protocols", p, PROTOCOLS)
+        if len(set(self.protocols)) != len(self.protocols):
+            raise ValueError(f"protocols {list(self.protocols)} name one protocol twice")
 
 
 EVAL_KEYS = tuple(f.name for f in fields(EvalConfig))
@@ -101,7 +108,7 @@ def eval_config(overrides: Sequence[str] = (), base: EvalConfig | None = None) -
                              "train.py), net.<key>=value (how a foreign network takes time and what it predicts) and "
                              f"EvalConfig's keys as key=value ({', '.join(EVAL_KEYS)})")
     values = apply_overrides(to_dict(base or EvalConfig()), overrides)
-    for key in ("machines", "samplers"):  # the flags' comma-separated spelling
+    for key in ("machines", "samplers", "protocols"):  # the flags' comma-separated spelling
         if isinstance(values.get(key), str):
             values[key] = [v for v in values[key].split(",") if v]
     return build_config(EvalConfig, values)
@@ -219,6 +226,13 @@ def evaluate(subject: Subject, config: EvalConfig, out_dir: str | Path, calibrat
         timings[f"sample_{sampler}"] = time.perf_counter() - start
 
     summary = write_outputs(subject, config, out, results, calibrations, seeds, cal_seeds, boundary, timings)
+    if config.protocols:  # the Studio's and GoldDiff's own figures, with the calibrated machines
+        start = time.perf_counter()
+        say(f"protocols {', '.join(config.protocols)}: network and {', '.join(machines)} ...", flush=True)
+        summary["protocols"] = run_protocols(config.protocols, subject.network, machines, seeds, shape, out,
+                                             subject.name, subject.num_classes, train.device)
+        summary["figures"]["protocols"] = str(out / "protocols.md")
+        summary["seconds"]["protocols"] = time.perf_counter() - start
     path = out / "agreement.json"
     path.write_text(json.dumps(summary, indent=1))
     log_to_wandb(subject, config, out, summary)
