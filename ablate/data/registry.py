@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ablate.config import check_choice, check_float, check_int
-from ablate.data import readers, signals, tokens
+from ablate.data import photos, readers, signals, tokens
 from ablate.data.fingers import make_fingers
 
 Resize = Literal["area", "bilinear", "pad", "crop"]
@@ -33,6 +33,8 @@ class DataConfig:
     path: file or folder for the on-disk formats. fingers: F for ``fingers``;
     size: the generated/read resolution before resizing for ``fingers`` and
     ``folder``; count: how many hands (or ``pulses`` signals) to generate.
+    Natural RGB images from scikit-image's package data (:mod:`ablate.data.photos`): ``photos`` (32x32 crops
+    of its colour photographs, held out by source picture) and ``faces`` (its LFW subset's 100 faces, 25x25).
     Signals (:data:`SIGNALS`): ``pulses`` (P = ``pulses`` per signal, generated at
     ``length`` samples, default 64), the UCR sets ``gunpoint``, ``arrowhead``,
     ``osuleaf`` that ship inside ``aeon``, and ``ucr`` (any ``.ts`` file at ``path``);
@@ -153,6 +155,8 @@ DATASETS: dict[str, Callable[[DataConfig], tuple[torch.Tensor, torch.Tensor | No
     "idx": _idx,
     "cifar10": _cifar10,
     "folder": _folder,
+    "photos": lambda cfg: photos.load_photos(),  # (images, None, held-out mask): split by source picture
+    "faces": lambda cfg: photos.load_faces(),
     "pulses": _pulses,
     **{name: _ucr_set(name) for name in signals.UCR_SETS},
     "ucr": _ucr_file,
@@ -228,7 +232,7 @@ def load_dataset(cfg: DataConfig | str = "mnist5k", **overrides) -> ImageDataset
         raise ValueError("pass either a DataConfig or a name with options, not both")
     if cfg.name in TOKENS:
         return DATASETS[cfg.name](cfg)
-    images, labels = DATASETS[cfg.name](cfg)
+    images, labels, *fixed_split = DATASETS[cfg.name](cfg)  # a loader may fix the split (a held-out mask)
     if len(images) == 0:
         raise ValueError(f"dataset {cfg.name!r} holds no images")
     if cfg.image_size is not None and cfg.image_size != images.shape[-1]:
@@ -236,7 +240,10 @@ def load_dataset(cfg: DataConfig | str = "mnist5k", **overrides) -> ImageDataset
     if cfg.length is not None and cfg.length != images.shape[-1]:
         images = signals.resample(images, cfg.length)
     images = images.clamp(-1.0, 1.0).contiguous()
-    tr, he = stratified_split(labels, len(images), cfg.heldout_fraction, cfg.split_seed)
+    if fixed_split:
+        tr, he = torch.nonzero(~fixed_split[0]).flatten(), torch.nonzero(fixed_split[0]).flatten()
+    else:
+        tr, he = stratified_split(labels, len(images), cfg.heldout_fraction, cfg.split_seed)
     if cfg.n is not None:
         if cfg.n > len(tr):
             raise ValueError(f"n={cfg.n} is larger than the {len(tr)} training images of {cfg.name!r} "

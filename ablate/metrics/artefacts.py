@@ -124,6 +124,9 @@ class PulseDetector:
         return out
 
 
+DETECTED = ("fingers", "pulses", "mnist5k", "digits", "idx")  # the datasets with a declared global rule
+
+
 def detector_for(dataset: str, classifier: ReferenceClassifier | None = None, fingers: int = 5,
                  pulses: int = 3) -> Detector:
     if dataset == "fingers":

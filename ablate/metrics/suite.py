@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from ablate.data import DataConfig, ImageDataset, load_dataset
-from ablate.metrics.artefacts import ArtefactRate, detector_for
+from ablate.metrics.artefacts import DETECTED, ArtefactRate, detector_for
 from ablate.metrics.classifier import DEFAULT_CACHE, ReferenceClassifier, get_classifier
 from ablate.metrics.coherence import Coherence, HandCoherence, classifier_fid
 from ablate.metrics.realism import Fidelity, Novelty
@@ -17,7 +17,8 @@ from ablate.metrics.realism import Fidelity, Novelty
 @dataclass
 class MetricSuite:
     """Coherence, artefact rate, classifier FID, fidelity and novelty for one dataset. The classifier
-    (and so FID and the digit detector) is absent for unlabelled datasets and for signals; ``fingers``
+    (and so FID and the digit detector) is absent for unlabelled datasets and for signals; only the datasets with a
+    declared global rule (:data:`~ablate.metrics.artefacts.DETECTED`) have an artefact rate; ``fingers``
     scores coherence as the fraction of samples that are a hand at all (:class:`HandCoherence`); ``pulses``
     has no coherence figure (its artefact rate, the wrong-pulse-count rate, is its global rule)."""
 
@@ -68,8 +69,7 @@ class MetricSuite:
             yield "coherence", Coherence(self.classifier), (samples, labels)
         elif self.data.name == "fingers":
             yield "coherence", HandCoherence(), (samples,)
-        images = len(self.data.shape) == 3
-        if images or self.data.name == "pulses":  # of the signals only pulses declares a global rule (UCR sets not)
+        if self.data.name in DETECTED:  # a declared global rule (natural images, UCR sets and CIFAR declare none)
             yield "artefact_rate", ArtefactRate(self.detector), (samples,)
         patch = min(5, min(self.data.shape[1:]))
         yield "fidelity", self._indexed("fidelity", lambda: Fidelity(self.data.train, self.fidelity_reference,
