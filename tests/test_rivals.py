@@ -252,15 +252,16 @@ def test_scfdm_without_smoothing_is_is_and_is_reproducible():
 
 @pytest.mark.parametrize("kw, message", [
     (dict(machine="weiner"), "machine='weiner' is not allowed; choose one of 'ideal', 'ls', 'els', 'es', 'wiener', "
-                             "'equivariant_wiener', 'pca_locality', 'equivariant_pca_locality', 'nearest', 'scfdm'"),
+                             "'equivariant_wiener', 'pca_locality', 'golddiff', 'equivariant_pca_locality', 'nearest', 'scfdm'"),
     (dict(machine="pca_locality", mask_threshold=0.0), "mask_threshold=0.0 is out of range"),
     (dict(machine="pca_locality", mask_threshold=1.5), "mask_threshold=1.5 is out of range"),
     (dict(machine="pca_locality", temperature=0), "temperature=0.0 is out of range"),
     (dict(machine="scfdm", smoothing_std=-1.0), "smoothing_std=-1.0 is out of range"),
     (dict(machine="scfdm", num_noise=0), "num_noise=0 is too small"),
     (dict(machine="wiener", mask_threshold=0.1),
-     "mask_threshold applies to machine 'pca_locality' or 'equivariant_pca_locality' only"),
-    (dict(machine="equivariant_pca_locality", temperature=2.0), "temperature applies to machine 'pca_locality' only"),
+     "mask_threshold applies to machine 'pca_locality' or 'golddiff' or 'equivariant_pca_locality' only"),
+    (dict(machine="equivariant_pca_locality", temperature=2.0),
+     "temperature applies to machine 'pca_locality' or 'golddiff' only"),
     (dict(machine="pca_locality", stride=2), "apply to machine 'els', 'equivariant_pca_locality' or 'els_mixture' only"),
     (dict(machine="els", smoothing_std=0.1), "smoothing_std applies to machine 'scfdm' only"),
 ])
@@ -303,7 +304,7 @@ def test_the_league_names_the_theory_a_network_is_and_calibrates_its_threshold(t
     assert s["calibration"]["pca_locality"]["k"] == [0.05] * 5  # the threshold calibrated back, every step
     assert s["league"]["best"] in ("pca_locality",) and s["pca_locality"]["median_r2"] == pytest.approx(1, abs=1e-6)
     assert s["pca_locality"]["median_mse"] == pytest.approx(0, abs=1e-10)
-    assert set(s["league"]["by_median_r"]) == set(config.machines) and len(config.machines) == 10
+    assert set(s["league"]["by_median_r"]) == set(config.machines) and len(config.machines) == 11
     assert all(band["best"] == "pca_locality" for band in s["league"]["bands"].values())
     assert (tmp_path / "league.png").is_file()
 
@@ -378,3 +379,72 @@ def test_els_mixture_at_weight_one_on_a_circular_odd_image_is_is_at_every_pixels
     torch.testing.assert_close(zeros.denoise(noisy, 1 - 1e-6), images[2:3], rtol=0, atol=1e-3)
     with pytest.raises(ValueError, match="global_weight"):
         OracleConfig(machine="els_mixture", global_weight=1.5)
+
+
+def golddiff_brute(z, x, ab, tau, T, k_min, k_max, factor, seed=0):
+    """GoldDiff restated from its definition (theory section 9) with plain loops: per query the sizes, the seeded
+    pre-sample, the pooled and the full distances image by image, then PCA locality over the chosen ones."""
+    from ablate.oracle.theories.golddiff import query_seed
+
+    N, D = len(z), z[0].numel()
+    out = []
+    for xi, abi in zip(x, ab):
+        a, b2 = float(abi.sqrt()), float(1 - abi)
+        k = min(N, max(1, math.ceil(k_min * N)))
+        m = min(N, max(k, math.ceil(k_max * N)))
+        loc = 1.0 - math.sqrt(b2)
+        n_pre = min(N, max(m, int(round(m + (N - m) * loc))))
+        K = min(m, max(k, int(round(m - (m - k) * loc))))
+        pre = torch.randperm(N, generator=torch.Generator().manual_seed(query_seed(seed, xi)))[:n_pre].tolist()
+
+        def pool(img):
+            C, H, W = img.shape
+            return img.reshape(C, H // factor, factor, W // factor, factor).mean((2, 4))
+
+        coarse = sorted(pre, key=lambda j: (float(((pool(xi) - a * pool(z[j])) ** 2).sum()), pre.index(j)))[:m]
+        chosen = sorted(coarse, key=lambda j: (float(((xi - a * z[j]) ** 2).sum()), coarse.index(j)))[:K]
+        flat = z[chosen].reshape(K, D).numpy()
+        lam, U = np.linalg.eigh(np.cov(z.reshape(N, D).numpy(), rowvar=False))  # the mask from its formula
+        G = U @ np.diag(a * a * np.clip(lam, 0, None) / (a * a * np.clip(lam, 0, None) + b2)) @ U.T
+        d = np.diag(G).copy()
+        d[d < 1e-6] = 1.0
+        R = np.abs(G / d[:, None])
+        M = (R >= tau * R.max()).astype(float)
+        q = xi.reshape(D).numpy()
+        res = np.empty(D)
+        for p in range(D):
+            logits = np.array([-(M[:, p] * (q - a * zj) ** 2).sum() / (2 * b2 * T) for zj in flat])
+            w = np.exp(logits - logits.max())
+            res[p] = (w / w.sum()) @ flat[:, p]
+        out.append(res)
+    return torch.from_numpy(np.stack(out)).reshape(x.shape)
+
+
+@pytest.mark.parametrize("k_min, k_max, factor", [(0.1, 0.3, 2), (0.25, 0.5, 1), (0.3, 0.3, 2)])
+def test_golddiff_is_exact_against_its_restatement(k_min, k_max, factor):
+    z, x = images(n=20, h=8, w=8), queries(b=4, h=8, w=8)
+    ab = torch.tensor([0.05, 0.3, 0.7, 0.99], dtype=torch.float64)
+    cfg = OracleConfig(machine="golddiff", mask_threshold=0.05, subset_min=k_min, subset_max=k_max, downsample=factor,
+                       **F64)
+    got = build_oracle(cfg, z).denoise(x, ab)
+    assert torch.allclose(got, golddiff_brute(z, x, ab, 0.05, 1.0, k_min, k_max, factor), atol=1e-10)
+
+
+def test_golddiff_over_the_whole_set_is_pca_locality_and_its_subsets_are_known():
+    from ablate.oracle.theories.golddiff import pooled_side, subset_sizes
+
+    z, x = images(n=12), queries()
+    whole = build_oracle(OracleConfig(machine="golddiff", subset_min=1.0, subset_max=1.0, **F64), z).denoise(x, AB)
+    assert torch.allclose(whole, build_oracle(OracleConfig(machine="pca_locality", **F64), z).denoise(x, AB),
+                          atol=1e-10)
+    # N = 100, k = 5, m = 10: all noise -> pre-sample m, keep m; no noise -> all N, keep k; b = 0.5 between
+    assert subset_sizes(100, 1.0, 0.05, 0.10) == (10, 10, 10)
+    assert subset_sizes(100, 0.0, 0.05, 0.10) == (100, 10, 5)
+    assert subset_sizes(100, 0.5, 0.05, 0.10) == (55, 10, 8)
+    assert [pooled_side(s) for s in (28, 32, 8, 6, 5)] == [14, 16, 4, 3, 1]
+    # the same x_t gets the same subset in any batch: same seed, same sample
+    oracle = build_oracle(OracleConfig(machine="golddiff", subset_min=0.2, subset_max=0.5, **F64), z)
+    both = oracle.denoise(x[:2], AB[:2])
+    assert torch.allclose(oracle.denoise(x[1:2], AB[1:2]), both[1:2], atol=1e-12)
+    with pytest.raises(ValueError, match="subset_min=0.5 must be <= subset_max=0.2"):
+        OracleConfig(machine="golddiff", subset_min=0.5, subset_max=0.2)
