@@ -25,7 +25,7 @@ import numpy as np
 from ablate.data import TOKENS, load_dataset
 from ablate.design.compare import rows_of
 from ablate.design.plots import save
-from ablate.design.statistics import Correlation, correlation, value_of
+from ablate.design.statistics import Correlation, bootstrap_rho, spearman, value_of
 from ablate.design.study import DesignResult, completed, definitions, study_dir
 from ablate.metrics.text import TEXT_METRICS
 from ablate.models import build_backbone
@@ -62,11 +62,17 @@ def annotate(rows: list[dict[str, Any]], d: SweepDefinition, n_train: int) -> li
     return rows
 
 
-def counts(rows: Sequence[dict[str, Any]], noisy: bool) -> tuple[list[float], list[float]]:
-    """(predicted, measured) sample counts of each row's rates: the oracle's over ``prediction_seeds``, a
-    descriptor's is exact (a huge count: no redraw)."""
-    return ([value_of(r, "prediction_seeds") if noisy else 1e12 for r in rows],
-            [value_of(r, "measure_seeds") for r in rows])
+def rate_correlation(rows: Sequence[dict[str, Any]], predicted: Sequence[float], metric: str,
+                     noisy: bool) -> Correlation:
+    """Spearman's rho of ``predicted`` against the rows' trained ``metric`` (a rate over ``measure_seeds``
+    texts) with a bootstrap interval: architectures resampled and each rate redrawn from its seeds, the
+    prediction's too when ``noisy`` (the oracle's rates over ``prediction_seeds``; a descriptor is exact)."""
+    measured = [value_of(r, metric) for r in rows]
+    rho, p = spearman(predicted, measured)
+    n_pred = [value_of(r, "prediction_seeds") for r in rows] if noisy else None
+    low, high = bootstrap_rho(predicted, measured, n_pred, [value_of(r, "measure_seeds") for r in rows])
+    n = sum(not (math.isnan(a) or math.isnan(b)) for a, b in zip(predicted, measured))
+    return Correlation(metric, rho, p, n, low, high)
 
 
 def correlations(rows: Sequence[dict[str, Any]], descriptors: Sequence[str]) -> dict[str, dict[str, Correlation]]:
@@ -74,12 +80,10 @@ def correlations(rows: Sequence[dict[str, Any]], descriptors: Sequence[str]) -> 
     free descriptor as a ranking in its fixed direction."""
     out: dict[str, dict[str, Correlation]] = {}
     for m in TEXT_METRICS:
-        out[m] = {"oracle": correlation(rows, [value_of(r, f"predicted_{m}") for r in rows], m, True,
-                                        counts(rows, True))}
+        out[m] = {"oracle": rate_correlation(rows, [value_of(r, f"predicted_{m}") for r in rows], m, True)}
         for f in descriptors:
             sign = (N_DIRECTION if f == "n" else DIRECTION)[m]
-            out[m][f] = correlation(rows, [sign * value_of(r, ROW_KEY[f]) for r in rows], m, False,
-                                    counts(rows, False))
+            out[m][f] = rate_correlation(rows, [sign * value_of(r, ROW_KEY[f]) for r in rows], m, False)
     return out
 
 
@@ -136,7 +140,8 @@ def section(title: str, rows: Sequence[dict[str, Any]], descriptors: Sequence[st
     corr = correlations(rows, descriptors)
     out = [f"## {title}", "", *table(rows), "",
            f"Spearman's rho over the {len(rows)} architectures, trained metric against each predictor (95% bootstrap "
-           "interval, architectures and seeds resampled; a descriptor ranks in its direction fixed before any result):",
+           "interval, architectures and seeds resampled; a descriptor ranks in its direction fixed before any result, so a "
+           "negative rho means it ranks the other way round):",
            "", "| metric | oracle (predicted machine) | " + " | ".join(descriptors) + " | oracle's MAE of the level |",
            "|---|---|" + "---|" * len(descriptors) + "---|"]
     for m in TEXT_METRICS:
