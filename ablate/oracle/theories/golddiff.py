@@ -116,11 +116,11 @@ def denoise(engine, x, a, b2, k, images, label):
     D = x[0].numel()
     mask_of = lambda av, bv: pca_mask(st, av, bv, tau).to(x.device, x.dtype)  # noqa: E731
     for sel, av, bv, mask in engine.by_level(a, b2, ("pca_mask", label, tau), mask_of):
-        for i in sel.tolist():
-            chosen = golden_subset(x[i], av, math.sqrt(max(bv, 0.0)), images, knobs, factor)
-            z = images[chosen].reshape(len(chosen), D)
-            d2 = (x[i].reshape(1, D) - av * z) ** 2  # [K, D]
-            logits = -(d2 @ mask) / (2 * bv * T)  # [K, D]: entry p sums over the m with M[m, p] = 1
-            w = torch.softmax(logits, dim=0)
-            out[i] = (w * z).sum(0).reshape(x.shape[1:])
+        # every query of a level has a subset of the same size K: one batched softmax over [b, K, D]
+        chosen = torch.stack([golden_subset(x[i], av, math.sqrt(max(bv, 0.0)), images, knobs, factor)
+                              for i in sel.tolist()])
+        z = images[chosen].reshape(len(sel), chosen.shape[1], D)
+        d2 = (x[sel].reshape(len(sel), 1, D) - av * z) ** 2  # [b, K, D]
+        logits = -(d2 @ mask) / (2 * bv * T)  # [b, K, D]: entry p sums over the m with M[m, p] = 1
+        out[sel] = (torch.softmax(logits, dim=1) * z).sum(1).reshape(len(sel), *x.shape[1:])
     return out
