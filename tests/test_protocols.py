@@ -106,6 +106,8 @@ def test_peak_memory_sees_an_allocation():
 
     value, mib = peak_memory(hold)
     assert value == 1.0 and mib > 150
+    value, mib = peak_memory(hold)  # the same size again: freed memory must not hide the second use
+    assert mib > 150
 
 
 def test_evaluate_writes_the_protocols_tables(digits, tmp_path):

@@ -13,8 +13,8 @@ score an analytic model against a trained network, so that ablate's rows can be 
   ``l1_score``, ``r2_score``) and R^2 per step (``r2_list``).
 
 Peak memory: on CUDA ``torch.cuda.max_memory_allocated`` during the sampling; on the CPU the peak resident set
-size above its level before (read from ``/proc/self/statm`` every 2 ms): what the sampling added, not the
-process's total.
+size above its level before (read from ``/proc/self/statm`` every 2 ms, with glibc told to return freed large
+buffers to the system so that reused memory shows): what the sampling added, not the process's total.
 """
 from __future__ import annotations
 
@@ -31,6 +31,20 @@ from ablate.sampling.field import STEPS, field_ddim
 
 PROTOCOLS = ("studio", "golddiff")
 GOLDDIFF_SAMPLES, GOLDDIFF_BATCH = 128, 64
+
+
+def _release_freed_memory() -> None:
+    """On glibc, make large allocations go back to the system when freed (a fixed mmap threshold: glibc's dynamic
+    one would keep a freed buffer resident, and the next call's use of it would not show as resident growth) and
+    return what is free now. Elsewhere: nothing."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD: fixed, so it no longer adapts upward
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _rss_bytes() -> int:
@@ -52,6 +66,7 @@ def peak_memory(fn: Callable[[], Any], device: str | torch.device = "cpu") -> tu
         out = fn()
         torch.cuda.synchronize(device)
         return out, (torch.cuda.max_memory_allocated(device) - base) / 2**20
+    _release_freed_memory()
     base = _rss_bytes()
     peak = [base]
     done = threading.Event()
