@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from ablate.evaluation import EvalConfig, eval_config, evaluate_source
 from ablate.sampling import SAMPLERS
@@ -110,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
     for sampler, machines in s["samplers"].items():
         print(f"{sampler}: " + ", ".join(f"{n} r {m['median_r']:.3f}" for n, m in machines.items()))
     if "protocols" in s:
-        print(open(s["figures"]["protocols"]).read().rstrip())
+        print(Path(s["figures"]["protocols"]).read_text().rstrip())
     print(f"pictures: {', '.join(s['figures'].values())}")
     print(result.path)
 

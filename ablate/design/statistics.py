@@ -123,11 +123,12 @@ def correlation(rows: Sequence[Mapping[str, Any]], predicted: Sequence[float], m
     """Spearman rho of ``predicted`` against the rows' measured ``metric`` with the bootstrap interval and the
     seed-noise ceiling: a noiseless predictor (a descriptor) unless ``noisy_prediction`` (the oracle's rates are
     over ``prediction_seeds``). ``counts``: (predicted, measured) sample counts where a rate is over other
-    samples than the seeds (the wrong-count rate among hands)."""
+    samples than the seeds (the wrong-count rate among hands) or where the metric is a rate ``UNIT`` does not
+    list (the text metrics); ``(None, measured)``: an exact prediction."""
     measured = [value_of(r, metric) for r in rows]
     rho, p = spearman(predicted, measured)
-    if counts is not None:
-        n_pred, n_meas = list(counts[0]), list(counts[1])
+    if counts is not None:  # a prediction without a count (a descriptor) is exact: not redrawn
+        n_pred, n_meas = (None if counts[0] is None else list(counts[0])), list(counts[1])
     else:
         n_meas = seed_counts(rows, metric)
         n_pred = [value_of(r, "prediction_seeds") for r in rows] if noisy_prediction and n_meas is not None else None

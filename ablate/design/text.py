@@ -55,7 +55,6 @@ def predict_text(path: str | Path, dataset: str | None = None) -> Path:
         # the network's league kept its texts (symbols up to the first end symbol)
         trained = encode(league["texts"]["network"], data.vocab, L)
         same = text_agreement(data, predicted, trained)
-        predicted = encode(data.decode(predicted), data.vocab, L)
         rows.append({"arch": t.params.get("arch", f"trial {t.number}"), "k": config.patch_size,
                      "boundary": config.boundary, "receptive_field": geometry.receptive_field,
                      "predicted": text_scores(data, predicted), "trained": text_scores(data, trained),

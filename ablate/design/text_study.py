@@ -25,7 +25,7 @@ import numpy as np
 from ablate.data import TOKENS, load_dataset
 from ablate.design.compare import rows_of
 from ablate.design.plots import save
-from ablate.design.statistics import Correlation, bootstrap_rho, spearman, value_of
+from ablate.design.statistics import Correlation, correlation, value_of
 from ablate.design.study import DesignResult, completed, definitions, study_dir
 from ablate.metrics.text import TEXT_METRICS
 from ablate.models import build_backbone
@@ -62,28 +62,20 @@ def annotate(rows: list[dict[str, Any]], d: SweepDefinition, n_train: int) -> li
     return rows
 
 
-def rate_correlation(rows: Sequence[dict[str, Any]], predicted: Sequence[float], metric: str,
-                     noisy: bool) -> Correlation:
-    """Spearman's rho of ``predicted`` against the rows' trained ``metric`` (a rate over ``measure_seeds``
-    texts) with a bootstrap interval: architectures resampled and each rate redrawn from its seeds, the
-    prediction's too when ``noisy`` (the oracle's rates over ``prediction_seeds``; a descriptor is exact)."""
-    measured = [value_of(r, metric) for r in rows]
-    rho, p = spearman(predicted, measured)
-    n_pred = [value_of(r, "prediction_seeds") for r in rows] if noisy else None
-    low, high = bootstrap_rho(predicted, measured, n_pred, [value_of(r, "measure_seeds") for r in rows])
-    n = sum(not (math.isnan(a) or math.isnan(b)) for a, b in zip(predicted, measured))
-    return Correlation(metric, rho, p, n, low, high)
-
-
 def correlations(rows: Sequence[dict[str, Any]], descriptors: Sequence[str]) -> dict[str, dict[str, Correlation]]:
     """``{metric: {"oracle" | descriptor: Correlation}}`` over ``rows``: the predicted machine's rates, then each
     free descriptor as a ranking in its fixed direction."""
     out: dict[str, dict[str, Correlation]] = {}
     for m in TEXT_METRICS:
-        out[m] = {"oracle": rate_correlation(rows, [value_of(r, f"predicted_{m}") for r in rows], m, True)}
+        # the trained rates are over ``measure_seeds`` texts, the oracle's over ``prediction_seeds``; a descriptor
+        # is exact (the shared bootstrap resamples architectures and redraws each rate from its seeds)
+        measured = [value_of(r, "measure_seeds") for r in rows]
+        out[m] = {"oracle": correlation(rows, [value_of(r, f"predicted_{m}") for r in rows], m, True,
+                                        ([value_of(r, "prediction_seeds") for r in rows], measured))}
         for f in descriptors:
             sign = (N_DIRECTION if f == "n" else DIRECTION)[m]
-            out[m][f] = rate_correlation(rows, [sign * value_of(r, ROW_KEY[f]) for r in rows], m, False)
+            out[m][f] = correlation(rows, [sign * value_of(r, ROW_KEY[f]) for r in rows], m, False,
+                                    (None, measured))
     return out
 
 
