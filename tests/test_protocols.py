@@ -120,3 +120,21 @@ def test_evaluate_writes_the_protocols_tables(digits, tmp_path):
     assert "| net | els |" in table and "Analytic Diffusion Studio protocol" in table
     with pytest.raises(ValueError, match="protocols='studi' is not allowed"):
         EvalConfig(protocols=("studi",))
+
+
+def test_wandb_media_logs_the_protocol_tables_as_text_and_pictures_as_images(tmp_path):
+    """An evaluation with --protocols and W&B on used to fail at the very end: protocols.md went to wandb.Image."""
+    import numpy as np
+    import wandb
+    from PIL import Image
+
+    from ablate.evaluation.pipeline import wandb_media
+
+    png = tmp_path / "league.png"
+    Image.fromarray(np.zeros((4, 4, 3), dtype=np.uint8)).save(png)
+    table = tmp_path / "protocols.md"
+    table.write_text("| net | els | <0.5> |\n")
+    media = wandb_media({"league": str(png), "protocols": str(table)})
+    assert isinstance(media["figures/league"], wandb.Image)
+    assert isinstance(media["figures/protocols"], wandb.Html)
+    assert "| net | els | &lt;0.5&gt; |" in media["figures/protocols"].html

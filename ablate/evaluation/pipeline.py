@@ -308,6 +308,22 @@ def league(headline: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def wandb_media(figures: dict[str, str]) -> dict[str, Any]:
+    """W&B media for the evaluation's figures: pictures as images, tables (``protocols.md``) as preformatted
+    text (W&B cannot open a Markdown file as an image)."""
+    import html
+
+    import wandb
+
+    out: dict[str, Any] = {}
+    for key, path in figures.items():
+        if Path(path).suffix.lower() in (".png", ".jpg", ".jpeg", ".gif"):
+            out[f"figures/{key}"] = wandb.Image(path)
+        else:
+            out[f"figures/{key}"] = wandb.Html(f"<pre>{html.escape(Path(path).read_text())}</pre>")
+    return out
+
+
 def log_to_wandb(subject: Subject, config: EvalConfig, out: Path, summary: dict[str, Any]) -> None:
     mode = tracking.resolve_mode(config.wandb_mode)
     if mode == "disabled":
@@ -319,8 +335,7 @@ def log_to_wandb(subject: Subject, config: EvalConfig, out: Path, summary: dict[
                          dir=str(out), mode=mode, config={"eval": to_dict(config), "network": summary["network"]})
         scalars = {f"{m}/{k}": v for m in machine_names() if m in summary for k, v in summary[m].items()
                    if isinstance(v, float)}
-        images = {f"figures/{k}": wandb.Image(v) for k, v in summary["figures"].items()}
-        run.log({**scalars, **images})
+        run.log({**scalars, **wandb_media(summary["figures"])})
         run.summary.update(scalars)
     finally:
         tracking.finish()
