@@ -90,3 +90,18 @@ def test_sampling_with_progress_prints_the_plan_and_the_time_it_took(capsys):
     err = capsys.readouterr().err
     assert "ddim sampling, 2 seeds: planned about" in err
     assert "ddim sampling, 2 seeds: took" in err and "planned" in err
+
+
+def test_a_job_over_budget_only_by_its_key_cache_shrinks_the_cache_and_gives_the_same_samples(monkeypatch):
+    """The key cache is a speed-up: a job that fits without it runs with a smaller cache, not a MemoryError."""
+    images = noise_images(20, 12)
+    free = sample(build_oracle(OracleConfig(patch_size=5, boundary="zeros"), images), range(2), (1, 12, 12), steps=3)
+    o = build_oracle(OracleConfig(patch_size=5, boundary="zeros"), images)
+    est = o.plan([0.2, 0.5, 0.9], 2, budget=2**40)
+    cache = est.parts["key cache"]
+    assert cache > 0
+    monkeypatch.setenv("ABLATE_MEMORY_BUDGET", str(int(est.peak_bytes - cache // 2)))
+    with pytest.warns(UserWarning, match="key cache of this machine goes from"):
+        out = sample(o, range(2), (1, 12, 12), steps=3).samples
+    assert o.config.cache_bytes < OracleConfig().cache_bytes
+    torch.testing.assert_close(out, free.samples, rtol=0, atol=1e-5)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import warnings
 
 import torch
 
@@ -114,12 +115,31 @@ class Oracle:
              what: str = "this job", budget: int | None = None):
         """Estimate a job of one ``batch``-sized call per noise level of ``alpha_bars`` (a sample's steps),
         and refuse it (``MemoryError``, saying what to change) when its memory estimate exceeds ``budget``
-        (default: ``ABLATE_MEMORY_BUDGET``, else what the machine has available). Returns the
+        (default: ``ABLATE_MEMORY_BUDGET``, else what the machine has available). A job over budget only by
+        its key cache runs instead, with this machine's ``cache_bytes`` lowered until it fits (a warning says so). Returns the
         :class:`~ablate.oracle.plan.Estimate`; ``timing=False`` checks memory only (cheap; no seconds)."""
         from ablate.oracle import plan
 
-        est = plan.estimate(self, plan.sample_calls(self, batch, alpha_bars, labels), timing=timing)
-        plan.check_memory(est, budget, what)
+        calls = plan.sample_calls(self, batch, alpha_bars, labels)
+        est = plan.estimate(self, calls, timing=timing)
+        limit = budget if budget is not None else plan.env_budget()
+        limit = limit if limit is not None else plan.available_memory()
+        cache = est.parts.get("key cache", 0)
+        if limit is not None and est.peak_bytes > limit and est.peak_bytes - cache < limit:
+            # the key cache is a speed-up, not a need: shrink it until the job fits (sets that do not fit are
+            # streamed: slower, the same answer)
+            before = self.config.cache_bytes
+            room = max(min(cache, before) - (est.peak_bytes - limit), 0)
+            for _ in range(12):
+                self.config = dataclasses.replace(self.config, cache_bytes=int(room))
+                self.engine.config = self.config
+                est = plan.estimate(self, calls, timing=timing)
+                if est.peak_bytes <= limit or room == 0:
+                    break
+                room //= 2
+            warnings.warn(f"{what}: {limit / 2**30:.2f} GiB is available, so the key cache of this machine goes from "
+                          f"{before / 2**30:.2f} to {room / 2**30:.2f} GiB (slower, the same answer)", stacklevel=2)
+        plan.check_memory(est, limit, what)
         return est
 
     # ------------------------------------------------------------------ interface
