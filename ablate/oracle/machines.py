@@ -116,19 +116,19 @@ class Oracle:
         """Estimate a job of one ``batch``-sized call per noise level of ``alpha_bars`` (a sample's steps),
         and refuse it (``MemoryError``, saying what to change) when its memory estimate exceeds ``budget``
         (default: ``ABLATE_MEMORY_BUDGET``, else what the machine has available). A job over budget only by
-        its key cache runs instead, with this machine's ``cache_bytes`` lowered until it fits (a warning says so). Returns the
-        :class:`~ablate.oracle.plan.Estimate`; ``timing=False`` checks memory only (cheap; no seconds)."""
+        its key cache runs instead, with this machine's ``cache_bytes`` lowered until it fits (a warning says
+        so). Returns the :class:`~ablate.oracle.plan.Estimate`; ``timing=False`` checks memory only (cheap; no
+        seconds)."""
         from ablate.oracle import plan
 
         calls = plan.sample_calls(self, batch, alpha_bars, labels)
         est = plan.estimate(self, calls, timing=timing)
-        limit = budget if budget is not None else plan.env_budget()
-        limit = limit if limit is not None else plan.available_memory()
+        limit = plan.memory_budget(budget)
         cache = est.parts.get("key cache", 0)
+        before = self.config.cache_bytes
         if limit is not None and est.peak_bytes > limit and est.peak_bytes - cache < limit:
             # the key cache is a speed-up, not a need: shrink it until the job fits (sets that do not fit are
             # streamed: slower, the same answer)
-            before = self.config.cache_bytes
             room = max(min(cache, before) - (est.peak_bytes - limit), 0)
             for _ in range(12):
                 self.config = dataclasses.replace(self.config, cache_bytes=int(room))
@@ -137,9 +137,16 @@ class Oracle:
                 if est.peak_bytes <= limit or room == 0:
                     break
                 room //= 2
-            warnings.warn(f"{what}: {limit / 2**30:.2f} GiB is available, so the key cache of this machine goes from "
-                          f"{before / 2**30:.2f} to {room / 2**30:.2f} GiB (slower, the same answer)", stacklevel=2)
-        plan.check_memory(est, limit, what)
+        try:
+            plan.check_memory(est, limit, what)
+        except MemoryError:  # refused: the machine stays as it was
+            self.config = dataclasses.replace(self.config, cache_bytes=before)
+            self.engine.config = self.config
+            raise
+        if self.config.cache_bytes != before:  # it fits now: say what it cost
+            warnings.warn(f"{what}: {limit / 2**30:.2f} GiB is available, so the key cache of this machine goes "
+                          f"from {before / 2**30:.2f} to {self.config.cache_bytes / 2**30:.2f} GiB (slower, the "
+                          "same answer)", stacklevel=2)
         return est
 
     # ------------------------------------------------------------------ interface

@@ -237,14 +237,18 @@ def estimate(oracle, calls: Sequence[tuple[float, int, int | None]], timing: boo
     return Estimate(seconds, images_bytes + cache_peak + peak_extra, logits, len(calls), parts)
 
 
-def check_memory(est: Estimate, budget: int | None = None, what: str = "this job") -> None:
-    """Raise ``MemoryError`` with the estimate's parts and what to change when ``est`` needs more than
-    ``budget`` bytes (default: ``ABLATE_MEMORY_BUDGET`` where set, else :func:`available_memory`; nothing
-    is checked where neither is known)."""
+def memory_budget(budget: int | None = None) -> int | None:
+    """``budget`` where given, else ``ABLATE_MEMORY_BUDGET`` where set, else :func:`available_memory`
+    (None where none is known)."""
     if budget is None:
         budget = env_budget()
-    if budget is None:
-        budget = available_memory()
+    return available_memory() if budget is None else budget
+
+
+def check_memory(est: Estimate, budget: int | None = None, what: str = "this job") -> None:
+    """Raise ``MemoryError`` with the estimate's parts and what to change when ``est`` needs more than
+    ``budget`` bytes (default: :func:`memory_budget`; nothing is checked where none is known)."""
+    budget = memory_budget(budget)
     if budget is None or est.peak_bytes <= budget:
         return
     parts = ", ".join(f"{name} {b / 2**30:.2f} GiB" for name, b in est.parts.items())
