@@ -105,3 +105,43 @@ def test_a_job_over_budget_only_by_its_key_cache_shrinks_the_cache_and_gives_the
         out = sample(o, range(2), (1, 12, 12), steps=3).samples
     assert o.config.cache_bytes < OracleConfig().cache_bytes
     torch.testing.assert_close(out, free.samples, rtol=0, atol=1e-5)
+
+
+def test_release_frees_the_key_cache_shared_by_copies_and_the_answers_do_not_change():
+    images = noise_images(6, 10)
+    o = build_oracle(OracleConfig(patch_size=3, boundary="zeros"), images)
+    five = o.with_patch_size(5)  # shares o's caches
+    x = torch.randn(2, 1, 10, 10, generator=torch.Generator().manual_seed(1))
+    before3, before5 = o.denoise(x, 0.4), five.denoise(x, 0.4)
+    held = o.engine.cache_used[0]
+    assert held > 0 and held == sum(s.nbytes for s in o.engine.keysets.values())
+    assert five.release() == held
+    assert not o.engine.keysets and o.engine.cache_used[0] == 0  # the copy's release freed the original's too
+    assert o.release() == 0
+    torch.testing.assert_close(o.denoise(x, 0.4), before3, rtol=0, atol=0)
+    torch.testing.assert_close(five.denoise(x, 0.4), before5, rtol=0, atol=0)
+
+
+def test_a_league_holds_one_machines_key_cache_at_a_time():
+    """run_agreement releases each machine after its turn: while the second samples, the first holds nothing."""
+    from ablate.evaluation.agreement import run_agreement
+    from ablate.sampling import release
+
+    images = noise_images(6, 10)
+    first = build_oracle(OracleConfig(patch_size=3, boundary="zeros"), images)
+    second = build_oracle(OracleConfig(patch_size=5, boundary="zeros"), images)
+    held_by_first = []
+
+    class Watched:  # the real second oracle, noting what the first holds on each of its calls
+        def denoise(self, x_t, alpha_bar, labels=None):
+            held_by_first.append(first.engine.cache_used[0])
+            return second.denoise(x_t, alpha_bar, labels)
+
+        def release(self):
+            return release(second)
+
+    network = build_oracle(OracleConfig(patch_size=7, boundary="zeros"), images)
+    run_agreement(network, {"first": first, "second": Watched()}, [0, 1], (1, 10, 10), "ddim", steps=3)
+    assert held_by_first and set(held_by_first) == {0}
+    assert second.engine.cache_used[0] == 0 and not second.engine.keysets
+    assert network.engine.cache_used[0] > 0  # the network is not a league machine: run_agreement leaves it be

@@ -79,7 +79,7 @@ def digits():
     return load_dataset("digits", n=30)
 
 
-def test_studio_and_golddiff_known_answers(digits):
+def test_studio_and_golddiff_known_answers(digits, capsys):
     network = build_oracle(OracleConfig(machine="els", patch_size=3), digits.train)
     shape = tuple(digits.train.shape[1:])
     s = studio(network, {"itself": network, "offset": Offset(network, 0.1)}, [0, 1, 2], shape)
@@ -89,7 +89,9 @@ def test_studio_and_golddiff_known_answers(digits):
     # the network on the offset machine's x_t writes the machine's x0_hat minus 0.1 exactly: MSE 0.01 at every step
     assert s["machines"]["offset"]["per_step"]["mse_score_vs_unet_single"] == pytest.approx([0.01] * 10, rel=1e-5)
     assert len(s["timesteps"]) == 10 and s["reference"] == "network"
-    g = golddiff(network, {"itself": network}, shape, samples=6, batch=4)  # two batches, the last one short
+    g = golddiff(network, {"itself": network}, shape, samples=6, batch=4, progress=True)  # 2 batches, 1 short
+    shown = capsys.readouterr().err
+    assert "golddiff protocol: network, batch 1/2" in shown and "golddiff protocol: itself, batch 2/2" in shown
     row = g["machines"]["itself"]
     assert (row["mse_score"], row["l1_score"], row["r2_score"]) == (0.0, 0.0, pytest.approx(1.0))
     assert len(row["r2_list"]) == 10 and row["time_per_step_s"] > 0 and row["peak_memory_mib"] >= 0

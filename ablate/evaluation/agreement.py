@@ -16,7 +16,7 @@ import torch
 from scipy.stats import bootstrap
 
 from ablate.metrics import ELSAgreement, pairwise_agreement
-from ablate.sampling import Denoiser, SampleResult, Schedule, sample
+from ablate.sampling import Denoiser, SampleResult, Schedule, release, sample
 
 
 def median_ci(values: torch.Tensor, seed: int = 0) -> tuple[float, float]:
@@ -106,4 +106,5 @@ def run_agreement(network: Denoiser, machines: Mapping[str, Denoiser], seeds: Se
                 fig = pairwise_agreement(network.denoise(x, ab, labels).cpu(), own.x0_hats[i].cpu())
                 for key in ("r2", "R2", "mse"):
                     steps_more[name][f"{key}_machine_trajectory"].append(float(fig[key].median()))
+        release(machine)  # the machines run one after another: hold one machine's key cache at a time
     return SamplerAgreement(sampler, samples, metrics, steps_r2, [float(a) for a in net.alpha_bars], steps_more)

@@ -18,7 +18,7 @@ from typing import Sequence
 import torch
 
 from ablate.oracle import Oracle, PatchSchedule
-from ablate.sampling import Denoiser, Schedule, sample
+from ablate.sampling import Denoiser, Schedule, release, sample
 from ablate.sampling.plans import announce_plan, report_plan
 
 
@@ -138,5 +138,9 @@ class PerLevel:
             lab = None if labels is None else torch.as_tensor(labels).expand(len(x_t))[sel]
             out[sel] = self.variants[self.values[i]].denoise(x_t[sel], ab[sel], lab).to(x_t.dtype)
         return out
+
+    def release(self) -> int:
+        """Free every variant's caches (:func:`release`); the bytes freed."""
+        return sum(release(v) for v in self.variants.values())
 
     __call__ = denoise

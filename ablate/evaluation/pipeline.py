@@ -34,7 +34,7 @@ from ablate.evaluation.plots import comparison_grid, per_step_plot, r2_scatter
 from ablate.evaluation.protocols import PROTOCOLS, run_protocols
 from ablate.viz import save_grid
 from ablate.oracle import MACHINES, OracleConfig, build_oracle, machine_names, nearest_odd, theory
-from ablate.sampling import Denoiser, Schedule, sampler_name
+from ablate.sampling import Denoiser, Schedule, release, sampler_name
 
 BANDS = ("high noise", "middle", "low noise")  # the league's noise bands: thirds of the denoiser calls
 
@@ -214,6 +214,7 @@ def evaluate(subject: Subject, config: EvalConfig, out_dir: str | Path, calibrat
         timings[f"calibrate_{name}"] = time.perf_counter() - start
         calibrations[name] = cal
         machines[name] = PerLevel(variants, cal.alpha_bars, cal.ks) if pca else base.with_patch_size(cal.schedule())
+        release(base)  # the calibration's key sets (every candidate's): the league holds one machine's at a time
         say(f"  {scale if pca else 'k'} per step (high noise first): {list(cal.ks)}", flush=True)
 
     results: dict[str, SamplerAgreement] = {}
@@ -230,7 +231,7 @@ def evaluate(subject: Subject, config: EvalConfig, out_dir: str | Path, calibrat
         start = time.perf_counter()
         say(f"protocols {', '.join(config.protocols)}: network and {', '.join(machines)} ...", flush=True)
         summary["protocols"] = run_protocols(config.protocols, subject.network, machines, seeds, shape, out,
-                                             subject.name, subject.num_classes, train.device)
+                                             subject.name, subject.num_classes, train.device, config.progress)
         summary["figures"]["protocols"] = str(out / "protocols.md")
         summary["seconds"]["protocols"] = time.perf_counter() - start
     path = out / "agreement.json"

@@ -26,7 +26,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 from ablate.metrics.field import field_l1, field_mse, field_r2, to_unit
-from ablate.sampling import Denoiser
+from ablate.sampling import Denoiser, release
 from ablate.sampling.field import STEPS, field_ddim
 
 PROTOCOLS = ("studio", "golddiff")
@@ -88,14 +88,17 @@ def peak_memory(fn: Callable[[], Any], device: str | torch.device = "cpu") -> tu
 
 
 def studio(network: Denoiser, machines: Mapping[str, Denoiser], seeds: Sequence[int], shape: tuple[int, ...],
-           labels: torch.Tensor | None = None, device: str | torch.device = "cpu") -> dict[str, Any]:
-    """The Studio's per-step comparison of every machine with the network (module docstring)."""
+           labels: torch.Tensor | None = None, device: str | torch.device = "cpu",
+           progress: bool = False) -> dict[str, Any]:
+    """The Studio's per-step comparison of every machine with the network (module docstring). progress: a bar
+    per model over its steps."""
     kw = dict(labels=labels, device=device)
-    net = field_ddim(network, seeds, shape, STEPS, **kw)
+    bar = (lambda name: f"studio protocol: {name}") if progress else (lambda name: None)
+    net = field_ddim(network, seeds, shape, STEPS, progress=bar("network"), **kw)
     out: dict[str, Any] = {"protocol": "studio", "steps": STEPS, "betas": [1e-4, 0.02], "samples": len(seeds),
                            "timesteps": net.timesteps, "reference": "network", "machines": {}}
     for name, machine in machines.items():
-        own = field_ddim(machine, seeds, shape, STEPS, **kw)
+        own = field_ddim(machine, seeds, shape, STEPS, progress=bar(name), **kw)
         rows = {"r2_score_vs_unet": [], "mse_score_vs_unet": [], "r2_score_vs_unet_single": [],
                 "mse_score_vs_unet_single": []}
         for i in range(len(net.timesteps)):
@@ -106,34 +109,39 @@ def studio(network: Denoiser, machines: Mapping[str, Denoiser], seeds: Sequence[
             rows["r2_score_vs_unet_single"].append(field_r2(own.x0_hats[i], single))
             rows["mse_score_vs_unet_single"].append(field_mse(own.x0_hats[i], single))
         out["machines"][name] = {**{f"{k}_final": v[-1] for k, v in rows.items()}, "per_step": rows}
+        release(machine)  # one machine's cache at a time
     return out
 
 
 def golddiff(network: Denoiser, machines: Mapping[str, Denoiser], shape: tuple[int, ...], seed_offset: int = 0,
              samples: int = GOLDDIFF_SAMPLES, batch: int = GOLDDIFF_BATCH, labels: torch.Tensor | None = None,
-             device: str | torch.device = "cpu") -> dict[str, Any]:
-    """GoldDiff's table for every machine and the network itself (module docstring). ``labels``: one per sample."""
+             device: str | torch.device = "cpu", progress: bool = False) -> dict[str, Any]:
+    """GoldDiff's table for every machine and the network itself (module docstring). ``labels``: one per sample.
+    progress: a bar per model and batch over its steps."""
     seeds = list(range(seed_offset, seed_offset + samples))
     batches = [seeds[i:i + batch] for i in range(0, samples, batch)]
 
-    def run(model: Denoiser):
+    def run(model: Denoiser, name: str):
         def draw():
             trajectories = []
             for j, b in enumerate(batches):
                 lab = None if labels is None else labels[j * batch:j * batch + len(b)]
-                trajectories.append(field_ddim(model, b, shape, STEPS, labels=lab, device=device))
+                bar = f"golddiff protocol: {name}, batch {j + 1}/{len(batches)}" if progress else None
+                trajectories.append(field_ddim(model, b, shape, STEPS, labels=lab, device=device, progress=bar))
             return trajectories
+        release(model)  # a cold start: the peak includes building its caches, as a run of it alone would
         start = time.perf_counter()
         trajectories, mib = peak_memory(draw, device)
         seconds = time.perf_counter() - start
         return (torch.cat([t.samples.cpu() for t in trajectories]), torch.cat([t.x0_hats.cpu() for t in trajectories], 1),
                 {"time_per_step_s": seconds / (len(batches) * STEPS), "sampling_s": seconds, "peak_memory_mib": mib})
 
-    net_final, net_steps, net_cost = run(network)
+    net_final, net_steps, net_cost = run(network, "network")
     out: dict[str, Any] = {"protocol": "golddiff", "steps": STEPS, "samples": samples, "batch": batch,
                            "seed_offset": seed_offset, "device": str(device), "network": net_cost, "machines": {}}
     for name, machine in machines.items():
-        final, steps, cost = run(machine)
+        final, steps, cost = run(machine, name)
+        release(machine)
         out["machines"][name] = {
             **cost, "mse_score": field_mse(to_unit(final), to_unit(net_final)),
             "l1_score": field_l1(to_unit(final), to_unit(net_final)),
@@ -174,16 +182,18 @@ def tables(results: Mapping[str, dict[str, Any]], network: str) -> str:
 
 def run_protocols(names: Sequence[str], network: Denoiser, machines: Mapping[str, Denoiser], seeds: Sequence[int],
                   shape: tuple[int, ...], out: Path, network_name: str, num_classes: int | None = None,
-                  device: str | torch.device = "cpu") -> dict[str, Any]:
-    """Run the asked protocols; write ``protocols.json``'s content (returned) and ``protocols.md`` into ``out``."""
+                  device: str | torch.device = "cpu", progress: bool = False) -> dict[str, Any]:
+    """Run the asked protocols; write ``protocols.json``'s content (returned) and ``protocols.md`` into ``out``.
+    progress: a bar per model (and batch) over its steps."""
     results: dict[str, Any] = {}
     for name in names:
         if name == "studio":
             labels = torch.tensor(list(seeds)) % num_classes if num_classes else None
-            results[name] = studio(network, machines, seeds, shape, labels, device)
+            results[name] = studio(network, machines, seeds, shape, labels, device, progress)
         elif name == "golddiff":
             labels = torch.arange(GOLDDIFF_SAMPLES) % num_classes if num_classes else None
-            results[name] = golddiff(network, machines, shape, seeds[0], labels=labels, device=device)
+            results[name] = golddiff(network, machines, shape, seeds[0], labels=labels, device=device,
+                                     progress=progress)
         else:
             raise ValueError(f"protocol {name!r}; allowed: {', '.join(PROTOCOLS)}")
     (Path(out) / "protocols.md").write_text(tables(results, network_name))

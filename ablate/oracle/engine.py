@@ -61,6 +61,16 @@ class Engine:
             return self.config.chunk_bytes
         return CPU_TILE_BYTES if self.device.type == "cpu" else DEVICE_TILE_BYTES
 
+    def release(self) -> int:
+        """Drop the cached key sets and the padded copy (shared with every ``with_config`` copy), the bulk of
+        an oracle's memory beyond its training set; they are rebuilt on the next call. Returns the bytes of
+        key sets dropped. Small caches (pixel groups, statistics, masks) stay."""
+        freed = self.cache_used[0]
+        self.keysets.clear()
+        self.cache_used[0] = 0
+        self.pad_cache[:] = [None, None]
+        return freed
+
     def cached(self, key: Hashable, build: Callable[[], Any]) -> Any:
         """A theory's value kept between calls (e.g. the statistics of a training set): ``build()`` once per
         ``key`` (name the theory and what the value depends on in the key)."""

@@ -100,6 +100,12 @@ class Oracle:
         other.engine = self.engine.with_config(config)  # shallow: the caches are shared
         return other
 
+    def release(self) -> int:
+        """Free the key cache this machine shares with its ``with_knobs`` copies (:meth:`Engine.release`):
+        a league runs its machines one after another, so each holds its cache only while it runs. The
+        answers do not change; the next call rebuilds what it needs. Returns the bytes freed."""
+        return self.engine.release()
+
     @property
     def chunk_bytes(self) -> int:
         """The tile size in use (:attr:`Engine.chunk_bytes`)."""

@@ -51,8 +51,9 @@ def field_scheduler(steps: int = STEPS, betas: tuple[float, float] = BETAS, clip
 @torch.no_grad()
 def field_ddim(denoiser: Denoiser, seeds: Sequence[int], shape: tuple[int, ...], steps: int = STEPS,
                betas: tuple[float, float] = BETAS, clip_sample: bool = True, labels: torch.Tensor | None = None,
-               device: str | torch.device = "cpu") -> FieldTrajectory:
-    """Sample ``denoiser`` from ``seeds`` through their DDIM loop (the module's docstring); float32 as theirs."""
+               device: str | torch.device = "cpu", progress: str | None = None) -> FieldTrajectory:
+    """Sample ``denoiser`` from ``seeds`` through their DDIM loop (the module's docstring); float32 as theirs.
+    progress: a label for a progress bar over the steps (None: silent)."""
     if steps < 1:
         raise ValueError(f"steps={steps} must be >= 1")
     scheduler = field_scheduler(steps, betas, clip_sample)
@@ -60,7 +61,11 @@ def field_ddim(denoiser: Denoiser, seeds: Sequence[int], shape: tuple[int, ...],
     x = seed_noise(seeds, shape, 1)[0].to(device, torch.float32) * float(scheduler.init_noise_sigma)
     B = len(seeds)
     xs, x0s, abs_, ts = [], [], [], []
-    for t in scheduler.timesteps:
+    loop = scheduler.timesteps
+    if progress is not None:
+        from tqdm.auto import tqdm
+        loop = tqdm(loop, desc=progress, unit="step", leave=False)
+    for t in loop:
         ab = float(ac[int(t)])
         x0_hat = denoiser.denoise(x, torch.full((B,), ab, dtype=torch.float64, device=device), labels).float()
         eps = (x - ab ** 0.5 * x0_hat) / (1.0 - ab + 1e-8) ** 0.5

@@ -25,11 +25,20 @@ class Denoiser(Protocol):
     """Noisy image + noise level -> estimate of the clean image.
 
     x_t ``[B, C, H, W]``; alpha_bar ``[B]`` in (0, 1); labels ``[B]`` or None.
-    Returns x0_hat ``[B, C, H, W]``.
+    Returns x0_hat ``[B, C, H, W]``. Optional: ``release() -> int``, free what it caches between calls
+    (:func:`release`).
     """
 
     def denoise(self, x_t: torch.Tensor, alpha_bar: torch.Tensor,
                 labels: torch.Tensor | None = None) -> torch.Tensor: ...
+
+
+def release(denoiser) -> int:
+    """Free what a denoiser caches between calls, where it has a ``release()`` (the oracle's key sets; a
+    network has nothing to free): a league calls it after each machine's turn, so a process holds one
+    machine's cache at a time instead of one per machine. Returns the bytes freed (0: nothing)."""
+    free = getattr(denoiser, "release", None)
+    return int(free()) if callable(free) else 0
 
 
 def per_item(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
