@@ -14,7 +14,8 @@ score an analytic model against a trained network, so that ablate's rows can be 
 
 Peak memory: on CUDA ``torch.cuda.max_memory_allocated`` during the sampling; on the CPU the peak resident set
 size above its level before (read from ``/proc/self/statm`` every 2 ms, with glibc told to return freed large
-buffers to the system so that reused memory shows): what the sampling added, not the process's total.
+buffers to the system so that reused memory shows): what the sampling added, not the process's total. Each
+model starts cold (its caches released), so its peak includes building them, as a run of it alone would.
 """
 from __future__ import annotations
 
