@@ -360,3 +360,18 @@ def test_fused_kernel_cache_key_follows_what_makes_the_binary_differ(monkeypatch
     monkeypatch.undo()
     monkeypatch.setattr(fused, "CFLAGS", fused.CFLAGS + ["-O2"])
     assert fused.build_tag() != tag
+
+
+@pytest.mark.parametrize("boundary", ["zeros", "circular"])
+def test_ls_box_sums_equal_the_patch_path_over_several_chunks(mnist14, boundary):
+    """LS reads its logits off integral images (Engine.local_box); the patch path cuts every patch. Same
+    answer in float64 for square and rectangular extents, with tiles that split the 300 images (about 50 a tile)."""
+    o = build_oracle(OracleConfig(machine="ls", patch_size=3, boundary=boundary, dtype="float64",
+                                  chunk_bytes=2**16), mnist14.train)
+    x = torch.randn(3, 1, 14, 14, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    a = torch.tensor([0.95, 0.7, 0.3], dtype=torch.float64)
+    b2 = 1 - a * a
+    for k in ((5, 5), (3, 7), (1, 1)):
+        fast = o.engine.local_box(x, a, b2, k, o.images)
+        patches = o.engine.position_aware(x, a, b2, k, o.images, local_only=True)
+        assert torch.allclose(fast, patches, atol=1e-12, rtol=0)

@@ -27,6 +27,14 @@ PRUNE_MAX_B2 = 0.1  # above this noise level the bounds almost never skip a clus
 LEVEL_CACHE = 64  # per-level entries (a mask or patch shape per noise level and class) kept; a sampler visits ~20
 
 
+def box_sums(t: torch.Tensor, kh: int, kw: int) -> torch.Tensor:
+    """The sums of ``t [..., Hp, Wp]`` over every ``kh x kw`` window (stride 1, no padding):
+    ``[..., Hp - kh + 1, Wp - kw + 1]`` in ``t``'s dtype, read off float64 integral images (rounding ~1e-16
+    of the image's total, whatever the window)."""
+    c = torch.nn.functional.pad(t.double().cumsum(-2).cumsum(-1), (1, 0, 1, 0))
+    return (c[..., kh:, kw:] - c[..., :-kh, kw:] - c[..., kh:, :-kw] + c[..., :-kh, :-kw]).to(t.dtype)
+
+
 class Engine:
     """The training set ``images [N, C, H, W]`` (already on ``device`` in ``dtype``; signals as ``H = 1``), the
     config whose boundary and knobs the patch machines follow, and the caches."""
@@ -101,6 +109,8 @@ class Engine:
         (:func:`ablate.oracle.patches.shape_columns`): LS (``local_only``: each pixel sees its own position's
         patches only), or ELS with this config's boundary and partial-equivariance knobs."""
         cfg = self.config
+        if local_only and cols is None:
+            return self.local_box(x, a, b2, k, images)
         if local_only or cfg.shift_radius is not None or cfg.position_bandwidth is not None:
             return self.position_aware(x, a, b2, k, images, local_only, cols)
         return self.shared_keys(x, a, b2, k, images, label, cols)
@@ -229,6 +239,28 @@ class Engine:
         if self.pad_cache[0] != (k, label):
             self.pad_cache[:] = [(k, label), pad(images, half(k), self.config.boundary)]
         return self.pad_cache[1]
+
+    def local_box(self, x, a, b2, k, images):
+        """LS over square or rectangular patches by box sums, without cutting a patch: pixel ``p``'s logit
+        for image ``z`` is ``s1 <x_P, z_P> - s2 |z_P|^2`` over its patch ``P``, and both are sums over ``P``
+        of per-pixel maps (``sum_c x z`` and ``sum_c z^2``, padded as the patches are), read off integral
+        images. The cost per image is a few passes over the image whatever ``k`` (the patch path cuts
+        ``N H W`` patches of ``k^2`` numbers on every call); the same answer (tests: the brute force)."""
+        B, C, H, W = x.shape
+        HW, (kh, kw), d = H * W, k, half(k)
+        s1, s2 = (a / b2)[None, :, None], (a * a / (2 * b2))[None, :, None]
+        state = StreamingSoftmax((HW, B), C, self.dtype, self.device)
+        padded_pixels = (H + kh - 1) * (W + kw - 1)
+        step = max(1, 16 * self.chunk_bytes // (8 * (B + 1) * padded_pixels * max(C, 2)))
+        for s in range(0, len(images), step):
+            z = images[s:s + step]  # [n, C, H, W]
+            n = len(z)
+            cross = (x[:, None] * z[None]).sum(2).reshape(B * n, 1, H, W)  # sum_c x z, per (query, image)
+            dot = box_sums(pad(cross, d, self.config.boundary), kh, kw).reshape(B, n, HW)
+            sq = box_sums(pad((z * z).sum(1, keepdim=True), d, self.config.boundary), kh, kw).reshape(n, HW)
+            logits = s1 * dot.permute(2, 0, 1) - s2 * sq.T[:, None, :]  # [HW, B, n]
+            state.add(logits, z.reshape(n, C, HW).permute(2, 0, 1))  # values: z at the pixel, [HW, n, C]
+        return state.result().permute(1, 2, 0).reshape(B, C, H, W)
 
     def position_aware(self, x, a, b2, k, images, local_only, cols=None):
         """LS and ELS with knobs: pixel p sees the keys at its own positions p' (one batched GEMM
