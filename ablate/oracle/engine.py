@@ -251,6 +251,8 @@ class Engine:
         s1, s2 = (a / b2)[None, :, None], (a * a / (2 * b2))[None, :, None]
         state = StreamingSoftmax((HW, B), C, self.dtype, self.device)
         padded_pixels = (H + kh - 1) * (W + kw - 1)
+        # images per tile: about (B + 1) padded float64 maps per image (the B cross maps and z^2, with their
+        # integral images), times max(C, 2) for the product before its channel sum
         step = max(1, 16 * self.chunk_bytes // (8 * (B + 1) * padded_pixels * max(C, 2)))
         for s in range(0, len(images), step):
             z = images[s:s + step]  # [n, C, H, W]

@@ -137,8 +137,7 @@ class Oracle:
             # streamed: slower, the same answer)
             room = max(min(cache, before) - (est.peak_bytes - limit), 0)
             for _ in range(12):
-                self.config = dataclasses.replace(self.config, cache_bytes=int(room))
-                self.engine.config = self.config
+                self._set_cache_bytes(int(room))
                 est = plan.estimate(self, calls, timing=timing)
                 if est.peak_bytes <= limit or room == 0:
                     break
@@ -146,14 +145,18 @@ class Oracle:
         try:
             plan.check_memory(est, limit, what)
         except MemoryError:  # refused: the machine stays as it was
-            self.config = dataclasses.replace(self.config, cache_bytes=before)
-            self.engine.config = self.config
+            self._set_cache_bytes(before)
             raise
         if self.config.cache_bytes != before:  # it fits now: say what it cost
             warnings.warn(f"{what}: {limit / 2**30:.2f} GiB is available, so the key cache of this machine goes "
                           f"from {before / 2**30:.2f} to {self.config.cache_bytes / 2**30:.2f} GiB (slower, the "
                           "same answer)", stacklevel=2)
         return est
+
+    def _set_cache_bytes(self, cache_bytes: int) -> None:
+        """This machine's key-cache budget, in its config and its engine's (a ``with_knobs`` copy keeps its own)."""
+        self.config = dataclasses.replace(self.config, cache_bytes=cache_bytes)
+        self.engine.config = self.config
 
     # ------------------------------------------------------------------ interface
     def denoise(self, x_t: torch.Tensor, alpha_bar: float | torch.Tensor,
